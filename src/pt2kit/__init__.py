@@ -1,0 +1,75 @@
+"""pt2kit: ahead-of-time deployment of PyTorch models.
+
+target -> export -> diagnose -> fix -> dynamic shapes -> .pt2 -> AOTInductor -> verify -> bench -> run
+
+    >>> import pt2kit
+    >>> target = pt2kit.load_target("model.py:model")
+    >>> result = pt2kit.export_program(target, "model.pt2", dynamic="x:0=batch[1,64]")
+    >>> model = pt2kit.load("model.pt2")
+"""
+
+__version__ = "0.1.0"
+
+# Names resolve lazily (PEP 562) so `import pt2kit` and `pt2kit --help` do not import torch.
+_EXPORTS = {
+    "Attempt": "pt2kit.capture", "Capture": "pt2kit.capture", "CaptureMode": "pt2kit.capture",
+    "SourceLocation": "pt2kit.capture", "capture": "pt2kit.capture",
+    "ArtifactError": "pt2kit.errors", "ExportFailed": "pt2kit.errors", "InputMismatchError": "pt2kit.errors",
+    "InputSpecError": "pt2kit.errors", "Pt2kitError": "pt2kit.errors", "TargetError": "pt2kit.errors",
+    "TensorFileError": "pt2kit.errors", "UsageError": "pt2kit.errors",
+    "InputSpec": "pt2kit.inputs", "parse_input": "pt2kit.inputs",
+    "Inspection": "pt2kit.inspection", "inspect_artifact": "pt2kit.inspection",
+    "DimRange": "pt2kit.manifest", "LeafSpec": "pt2kit.manifest", "Manifest": "pt2kit.manifest",
+    "ExportResult": "pt2kit.program", "export_program": "pt2kit.program",
+    "Artifact": "pt2kit.runtime", "load": "pt2kit.runtime",
+    "DimEntry": "pt2kit.shapes", "DynamicSpec": "pt2kit.shapes", "parse_dynamic": "pt2kit.shapes",
+    "Target": "pt2kit.target", "load_target": "pt2kit.target",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pt2kit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
+
+__all__ = [
+    "Artifact",
+    "ArtifactError",
+    "Attempt",
+    "Capture",
+    "CaptureMode",
+    "DimEntry",
+    "DimRange",
+    "DynamicSpec",
+    "ExportFailed",
+    "ExportResult",
+    "InputMismatchError",
+    "InputSpec",
+    "InputSpecError",
+    "Inspection",
+    "LeafSpec",
+    "Manifest",
+    "Pt2kitError",
+    "SourceLocation",
+    "Target",
+    "TargetError",
+    "TensorFileError",
+    "UsageError",
+    "__version__",
+    "capture",
+    "export_program",
+    "inspect_artifact",
+    "load",
+    "load_target",
+    "parse_dynamic",
+    "parse_input",
+]

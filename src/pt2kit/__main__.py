@@ -1,0 +1,3 @@
+from pt2kit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""The `pt2kit` command line: a thin layer over the library.
+
+Each subcommand lives in its own module in this package and defines `add_arguments(parser)`
+and `run(args) -> int`. Modules import torch only inside `run`, so `--help` is instant.
+Errors pt2kit raises on purpose become one line on stderr and their exit code:
+0 success, 1 the model could not be exported (or checks failed), 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# (subcommand, module, one-line help), in pipeline order
+COMMANDS: list[tuple[str, str, str]] = [
+    ("export", "pt2kit.cli.export_cmd", "capture a model with torch.export and write a .pt2 program with a manifest"),
+    ("inspect", "pt2kit.cli.inspect_cmd", "describe a .pt2: inputs, outputs, dynamic dims, weights, operators"),
+    ("run", "pt2kit.cli.run_cmd", "run a .pt2 on inputs, without the model's source code"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pt2kit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="pt2kit",
+        description="Ahead-of-time deployment of PyTorch models: export, diagnose, fix, compile, verify, benchmark.",
+        epilog="Exit codes: 0 success, 1 the model could not be exported or a check failed, 2 bad usage or input.",
+    )
+    parser.add_argument("--version", action="version", version=f"pt2kit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        module.add_arguments(p)
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `pt2kit` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from pt2kit import progress
+    from pt2kit.errors import Pt2kitError
+
+    progress.set_quiet(args.quiet)
+    try:
+        return args._run(args)
+    except Pt2kitError as exc:
+        print(f"error: {' '.join(str(exc).split()) if exc.exit_code == 2 else str(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # `pt2kit ... | head` closed stdout early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in pt2kit or torch: one line, the traceback only on request
+        if os.environ.get("PT2KIT_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: unexpected {type(exc).__name__}: {first} (set PT2KIT_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 1

@@ -1,0 +1,124 @@
+"""Find the silent failure: a Python branch on a shape that export decided once and baked in.
+
+`torch.export` with static shapes evaluates `if x.shape[0] > 5:` on the example and keeps
+one side, saying nothing. To see such decisions, pt2kit re-traces the model non-strictly
+with every dim marked `Dim.AUTO` and records the shape guards torch adds from user code:
+each one is a Python decision that depended on an input size.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import torch
+
+from pt2kit.capture import SourceLocation, is_user_file, quiet_torch_logs
+from pt2kit.shapes import _auto_for
+
+_GUARD_LOGGER = "torch.fx.experimental.symbolic_shapes"
+
+
+@dataclass(frozen=True)
+class Specialization:
+    """A decision on input sizes made in Python at export time.
+
+    Attributes:
+        condition: the condition in terms of inputs, e.g. `x.shape[0] > 5`.
+        location: the user's line that made it.
+        sizes: the example sizes it was decided with, e.g. `{"x.shape[0]": 10}`.
+    """
+
+    condition: str
+    location: SourceLocation
+    sizes: dict[str, int]
+
+    def __str__(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
+        return (
+            f"{self.location}: `{self.location.code}` depends on input sizes and was decided once, at export, "
+            f"with {sizes} (`{self.condition}`); the program keeps only that side of the branch"
+        )
+
+    def to_json(self) -> dict:
+        return {"condition": self.condition, "location": self.location.to_json(), "sizes": self.sizes}
+
+
+class _GuardRecorder(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.guards: list[tuple[str, object]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "[guard added]" in str(record.msg) and len(record.args) >= 3:
+            self.guards.append((str(record.args[1]), record.args[2]))
+
+
+def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, param_names: list[str]) -> list[Specialization]:
+    """Re-trace with every dim dynamic and return the user-code decisions that depended on sizes.
+
+    Best effort: returns [] when the re-trace itself fails (the real export already succeeded).
+    """
+    bound = dict(zip(param_names, args))
+    bound.update(kwargs)
+    dynamic_shapes = {name: _auto_for(v) for name, v in bound.items()}
+    recorder = _GuardRecorder()
+    logger = logging.getLogger(_GUARD_LOGGER)
+    try:
+        with quiet_torch_logs():
+            logger.setLevel(logging.INFO)
+            saved = (logger.handlers, logger.propagate)
+            logger.handlers, logger.propagate = [recorder], False  # record guards, print nothing
+            try:
+                ep = torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
+            finally:
+                logger.handlers, logger.propagate = saved
+    except Exception:
+        return []
+    sources = _symbol_sources(ep, param_names)
+    found: dict[tuple, Specialization] = {}
+    for expr, sloc in recorder.guards:
+        location = _user_location(sloc)
+        if location is None:
+            continue
+        symbols = re.findall(r"\bs\d+\b", expr)
+        if not symbols or not all(s in sources for s in symbols):
+            continue
+        condition = re.sub(r"\bs\d+\b", lambda m: sources[m.group()][0], expr)
+        sizes = {sources[s][0]: sources[s][1] for s in dict.fromkeys(symbols)}
+        found.setdefault((location.file, location.line), Specialization(condition, location, sizes))
+    return list(found.values())
+
+
+def _symbol_sources(ep: torch.export.ExportedProgram, param_names: list[str]) -> dict[str, tuple[str, int]]:
+    """symbol -> (`x.shape[0]`, example size) for every input dim the re-trace made symbolic."""
+    from torch.utils import _pytree as pytree
+
+    from pt2kit.manifest import leaf_name
+
+    example_args, example_kwargs = ep.example_inputs
+    flat = pytree.tree_flatten_with_path((example_args, example_kwargs))[0]
+    placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    sources: dict[str, tuple[str, int]] = {}
+    for (path, example), node_name in zip(flat, ep.graph_signature.user_inputs):
+        node = placeholders.get(node_name) if isinstance(node_name, str) else None
+        val = node.meta.get("val") if node is not None else None
+        if not isinstance(val, torch.Tensor) or not isinstance(example, torch.Tensor):
+            continue
+        name = leaf_name(path, param_names)
+        for d, size in enumerate(val.shape):
+            if hasattr(size, "node") and str(size.node.expr).isidentifier():
+                sources.setdefault(str(size.node.expr), (f"{name}.shape[{d}]", int(example.shape[d])))
+    return sources
+
+
+def _user_location(sloc) -> SourceLocation | None:
+    frame = getattr(sloc, "framework_loc", None)
+    filename = getattr(frame, "filename", None)
+    if filename and is_user_file(filename):
+        return SourceLocation(filename, frame.lineno or 0, frame.name, (frame.line or "").strip())
+    return None
+
+
+__all__ = ["Specialization", "find_specializations"]

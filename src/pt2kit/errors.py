@@ -1,0 +1,59 @@
+"""The pt2kit exception tree.
+
+Every error pt2kit raises on purpose is a ``Pt2kitError``; each also subclasses the
+nearest builtin so callers that catch ``ValueError`` or ``RuntimeError`` keep working.
+The CLI turns each into one line on stderr and the exit code below.
+
+    Pt2kitError                      (exit_code 1)
+    ├── UsageError(ValueError)       (exit_code 2)  bad input: fix the command line or the file
+    │   ├── TargetError              `file.py:NAME` cannot be resolved to a module
+    │   ├── InputSpecError           a malformed `--input` or `--dynamic` spec
+    │   ├── TensorFileError          a tensor file that cannot be read
+    │   ├── ArtifactError            a `.pt2` that is missing, corrupt or not pt2kit's
+    │   └── InputMismatchError       a tensor of the wrong rank, dtype or size at run time
+    └── ExportFailed(RuntimeError)   (exit_code 1)  the model could not be captured
+
+Messages follow one shape: what failed, the offending name in backticks, and the fix.
+"""
+
+from __future__ import annotations
+
+
+class Pt2kitError(Exception):
+    """Base of every error pt2kit raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(Pt2kitError, ValueError):
+    """The command line, a file or an input is wrong; the user can fix it."""
+
+    exit_code = 2
+
+
+class TargetError(UsageError):
+    """`TARGET` does not name a module pt2kit can build."""
+
+
+class InputSpecError(UsageError):
+    """A `--input` or `--dynamic` spec does not parse or does not fit the model."""
+
+
+class TensorFileError(UsageError):
+    """A `.pt`, `.npy` or `.safetensors` file cannot be read as tensors."""
+
+
+class ArtifactError(UsageError):
+    """A `.pt2` file is missing, truncated, corrupt, or not loadable here."""
+
+
+class InputMismatchError(UsageError):
+    """A run-time input does not match the contract recorded in the manifest."""
+
+
+class ExportFailed(Pt2kitError, RuntimeError):
+    """`torch.export` could not capture the model; `.capture` holds every attempt."""
+
+    def __init__(self, message: str, capture=None):
+        super().__init__(message)
+        self.capture = capture

@@ -1,0 +1,90 @@
+"""`pt2kit inspect`: what an artifact takes and returns, what it holds, and what it computes."""
+
+from __future__ import annotations
+
+import collections
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pt2kit.manifest import Manifest
+from pt2kit.package import ArtifactKind, artifact_kind, load_program, read_manifest
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """The description of one artifact. `ops` maps operator name -> count (programs only)."""
+
+    path: Path
+    kind: ArtifactKind
+    size_bytes: int
+    manifest: Manifest | None
+    signature: str = ""
+    ops: dict[str, int] = field(default_factory=dict)
+    graph: str | None = None
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}  ({self.kind.value}, {self.size_bytes / 1e6:.2f} MB)"]
+        if self.signature:
+            lines.append(f"signature: {self.signature}")
+        m = self.manifest
+        if m is None:
+            lines.append("manifest: none (not written by pt2kit; inputs are not checked at run time)")
+        else:
+            lines += [f"input   {leaf.describe()}" for leaf in m.inputs]
+            lines += [f"output  {leaf.describe()}" for leaf in m.outputs]
+            lines += [f"dim     {d.describe()}" for d in m.dims] or ["dims    all static"]
+            lines.append(f"weights {m.parameter_count:,} elements, {m.parameter_bytes / 1e6:.2f} MB, sha256 {m.weights_sha256[:16]}...")
+            lines.append(f"built   torch {m.torch_version}, pt2kit {m.pt2kit_version}, capture {m.capture_mode}, {m.created}")
+            if m.target:
+                lines.append(f"target  {m.target}")
+            lines += [f"note    {n}" for n in m.notes]
+        if self.ops:
+            lines.append("operators:")
+            width = max(map(len, self.ops))
+            lines += [f"  {name:<{width}}  {count}" for name, count in self.ops.items()]
+        if self.graph:
+            lines += ["graph:", self.graph]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "path": str(self.path), "kind": self.kind.value, "size_bytes": self.size_bytes,
+            "signature": self.signature, "manifest": self.manifest.to_json() if self.manifest else None,
+            "ops": self.ops, "graph": self.graph,
+        }
+
+
+def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspection:
+    """Describe a `.pt2` program or AOTInductor package.
+
+    Raises:
+        ArtifactError: missing or corrupt file.
+
+    Example:
+        >>> print(inspect_artifact("model.pt2"))
+    """
+    path = Path(path)
+    kind = artifact_kind(path)
+    manifest = read_manifest(path)
+    signature, ops, text = "", {}, None
+    if kind is ArtifactKind.PROGRAM:
+        ep = load_program(path)
+        counts = collections.Counter(
+            str(node.target) for node in ep.graph.nodes if node.op == "call_function"
+        )
+        ops = dict(counts.most_common())
+        params = ", ".join(f"{leaf.name}: {leaf.dtype}[{', '.join(map(str, leaf.shape))}]" if leaf.kind == "tensor" else f"{leaf.name}={leaf.value!r}" for leaf in (manifest.inputs if manifest else ()))
+        signature = f"forward({params})" if manifest else str(ep.call_spec.in_spec).replace("\n", " ")
+        if manifest is None:
+            manifest = _derived_manifest(ep)
+        text = ep.graph_module.print_readable(print_output=False) if graph else None
+    elif manifest is not None:
+        signature = "forward(" + ", ".join(leaf.name for leaf in manifest.inputs) + ")"
+    return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text)
+
+
+def _derived_manifest(ep) -> Manifest:
+    from pt2kit.manifest import build_manifest
+
+    return build_manifest(ep, parameters=[], notes=["derived by pt2kit inspect: this file carries no pt2kit manifest"])

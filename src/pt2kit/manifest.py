@@ -1,0 +1,188 @@
+"""The pt2kit manifest: the contract of an artifact, stored inside the `.pt2`.
+
+It records every input and output leaf (dtype, shape with symbolic dims), every symbolic
+dim with its range and the user's name for it, the versions that built it, the capture
+mode, and a checksum of the weights. `pt2kit run` and `pt2kit.load` check inputs
+against it before calling the program.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+from pt2kit.inputs import dtype_name
+
+MANIFEST_NAME = "pt2kit/manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    """One input or output leaf. `shape` items are ints or symbolic expressions (`s0`, `2*s0`)."""
+
+    name: str
+    kind: str  # "tensor" | "constant"
+    dtype: str | None = None
+    shape: tuple[int | str, ...] = ()
+    value: Any = None
+
+    def describe(self) -> str:
+        if self.kind == "constant":
+            return f"{self.name} = {self.value!r} (constant, fixed at export)"
+        return f"{self.name}: {self.dtype}[{', '.join(map(str, self.shape))}]"
+
+
+@dataclass(frozen=True)
+class DimRange:
+    """A symbolic dim: torch's symbol, the user's name for it, and its inclusive range (`max` None: unbounded)."""
+
+    symbol: str
+    name: str
+    min: int
+    max: int | None
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.symbol}) in [{self.min}, {'inf' if self.max is None else self.max}]"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an artifact takes, returns and was built from."""
+
+    inputs: tuple[LeafSpec, ...]
+    outputs: tuple[LeafSpec, ...]
+    dims: tuple[DimRange, ...] = ()
+    parameters: tuple[str, ...] = ()
+    capture_mode: str | None = None
+    target: str | None = None
+    weights_sha256: str = ""
+    parameter_count: int = 0
+    parameter_bytes: int = 0
+    torch_version: str = torch.__version__
+    pt2kit_version: str = ""
+    created: str = ""
+    notes: tuple[str, ...] = ()
+    in_spec: str = ""  # pytree spec of (args, kwargs), torch.utils._pytree.treespec_dumps
+    out_spec: str = ""
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Manifest":
+        data = dict(data)
+        data["inputs"] = tuple(LeafSpec(**{**x, "shape": tuple(x["shape"])}) for x in data.get("inputs", ()))
+        data["outputs"] = tuple(LeafSpec(**{**x, "shape": tuple(x["shape"])}) for x in data.get("outputs", ()))
+        data["dims"] = tuple(DimRange(**d) for d in data.get("dims", ()))
+        for key in ("parameters", "notes"):
+            data[key] = tuple(data.get(key, ()))
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes) -> "Manifest":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+def leaf_name(path: tuple, parameters: list[str]) -> str:
+    """A pytree key path over `(args, kwargs)` as the user would write it: `x`, `x[0]`, `mask['a']`."""
+    top, *rest = path
+    if top.idx == 0:  # positional args
+        index = rest[0].idx
+        base = parameters[index] if index < len(parameters) else f"args[{index}]"
+        rest = rest[1:]
+    else:
+        base = str(rest[0].key)
+        rest = rest[1:]
+    return base + "".join(pytree.keystr((k,)) for k in rest)
+
+
+def _shape_of(value) -> tuple[int | str, ...]:
+    return tuple(int(s) if isinstance(s, int) else str(s.node.expr) if hasattr(s, "node") else int(s) for s in value.shape)
+
+
+def _leaf_spec(name: str, value) -> LeafSpec:
+    if isinstance(value, torch.Tensor):
+        return LeafSpec(name, "tensor", dtype_name(value.dtype), _shape_of(value))
+    return LeafSpec(name, "constant", value=value if isinstance(value, (int, float, bool, str, type(None))) else repr(value))
+
+
+def build_manifest(
+    ep: torch.export.ExportedProgram,
+    *,
+    parameters: list[str],
+    dim_names: dict[tuple[str, int], str] | None = None,
+    capture_mode: str | None = None,
+    target: str | None = None,
+    notes: list[str] | tuple[str, ...] = (),
+) -> Manifest:
+    """Describe an `ExportedProgram` as a `Manifest`.
+
+    Args:
+        ep: the program.
+        parameters: names of the model's forward parameters, in order (name the leaves).
+        dim_names: (input name, dim) -> the user's name for a dynamic dim (from `--dynamic`).
+    """
+    from pt2kit import __version__
+
+    dim_names = dim_names or {}
+    placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    user_inputs = [placeholders[name].meta.get("val") if name in placeholders else None for name in ep.graph_signature.user_inputs]
+    # user_inputs lists names for tensors and the constant value itself for non-tensor leaves
+    leaves = []
+    (example_args, example_kwargs) = ep.example_inputs or ((), {})
+    paths = [p for p, _ in pytree.tree_flatten_with_path((example_args, example_kwargs))[0]]
+    for path, name_or_value, val in zip(paths, ep.graph_signature.user_inputs, user_inputs):
+        name = leaf_name(path, parameters)
+        leaves.append(_leaf_spec(name, val if val is not None else name_or_value))
+    out_node = next(n for n in ep.graph.nodes if n.op == "output")
+    out_vals = [a.meta.get("val") if isinstance(a, torch.fx.Node) else a for a in out_node.args[0]]
+    out_vals = out_vals[len(out_vals) - len(ep.graph_signature.user_outputs):]
+    out_paths = [p for p, _ in pytree.tree_flatten_with_path(pytree.tree_unflatten(list(range(len(out_vals))), ep.call_spec.out_spec))[0]]
+    outputs = [_leaf_spec("output" + pytree.keystr(p), v) for p, v in zip(out_paths, out_vals)]
+
+    names_by_symbol: dict[str, str] = {}
+    for leaf in leaves:
+        for d, size in enumerate(leaf.shape):
+            if isinstance(size, str) and size.isidentifier():
+                names_by_symbol.setdefault(size, dim_names.get((leaf.name, d), f"{leaf.name}_dim{d}"))
+    dims = []
+    for sym, vr in ep.range_constraints.items():
+        high = None if str(vr.upper) in ("oo", "int_oo") else int(vr.upper)
+        dims.append(DimRange(str(sym), names_by_symbol.get(str(sym), str(sym)), int(vr.lower), high))
+    count, nbytes, digest = weights_summary(ep)
+    return Manifest(
+        inputs=tuple(leaves), outputs=tuple(outputs), dims=tuple(sorted(dims, key=lambda d: d.symbol)),
+        parameters=tuple(parameters), capture_mode=capture_mode, target=target, weights_sha256=digest,
+        parameter_count=count, parameter_bytes=nbytes, pt2kit_version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), notes=tuple(notes),
+        in_spec=pytree.treespec_dumps(ep.call_spec.in_spec), out_spec=pytree.treespec_dumps(ep.call_spec.out_spec),
+    )
+
+
+def weights_summary(ep: torch.export.ExportedProgram) -> tuple[int, int, str]:
+    """(element count, bytes, sha256) over the program's parameters, buffers and constants."""
+    digest = hashlib.sha256()
+    count = nbytes = 0
+    tensors = dict(ep.state_dict)
+    tensors.update({k: v for k, v in ep.constants.items() if isinstance(v, torch.Tensor)})
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        count += t.numel()
+        nbytes += t.numel() * t.element_size()
+        digest.update(name.encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return count, nbytes, digest.hexdigest()

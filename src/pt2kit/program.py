@@ -1,0 +1,116 @@
+"""The export stage: target -> capture -> manifest -> `.pt2` on disk.
+
+`export_program` is what `pt2kit export` runs. It captures with the modes `mode` allows,
+notes any shape decisions that were baked in, and writes a standard `.pt2` with the
+pt2kit manifest inside, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pt2kit import progress
+from pt2kit.capture import Capture, CaptureMode, capture, failure_message
+from pt2kit.diagnose.specialization import Specialization, find_specializations
+from pt2kit.errors import ExportFailed
+from pt2kit.manifest import Manifest, build_manifest
+from pt2kit.package import save_program
+from pt2kit.shapes import DynamicSpec, parse_dynamic, to_dynamic_shapes
+from pt2kit.target import Target
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export_program` produced.
+
+    Attributes:
+        path: the `.pt2` written (None when `output` was None).
+        program: the captured `ExportedProgram`.
+        manifest: its manifest.
+        capture: every capture attempt.
+        specializations: Python decisions on input sizes that export baked in.
+    """
+
+    path: Path | None
+    program: torch.export.ExportedProgram
+    manifest: Manifest
+    capture: Capture
+    specializations: tuple[Specialization, ...] = field(default=())
+
+    def __str__(self) -> str:
+        m = self.manifest
+        lines = [f"exported {m.target or 'model'} ({self.capture.mode}) -> {self.path or '(not saved)'}"]
+        lines += [f"  input  {leaf.describe()}" for leaf in m.inputs]
+        lines += [f"  output {leaf.describe()}" for leaf in m.outputs]
+        lines += [f"  dim    {d.describe()}" for d in m.dims]
+        for s in self.specializations:
+            lines.append(f"  note: {s}")
+        if self.specializations:
+            lines.append("  note: the program accepts only the example's static sizes for those inputs; declare the dim dynamic "
+                         "(--dynamic) and use --fix to keep both sides as torch.cond")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "ok": True, "path": str(self.path) if self.path else None, "capture": self.capture.to_json(),
+            "manifest": self.manifest.to_json(), "specializations": [s.to_json() for s in self.specializations],
+        }
+
+
+def export_program(
+    target: Target,
+    output: str | os.PathLike | None,
+    *,
+    mode: str | CaptureMode = CaptureMode.AUTO,
+    dynamic: str | DynamicSpec | None = None,
+    check_specialization: bool = True,
+) -> ExportResult:
+    """Export `target` to a `.pt2` program with a manifest.
+
+    Args:
+        target: from `load_target`.
+        output: where to write the `.pt2`; None captures without writing.
+        mode: `auto`, `non-strict` or `strict`.
+        dynamic: a `--dynamic` spec (text or parsed); defaults to the file's `dynamic`.
+        check_specialization: re-trace to find shape branches export baked in.
+
+    Returns:
+        An `ExportResult`.
+
+    Raises:
+        ExportFailed: no mode could capture the model (`.capture` has every attempt).
+        InputSpecError: the dynamic spec does not fit the model's inputs.
+
+    Example:
+        >>> result = export_program(load_target("model.py:model"), "model.pt2", dynamic="x:0=batch[1,64]")
+    """
+    spec = dynamic if isinstance(dynamic, DynamicSpec) else parse_dynamic(dynamic if dynamic is not None else target.dynamic)
+    params = target.parameter_names
+    dynamic_shapes = to_dynamic_shapes(spec, params, target.args, target.kwargs)
+    with progress.stage(f"export ({CaptureMode(mode).value})"):
+        result = capture(target.module, target.args, target.kwargs, mode=mode, dynamic_shapes=dynamic_shapes)
+    if not result.ok:
+        raise ExportFailed(failure_message(result), result)
+    specializations: list[Specialization] = []
+    if check_specialization:
+        with progress.stage("check shape specialization"):
+            specializations = find_specializations(target.module, target.args, target.kwargs, params)
+        declared = {f"{e.input}.shape[{e.dim}]" for e in spec.entries}
+        # a decision on a declared-dynamic dim is a real guard in the program, not a baked-in branch
+        specializations = [s for s in specializations if not set(s.sizes) & declared]
+    manifest = build_manifest(
+        result.program, parameters=params, dim_names=spec.dim_names(), capture_mode=result.mode,
+        target=target.spec, notes=[str(s) for s in specializations],
+    )
+    path = None
+    if output is not None:
+        with progress.stage("save .pt2"):
+            path = save_program(result.program, manifest, output)
+    return ExportResult(path, result.program, manifest, result, tuple(specializations))
+
+
+__all__ = ["ExportResult", "export_program"]

@@ -1,0 +1,48 @@
+"""Progress of long steps on stderr: the stage name, a spinner while it runs, and its time.
+
+stdout stays clean for results and `--json`. `set_quiet(True)` silences progress (tests, `-q`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import Iterator
+
+from rich.console import Console
+
+_console = Console(stderr=True, highlight=False)
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = quiet
+
+
+def info(message: str) -> None:
+    """One line on stderr (a note, not a result)."""
+    if not _quiet:
+        _console.print(message, markup=False)
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Show `name` with a spinner while the block runs, then `name  1.2s` (or `failed`)."""
+    start = time.perf_counter()
+    if _quiet:
+        yield
+        return
+    ok = False
+    try:
+        if _console.is_terminal:
+            with _console.status(f"{name} ..."):
+                yield
+        else:
+            yield
+        ok = True
+    finally:
+        mark = "[green]✓[/]" if ok else "[red]✗[/]"
+        _console.print(f"{mark} {name}  [dim]{time.perf_counter() - start:.1f}s[/]")
+        sys.stderr.flush()

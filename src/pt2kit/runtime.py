@@ -1,0 +1,114 @@
+"""Load an artifact and call it with checked inputs: `pt2kit.load(path)`.
+
+Works on both kinds of `.pt2`: an exported program (run through `ExportedProgram.module()`)
+and an AOTInductor package (run through `aoti_load_package`). Neither needs the model's
+source code. Inputs are checked against the manifest before every call.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from torch.utils import _pytree as pytree
+
+from pt2kit.contract import bind_inputs, check_inputs
+from pt2kit.errors import ArtifactError
+from pt2kit.manifest import Manifest
+from pt2kit.package import ArtifactKind, artifact_kind, load_program, read_manifest
+
+
+class Artifact:
+    """A loaded `.pt2`: call it like the original model.
+
+    Attributes:
+        path: where it was loaded from.
+        kind: `ArtifactKind.PROGRAM` or `ArtifactKind.AOTI`.
+        manifest: the pt2kit manifest (None for a `.pt2` pt2kit did not write: no input checks).
+    """
+
+    def __init__(self, path: Path, kind: ArtifactKind, manifest: Manifest | None, fn: Callable, program=None):
+        self.path = path
+        self.kind = kind
+        self.manifest = manifest
+        self.program = program
+        self._fn = fn
+        self._in_spec = pytree.treespec_loads(manifest.in_spec) if manifest and manifest.in_spec else None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Check the inputs against the manifest, then run."""
+        if kwargs and self._in_spec is not None:
+            args, kwargs = self._positional_by_name(args, kwargs)
+        if self.manifest is not None:
+            check_inputs(self.manifest, pytree.tree_leaves((tuple(args), dict(kwargs))))
+        return self._fn(*args, **kwargs)
+
+    def _positional_by_name(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """Accept `model(x=t)` for a program exported as `model(t)`, as the eager model would."""
+        n_positional = self._in_spec.children_specs[0].num_children
+        names = self.manifest.parameters[:n_positional]
+        args = list(args)
+        for name in names[len(args):]:
+            if name not in kwargs:
+                break
+            args.append(kwargs.pop(name))
+        return tuple(args), kwargs
+
+    def call_named(self, positional: list[Any], named: dict[str, Any]) -> Any:
+        """Run with inputs given by manifest name (as `pt2kit run --input NAME=...` does)."""
+        if self.manifest is None or self._in_spec is None:
+            if named:
+                raise ArtifactError(f"`{self.path}` has no pt2kit manifest, so inputs cannot be bound by name; pass them positionally")
+            return self._fn(*positional)
+        leaves = bind_inputs(self.manifest, positional, named)
+        check_inputs(self.manifest, leaves)
+        args, kwargs = pytree.tree_unflatten(leaves, self._in_spec)
+        return self._fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Artifact({str(self.path)!r}, kind={self.kind.value})"
+
+
+def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
+    """Load a `.pt2` program or AOTInductor package for calling.
+
+    Args:
+        path: the artifact.
+        device_index: CUDA device for an AOTInductor package built for CUDA.
+
+    Raises:
+        ArtifactError: missing, corrupt, or not loadable on this machine.
+
+    Example:
+        >>> model = pt2kit.load("model.pt2")
+        >>> y = model(torch.randn(4, 16))
+    """
+    path = Path(path)
+    kind = artifact_kind(path)
+    manifest = read_manifest(path)
+    if kind is ArtifactKind.PROGRAM:
+        program = load_program(path)
+        if manifest is not None and manifest.weights_sha256:
+            _check_weights(path, program, manifest)
+        return Artifact(path, kind, manifest, program.module(), program)
+    return Artifact(path, kind, manifest, _load_aoti(path, device_index))
+
+
+def _check_weights(path: Path, program, manifest: Manifest) -> None:
+    from pt2kit.manifest import weights_summary
+
+    if weights_summary(program)[2] != manifest.weights_sha256:
+        raise ArtifactError(
+            f"the weights in `{path}` do not match the checksum in its manifest; the file was modified or damaged, export it again"
+        )
+
+
+def _load_aoti(path: Path, device_index: int) -> Callable:
+    import torch._inductor
+
+    try:
+        return torch._inductor.aoti_load_package(str(path), device_index=device_index)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"cannot load AOTInductor package `{path}` ({first}); rebuild it with `pt2kit compile` on this machine") from None

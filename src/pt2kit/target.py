@@ -1,0 +1,192 @@
+"""Resolve `TARGET` to a module and its example inputs.
+
+`TARGET` is `path/to/file.py:NAME` or `package.module:NAME`. NAME may be an `nn.Module`
+instance, an `nn.Module` subclass constructible without arguments, or a callable with
+no arguments that returns a module. Example inputs come from `--input`, or else from
+module-level `example_args` / `example_kwargs` beside NAME (the ExportDB convention).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torch import nn
+
+from pt2kit.errors import InputSpecError, TargetError
+from pt2kit.inputs import InputSpec, resolve_inputs
+
+
+@dataclass
+class Target:
+    """A resolved model with the inputs to capture it with.
+
+    Attributes:
+        spec: the `TARGET` text as given.
+        module: the model, in eval mode unless the target set otherwise.
+        args, kwargs: example inputs.
+        source: the Python module NAME was found in (holds the user's source file).
+        dynamic: the module-level `dynamic` spec string, if the file defines one.
+    """
+
+    spec: str
+    module: nn.Module
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    source: ModuleType | None = None
+    dynamic: str | None = None
+
+    @property
+    def source_file(self) -> str | None:
+        return getattr(self.source, "__file__", None)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return forward_parameters(self.module)
+
+
+def forward_parameters(module: nn.Module) -> list[str]:
+    """Names of `module.forward`'s parameters, `*args`/`**kwargs` excluded."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def load_target(spec: str, inputs: list[InputSpec] | None = None, seed: int = 0) -> Target:
+    """Resolve `file.py:NAME` or `pkg.mod:NAME` to a `Target` with example inputs.
+
+    Args:
+        spec: the target text.
+        inputs: parsed `--input` specs; when empty, `example_args`/`example_kwargs` are used.
+        seed: seed for random inputs.
+
+    Raises:
+        TargetError: missing file, import failure, no such attribute, not a module.
+        InputSpecError: no inputs given and none defined beside NAME, or inputs that do not bind.
+
+    Example:
+        >>> t = load_target("tests/cases/branch_on_sum.py:model")
+        >>> t.module(*t.args)
+    """
+    source, name = _import_source(spec)
+    module = _build_module(source, name, spec)
+    if inputs:
+        positional, named = resolve_inputs(inputs, seed)
+        args, kwargs = tuple(positional), named
+    elif hasattr(source, "example_args") or hasattr(source, "example_kwargs"):
+        args = tuple(getattr(source, "example_args", ()) or ())
+        kwargs = dict(getattr(source, "example_kwargs", {}) or {})
+    else:
+        params = ", ".join(f"{p}=float32[...]" for p in forward_parameters(module)) or "x=float32[...]"
+        raise InputSpecError(
+            f"no example inputs for `{spec}`: pass `--input` (e.g. {params}) "
+            f"or define `example_args = (...)` beside `{name}`"
+        )
+    args, kwargs = _bind(module, args, kwargs, spec)
+    dynamic = getattr(source, "dynamic", None)
+    return Target(spec, module, args, kwargs, source, dynamic if isinstance(dynamic, str) else None)
+
+
+def _import_source(spec: str) -> tuple[ModuleType, str]:
+    where, sep, name = spec.rpartition(":")
+    if not sep or not where or not name:
+        raise TargetError(f"target `{spec}` is not of the form `path/to/file.py:NAME` or `package.module:NAME`")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        return _import_file(Path(where)), name
+    try:
+        return importlib.import_module(where), name
+    except ModuleNotFoundError as exc:
+        if exc.name and where.startswith(exc.name):
+            raise TargetError(f"no Python module `{where}`; check the name, or give a path like `{where.replace('.', '/')}.py:{name}`") from None
+        raise _user_code_error(spec, exc) from None
+    except Exception as exc:
+        raise _user_code_error(spec, exc) from None
+
+
+def _import_file(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise TargetError(f"model file `{path}` does not exist; check the path before `:`")
+    path = path.resolve()
+    module_name = f"pt2kit_target_{abs(hash(str(path)))}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.parent))  # so the file can import its neighbours
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise _user_code_error(str(path), exc) from None
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def _user_code_error(where: str, exc: BaseException) -> TargetError:
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return TargetError(
+        f"importing `{where}` raised {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} "
+        f"at {frame.filename}:{frame.lineno}; fix the error in that file and rerun"
+    )
+
+
+def _build_module(source: ModuleType, name: str, spec: str) -> nn.Module:
+    if not hasattr(source, name):
+        found = sorted(
+            k for k, v in vars(source).items()
+            if not k.startswith("_") and (isinstance(v, nn.Module) or (isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == source.__name__))
+        )
+        hint = f"modules defined there: {', '.join(found)}" if found else "it defines no nn.Module"
+        raise TargetError(f"`{spec}`: no attribute `{name}` in `{getattr(source, '__file__', source.__name__)}`; {hint}")
+    obj = getattr(source, name)
+    if isinstance(obj, nn.Module):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, nn.Module):
+        try:
+            return obj().eval()
+        except TypeError as exc:
+            raise TargetError(
+                f"`{spec}`: class `{name}` cannot be built without arguments ({exc}); "
+                f"define `model = {name}(...)` in the file and target `:model`"
+            ) from None
+    if callable(obj) and not isinstance(obj, type):
+        try:
+            built = obj()
+        except TypeError as exc:
+            raise TargetError(f"`{spec}`: `{name}()` needs arguments ({exc}); target a function with none, or a module instance") from None
+        if isinstance(built, nn.Module):
+            return built.eval() if built.training else built
+        raise TargetError(f"`{spec}`: `{name}()` returned a {type(built).__name__}, not an nn.Module")
+    raise TargetError(
+        f"`{spec}`: `{name}` is a {type(obj).__name__}, not an nn.Module; target a module instance, "
+        "an nn.Module subclass, or a function returning one"
+    )
+
+
+def _bind(module: nn.Module, args: tuple, kwargs: dict, spec: str) -> tuple[tuple, dict]:
+    """Check inputs fit `forward`; named inputs of positional parameters become positional,
+    so the exported program is called as the model is: `model(x)`, not `model(x=x)`."""
+    try:
+        sig = inspect.signature(module.forward)
+    except (TypeError, ValueError):
+        return args, kwargs
+    try:
+        bound = sig.bind(*args, **kwargs)
+        return tuple(bound.args), dict(bound.kwargs)
+    except TypeError as exc:
+        params = ", ".join(forward_parameters(module))
+        raise InputSpecError(
+            f"inputs do not fit `{type(module).__name__}.forward({params})` of `{spec}`: {exc}; "
+            f"name each `--input` after one of: {params}"
+        ) from None

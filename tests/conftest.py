@@ -1,0 +1,75 @@
+"""Shared test helpers: run the CLI in-process, locate case files, build artifacts once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pt2kit import progress
+from pt2kit.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = Path(__file__).resolve().parent / "cases"
+ACCEPTANCE = ROOT.parent / "shared" / "acceptance"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `pt2kit ARGS...` in this process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        progress.set_quiet(False)
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(*args: str, env=None, cwd=None) -> CliResult:
+    """Run `python -m pt2kit ARGS...` in a fresh process (for isolation checks)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pt2kit", *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def case(name: str) -> str:
+    """`tests/cases/NAME.py` as a path string."""
+    return str(CASES / f"{name}.py")
+
+
+def check_one_line_error(result: CliResult, *needles: str, code: int = 2) -> None:
+    """The CLI failed with `code`, printed no traceback, and its error line mentions each needle."""
+    assert result.code == code, (result.code, result.out, result.err)
+    assert "Traceback" not in result.err
+    lines = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, result.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="session")
+def linear_program(tmp_path_factory) -> Path:
+    """`tests/cases/linear_relu.py:model` exported once with a dynamic batch."""
+    out = tmp_path_factory.mktemp("linear") / "linear.pt2"
+    code = main(["export", f"{case('linear_relu')}:model", "-o", str(out), "--dynamic", "input:0=batch[1,64]", "-q"])
+    progress.set_quiet(False)
+    assert code == 0
+    return out
