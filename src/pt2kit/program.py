@@ -93,8 +93,8 @@ def export_program(
     dynamic_shapes = to_dynamic_shapes(spec, params, target.args, target.kwargs)
     with progress.stage(f"export ({CaptureMode(mode).value})"):
         result = capture(target.module, target.args, target.kwargs, mode=mode, dynamic_shapes=dynamic_shapes)
-    if not result.ok:
-        raise ExportFailed(failure_message(result), result)
+        if not result.ok:
+            raise ExportFailed(failure_message(result), result)
     specializations: list[Specialization] = []
     if check_specialization:
         with progress.stage("check shape specialization"):
