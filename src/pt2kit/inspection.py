@@ -31,8 +31,8 @@ class Inspection:
         if m is None:
             lines.append("manifest: none (not written by pt2kit; inputs are not checked at run time)")
         else:
-            lines += [f"input   {leaf.describe()}" for leaf in m.inputs]
-            lines += [f"output  {leaf.describe()}" for leaf in m.outputs]
+            lines += [f"input   {m.describe(leaf)}" for leaf in m.inputs]
+            lines += [f"output  {m.describe(leaf)}" for leaf in m.outputs]
             lines += [f"dim     {d.describe()}" for d in m.dims] or ["dims    all static"]
             lines.append(f"weights {m.parameter_count:,} elements, {m.parameter_bytes / 1e6:.2f} MB, sha256 {m.weights_sha256[:16]}...")
             lines.append(f"built   torch {m.torch_version}, pt2kit {m.pt2kit_version}, capture {m.capture_mode}, {m.created}")
@@ -74,7 +74,7 @@ def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspect
             str(node.target) for node in ep.graph.nodes if node.op == "call_function"
         )
         ops = dict(counts.most_common())
-        params = ", ".join(f"{leaf.name}: {leaf.dtype}[{', '.join(map(str, leaf.shape))}]" if leaf.kind == "tensor" else f"{leaf.name}={leaf.value!r}" for leaf in (manifest.inputs if manifest else ()))
+        params = ", ".join(manifest.describe(leaf) if leaf.kind == "tensor" else f"{leaf.name}={leaf.value!r}" for leaf in (manifest.inputs if manifest else ()))
         signature = f"forward({params})" if manifest else str(ep.call_spec.in_spec).replace("\n", " ")
         if manifest is None:
             manifest = _derived_manifest(ep)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,6 +77,13 @@ class Manifest:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def describe(self, leaf: LeafSpec) -> str:
+        """`leaf.describe()` with symbols replaced by the user's dim names: `x: float32[batch, 64]`."""
+        text = leaf.describe()
+        for d in sorted(self.dims, key=lambda d: -len(d.symbol)):
+            text = re.sub(rf"\b{re.escape(d.symbol)}\b", d.name, text)
+        return text
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, default=str)

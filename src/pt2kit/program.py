@@ -44,8 +44,8 @@ class ExportResult:
     def __str__(self) -> str:
         m = self.manifest
         lines = [f"exported {m.target or 'model'} ({self.capture.mode}) -> {self.path or '(not saved)'}"]
-        lines += [f"  input  {leaf.describe()}" for leaf in m.inputs]
-        lines += [f"  output {leaf.describe()}" for leaf in m.outputs]
+        lines += [f"  input  {m.describe(leaf)}" for leaf in m.inputs]
+        lines += [f"  output {m.describe(leaf)}" for leaf in m.outputs]
         lines += [f"  dim    {d.describe()}" for d in m.dims]
         for s in self.specializations:
             lines.append(f"  note: {s}")
