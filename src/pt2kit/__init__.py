@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 # Names resolve lazily (PEP 562) so `import pt2kit` and `pt2kit --help` do not import torch.
 _EXPORTS = {
+    "BenchMode": "pt2kit.benchmark", "BenchReport": "pt2kit.benchmark", "BenchRow": "pt2kit.benchmark", "bench": "pt2kit.benchmark",
     "Attempt": "pt2kit.capture", "Capture": "pt2kit.capture", "CaptureMode": "pt2kit.capture",
     "SourceLocation": "pt2kit.capture", "capture": "pt2kit.capture",
     "ArtifactError": "pt2kit.errors", "ExportFailed": "pt2kit.errors", "InputMismatchError": "pt2kit.errors",
@@ -45,6 +46,9 @@ __all__ = [
     "Artifact",
     "ArtifactError",
     "Attempt",
+    "BenchMode",
+    "BenchReport",
+    "BenchRow",
     "Capture",
     "CaptureMode",
     "DimEntry",
@@ -65,6 +69,7 @@ __all__ = [
     "TensorFileError",
     "UsageError",
     "__version__",
+    "bench",
     "capture",
     "export_program",
     "inspect_artifact",

@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("export", "pt2kit.cli.export_cmd", "capture a model with torch.export and write a .pt2 program with a manifest"),
     ("inspect", "pt2kit.cli.inspect_cmd", "describe a .pt2: inputs, outputs, dynamic dims, weights, operators"),
     ("run", "pt2kit.cli.run_cmd", "run a .pt2 on inputs, without the model's source code"),
+    ("bench", "pt2kit.cli.bench_cmd", "benchmark eager, torch.compile, export, AOTInductor and ONNX Runtime side by side"),
 ]
 
 

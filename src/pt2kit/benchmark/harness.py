@@ -1,0 +1,289 @@
+"""`pt2kit.bench`: every mode of one model, side by side, in one process, interleaved.
+
+Order of work: build every mode (collecting failures), take each one's cold start, then for
+each batch size warm up and time all modes round-robin (an empty call rides along as the
+harness overhead), and last probe each call's memory.
+
+Batch sizes: one size builds static artifacts. Several sizes build ONE artifact per mode whose
+dim 0 is a shared dynamic dim `batch[min,max]` (the same as `--dynamic x:0=batch[min,max]`),
+exported at the largest size; a model that cannot export with a dynamic batch falls back to
+one static build per batch size, and the report says so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils import _pytree as pytree
+
+from pt2kit import progress
+from pt2kit.benchmark.batching import BatchLayout, batch_layout, parse_batch_sizes
+from pt2kit.benchmark.modes import BuildContext, Built, ModeUnavailable, build
+from pt2kit.benchmark.report import BenchMode, BenchReport, BenchRow, Machine, ModeOutcome, ModeStatus
+from pt2kit.benchmark.timing import MemoryProbe, Timer, interleaved, percentile
+from pt2kit.errors import UsageError
+from pt2kit.inputs import DTYPES, InputSpec, dtype_name
+from pt2kit.target import Target, load_target
+
+DEFAULT_MODES = (BenchMode.EAGER, BenchMode.COMPILE, BenchMode.EXPORT, BenchMode.AOTI, BenchMode.ONNXRUNTIME)
+_ARTIFACT_MODES = (BenchMode.EXPORT, BenchMode.AOTI, BenchMode.ONNXRUNTIME)
+_EMPTY = "(empty call)"
+
+
+def bench(
+    target: str | Target,
+    *,
+    inputs: list[InputSpec] | None = None,
+    device: str = "cpu",
+    modes: str | list[str | BenchMode] | None = None,
+    batch_sizes: str | list[int] | tuple[int, ...] | None = None,
+    dtype: str | torch.dtype | None = None,
+    warmup: int = 10,
+    iters: int = 50,
+    seed: int = 0,
+    workdir: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> BenchReport:
+    """Benchmark a model's modes side by side: build and cold-start times, latency percentiles,
+    throughput, peak memory and artifact size per mode and batch size.
+
+    Args:
+        target: `file.py:NAME` / `pkg.mod:NAME`, or a `Target` from `load_target`.
+        inputs: parsed `--input` specs (default: the target's `example_args`).
+        device: `cpu` or `cuda` (`cuda:N`).
+        modes: `eager,compile,export,aoti,onnxruntime` (default all; `aoti` also reports `aoti-raw`).
+        batch_sizes: e.g. `[1, 8, 32]` or `"1,8,32"`; default the example's own batch size.
+        dtype: cast the model and its floating inputs (e.g. `bfloat16`); default as they are.
+        warmup, iters: calls per mode and batch size before timing, and timed.
+        seed: seed for random inputs.
+        workdir: keep the artifacts here (default: a temporary folder, removed afterwards).
+        threads: CPU threads for torch (`torch.set_num_threads`) and onnxruntime (default: their own).
+
+    Returns:
+        A `BenchReport`; modes that could not be built are in `.outcomes` as skipped or failed.
+
+    Raises:
+        UsageError: an unknown mode or dtype, bad batch sizes, an unavailable device.
+        TargetError, InputSpecError: as `load_target`.
+
+    Example:
+        >>> report = pt2kit.bench("model.py:model", modes="eager,export", batch_sizes=[1, 8])
+        >>> print(report); report.to_json()["modes"]["export"]["batches"]["8"]["p50_ms"]
+    """
+    chosen = parse_modes(modes)
+    sizes = parse_batch_sizes(batch_sizes) if isinstance(batch_sizes, str) or batch_sizes is None else parse_batch_sizes(",".join(map(str, batch_sizes)))
+    if warmup < 0 or iters < 1:
+        raise UsageError(f"`--warmup {warmup} --iters {iters}`: warm-up must be >= 0 and iters >= 1")
+    device = _check_device(device)
+    cast = _parse_dtype(dtype)
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"`--threads {threads}`: give at least 1 thread")
+        torch.set_num_threads(threads)
+    if isinstance(target, str):
+        target = load_target(target, inputs, seed=seed)
+    with torch.no_grad():
+        target = _prepare(target, device, cast)
+        layout = batch_layout(target.args, target.kwargs, target.parameter_names)
+        if sizes and layout.size is None:
+            raise UsageError(f"`{target.spec}` takes no tensor input with a batch dim, so `--batch-sizes` cannot apply; leave it out")
+        sizes = sizes or (layout.size or 1,)
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(workdir), threads)
+        with tempfile.TemporaryDirectory(prefix="pt2kit-bench-") as tmp:
+            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(tmp), threads)
+
+
+def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
+    """`"eager,aoti"` -> (EAGER, AOTI). Raises UsageError for an unknown name."""
+    if modes is None:
+        return DEFAULT_MODES
+    names = [m.strip() for m in modes.split(",")] if isinstance(modes, str) else [str(m) for m in modes]
+    valid = ", ".join(m.value for m in DEFAULT_MODES)
+    chosen = []
+    for name in filter(None, names):
+        try:
+            mode = BenchMode(name)
+        except ValueError:
+            raise UsageError(f"unknown bench mode `{name}`; choose from: {valid} (e.g. `--modes eager,aoti`)") from None
+        if mode is BenchMode.AOTI_RAW:
+            mode = BenchMode.AOTI  # the raw package is timed whenever aoti is
+        if mode not in chosen:
+            chosen.append(mode)
+    if not chosen:
+        raise UsageError(f"no bench mode given; choose from: {valid}")
+    return tuple(sorted(chosen, key=list(BenchMode).index))
+
+
+def _check_device(device: str) -> str:
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"`--device {device}`: this torch ({torch.__version__}) sees no CUDA GPU; use `--device cpu`")
+        index = int(device.partition(":")[2] or torch.cuda.current_device())
+        torch.cuda.set_device(index)
+        return f"cuda:{index}"
+    raise UsageError(f"`--device {device}` is not a device; use `cpu` or `cuda` (or `cuda:N`)")
+
+
+def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES or not DTYPES[dtype].is_floating_point:
+        raise UsageError(f"`--dtype {dtype}` is not a floating dtype; use float32, bfloat16 or float16")
+    return DTYPES[dtype]
+
+
+def _prepare(target: Target, device: str, dtype: torch.dtype | None) -> Target:
+    """The target with its module and inputs on `device` (and in `dtype`). Moves the module in place."""
+    module = target.module.to(device=device, dtype=dtype) if dtype is not None else target.module.to(device)
+
+    def move(value: Any) -> Any:
+        if not isinstance(value, torch.Tensor):
+            return value
+        value = value.to(device)
+        return value.to(dtype) if dtype is not None and value.is_floating_point() else value
+
+    args, kwargs = pytree.tree_map(move, (tuple(target.args), dict(target.kwargs)))
+    return Target(target.spec, module.eval(), args, kwargs, target.source, target.dynamic)
+
+
+def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], sizes: tuple[int, ...],
+         device: str, warmup: int, iters: int, workdir: Path, threads: int | None) -> BenchReport:
+    inputs = {bs: layout.resize(target.args, target.kwargs, bs) for bs in sizes}
+    notes: list[str] = []
+    outcomes: dict[BenchMode, ModeOutcome] = {}
+    built: dict[tuple[BenchMode, int], Built] = {}
+    programs: dict = {}
+    dynamic = layout.dynamic_spec(min(sizes), max(sizes)) if len(sizes) > 1 else None
+    for mode in modes:
+        with progress.stage(f"build {mode}"):
+            outcome, per_batch = _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads)
+        outcomes[mode] = outcome
+        built.update({(mode, bs): b for bs, b in per_batch.items()})
+        if mode is BenchMode.AOTI and per_batch:
+            outcomes[BenchMode.AOTI_RAW] = ModeOutcome(BenchMode.AOTI_RAW, ModeStatus.OK, batch_build=outcome.batch_build)
+            built.update({(BenchMode.AOTI_RAW, bs): _raw(b) for bs, b in per_batch.items()})
+    if len(sizes) > 1 and any(o.batch_build == "per-batch" for o in outcomes.values()):
+        notes.append("a dynamic-batch build failed for some modes, so they were built once per batch size")
+    elif dynamic and any(m in modes for m in _ARTIFACT_MODES):
+        notes.append(f"artifact modes were built once with a dynamic batch: `--dynamic {dynamic}`")
+
+    timer, memory = Timer(device), MemoryProbe(device)
+    cold: dict[tuple[BenchMode, int], tuple[float | None, float]] = {}
+    with progress.stage("cold start (first call per mode and batch size)"):
+        for bs in sizes:
+            for mode in [m for m in outcomes if (m, bs) in built]:
+                b = built[(mode, bs)]
+                try:
+                    first = timer.wall_s(_bind(b, inputs[bs]))
+                except Exception as exc:
+                    outcomes[mode] = ModeOutcome(mode, ModeStatus.FAILED, f"calling it at batch {bs} raised {_first_line(exc)}")
+                    for key in [k for k in built if k[0] is mode]:
+                        del built[key]
+                    continue
+                cold[(mode, bs)] = (first, first) if b.build_on_first_call else (b.build_s, b.load_s + first)
+
+    rows: list[BenchRow] = []
+    empty_samples: list[float] = []
+    for bs in sizes:
+        calls: dict[Any, Callable[[], Any]] = {m: _bind(built[(m, bs)], inputs[bs]) for m in outcomes if (m, bs) in built}
+        if not calls:
+            continue
+        calls[_EMPTY] = lambda: None
+        gc.collect()
+        with progress.stage(f"time batch {bs}: {len(calls) - 1} modes x {iters} calls, interleaved"):
+            interleaved(timer, calls, warmup)
+            samples = interleaved(timer, calls, iters)
+        empty_samples += samples.pop(_EMPTY)
+        del calls[_EMPTY]
+        for mode, values in samples.items():
+            p50 = percentile(values, 50)
+            build_s, cold_s = cold[(mode, bs)]
+            rows.append(BenchRow(
+                mode, bs, build_s, cold_s, p50, percentile(values, 90), percentile(values, 99), sum(values) / len(values),
+                bs * 1000.0 / p50 if p50 > 0 else float("inf"), memory.measure(calls[mode]),
+                built[(mode, bs)].artifact_bytes, len(values),
+            ))
+    notes.append(f"CPU threads: torch {torch.get_num_threads()}" + (f", onnxruntime {threads}" if threads else ", onnxruntime its default"))
+    if not memory.available:
+        notes.append("peak memory was not measured: /proc/self/clear_refs is not writable here")
+    order = list(BenchMode)
+    return BenchReport(
+        target=target.spec, device=device, dtype=_dtype_of(target), rows=tuple(sorted(rows, key=lambda r: (order.index(r.mode), r.batch_size))),
+        outcomes=tuple(outcomes[m] for m in sorted(outcomes, key=order.index)), overhead_ms=percentile(empty_samples, 50),
+        warmup=warmup, iters=iters, machine=machine_info(device), notes=tuple(notes),
+    )
+
+
+def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads) -> tuple[ModeOutcome, dict[int, Built]]:
+    """Build `mode` once for every batch size (static or dynamic), else once per batch size."""
+    def context(bs: int, spec: str | None, tag: str) -> BuildContext:
+        args, kwargs = inputs[bs]
+        return BuildContext(target, args, kwargs, spec, device, workdir, tag, threads, programs)
+
+    shared = mode not in _ARTIFACT_MODES or len(sizes) == 1 or dynamic is not None
+    how = "static" if len(sizes) == 1 else ("dynamic" if mode in _ARTIFACT_MODES else "")
+    try:
+        if shared:
+            try:
+                b = build(mode, context(max(sizes), dynamic, ""))
+                return ModeOutcome(mode, ModeStatus.OK, batch_build=how), {bs: b for bs in sizes}
+            except ModeUnavailable:
+                raise
+            except Exception:
+                if mode not in _ARTIFACT_MODES or len(sizes) == 1:
+                    raise
+        per = {bs: build(mode, context(bs, None, f"-b{bs}")) for bs in sizes}
+        return ModeOutcome(mode, ModeStatus.OK, batch_build="per-batch"), per
+    except ModeUnavailable as exc:
+        return ModeOutcome(mode, ModeStatus.SKIPPED, str(exc)), {}
+    except Exception as exc:
+        return ModeOutcome(mode, ModeStatus.FAILED, f"building it raised {_first_line(exc)}"), {}
+
+
+def _raw(b: Built) -> Built:
+    raw = b.raw
+    return Built(lambda a, k: raw(*a, **k), b.build_s, b.load_s, b.artifact_bytes)
+
+
+def _bind(b: Built, batch_inputs: tuple[tuple, dict]) -> Callable[[], Any]:
+    fn, (args, kwargs) = b.fn, batch_inputs
+    return lambda: fn(args, kwargs)
+
+
+def _dtype_of(target: Target) -> str:
+    floating = [p.dtype for p in target.module.parameters() if p.is_floating_point()]
+    return dtype_name(floating[0]) if floating else "float32"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def machine_info(device: str) -> Machine:
+    """The CPU, GPU, Python and torch versions, and the date (UTC)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
+    return Machine(
+        platform=platform.platform(terse=True), cpu=cpu, cpu_count=os.cpu_count() or 0, python=platform.python_version(),
+        torch=torch.__version__, gpu=gpu, date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+__all__ = ["DEFAULT_MODES", "bench", "machine_info", "parse_modes"]
