@@ -1,7 +1,8 @@
 """Load an artifact and call it with checked inputs: `pt2kit.load(path)`.
 
 Works on both kinds of `.pt2`: an exported program (run through `ExportedProgram.module()`)
-and an AOTInductor package (run through `aoti_load_package`). Neither needs the model's
+and an AOTInductor package (checked against this machine first, then opened with
+`AOTIModelPackageLoader` directly: see `pt2kit.compile.loader`). Neither needs the model's
 source code. Inputs are checked against the manifest before every call.
 """
 
@@ -13,6 +14,7 @@ from typing import Any, Callable
 
 from torch.utils import _pytree as pytree
 
+from pt2kit.compile.loader import AotiRunner, load_aoti
 from pt2kit.contract import bind_inputs, check_inputs
 from pt2kit.errors import ArtifactError
 from pt2kit.manifest import Manifest
@@ -34,12 +36,18 @@ class Artifact:
         self.manifest = manifest
         self.program = program
         self._fn = fn
+        self._runner = fn if isinstance(fn, AotiRunner) else None
         self._in_spec = pytree.treespec_loads(manifest.in_spec) if manifest and manifest.in_spec else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Check the inputs against the manifest, then run."""
         if kwargs and self._in_spec is not None:
             args, kwargs = self._positional_by_name(args, kwargs)
+        if self._runner is not None:  # AOTInductor: flatten once, check, run on the leaves
+            leaves = self._runner.flatten(args, kwargs)
+            if self.manifest is not None:
+                check_inputs(self.manifest, leaves)
+            return self._runner.run_flat(leaves)
         if self.manifest is not None:
             check_inputs(self.manifest, pytree.tree_leaves((tuple(args), dict(kwargs))))
         return self._fn(*args, **kwargs)
@@ -92,7 +100,7 @@ def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
         if manifest is not None and manifest.weights_sha256:
             _check_weights(path, program, manifest)
         return Artifact(path, kind, manifest, program.module(), program)
-    return Artifact(path, kind, manifest, _load_aoti(path, device_index))
+    return Artifact(path, kind, manifest, load_aoti(path, manifest, device_index))
 
 
 def _check_weights(path: Path, program, manifest: Manifest) -> None:
@@ -103,12 +111,3 @@ def _check_weights(path: Path, program, manifest: Manifest) -> None:
             f"the weights in `{path}` do not match the checksum in its manifest; the file was modified or damaged, export it again"
         )
 
-
-def _load_aoti(path: Path, device_index: int) -> Callable:
-    import torch._inductor
-
-    try:
-        return torch._inductor.aoti_load_package(str(path), device_index=device_index)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"cannot load AOTInductor package `{path}` ({first}); rebuild it with `pt2kit compile` on this machine") from None

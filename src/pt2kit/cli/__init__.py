@@ -16,9 +16,11 @@ import sys
 # (subcommand, module, one-line help), in pipeline order
 COMMANDS: list[tuple[str, str, str]] = [
     ("export", "pt2kit.cli.export_cmd", "capture a model with torch.export and write a .pt2 program with a manifest"),
+    ("compile", "pt2kit.cli.compile_cmd", "build an AOTInductor package (.so inside) from a .pt2 or TARGET, with a build cache"),
     ("inspect", "pt2kit.cli.inspect_cmd", "describe a .pt2: inputs, outputs, dynamic dims, weights, operators"),
     ("run", "pt2kit.cli.run_cmd", "run a .pt2 on inputs, without the model's source code"),
     ("bench", "pt2kit.cli.bench_cmd", "benchmark eager, torch.compile, export, AOTInductor and ONNX Runtime side by side"),
+    ("cpp-runner", "pt2kit.cli.cpp_runner_cmd", "write and build a C++ program that runs an AOTInductor package without Python"),
 ]
 
 

@@ -1,0 +1,35 @@
+"""`pt2kit compile TARGET|model.pt2 -o model.aoti.pt2 --device cpu|cuda [--preset NAME] [--dtype bf16]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, parsed_inputs
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="TARGET|MODEL.pt2", help="a .pt2 program, or path/to/file.py:NAME (exported first)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.aoti.pt2", help="where to write the package (must end in .pt2)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device to compile for (default cpu)")
+    p.add_argument("--preset", default="default", metavar="NAME",
+                   help="Inductor settings: default, max-autotune, cpu-freeze (see docs/compile.md)")
+    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="cast floating weights and inputs first")
+    p.add_argument("--dynamic", metavar="SPEC", help="dynamic dims when exporting a TARGET, e.g. x:0=batch[1,64]")
+    p.add_argument("--no-cache", action="store_true", help="build even if an identical build is in the cache")
+    add_input_arguments(p)
+    add_json_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pt2kit.compile import compile_package
+
+    source = args.source
+    if ":" in source and not source.endswith(".pt2"):
+        from pt2kit.target import load_target
+
+        source = load_target(source, parsed_inputs(args), seed=args.seed)
+        source.dynamic = args.dynamic or source.dynamic
+    result = compile_package(source, args.output, device=args.device, preset=args.preset, dtype=args.dtype,
+                             use_cache=not args.no_cache)
+    emit(result, args.json)
+    return 0

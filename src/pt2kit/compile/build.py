@@ -1,0 +1,219 @@
+"""`compile_package`: an exported program -> an AOTInductor package with the manifest inside.
+
+Stages: get the program (load a `.pt2`, take an `ExportedProgram`, or export a `Target`),
+optionally cast it (`--dtype`), move it to the device, look the build up in the cache, else
+run `torch._inductor.aoti_compile_and_package` with the preset's settings, then add
+`pt2kit/manifest.json` to the archive (as a torch "extra" file, which `load_pt2` also reads).
+Everything is written to a temporary path first and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import torch
+
+from pt2kit import progress
+from pt2kit.compile.cache import BuildCache, build_key, program_digest
+from pt2kit.compile.dtype import DType, convert_program
+from pt2kit.compile.presets import get_preset
+from pt2kit.errors import UsageError
+from pt2kit.manifest import MANIFEST_NAME, Manifest, build_manifest, weights_summary
+from pt2kit.package import ArtifactKind, artifact_kind, atomic_path, load_program, read_manifest
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """What `compile_package` produced.
+
+    Attributes:
+        path: the package written.
+        seconds: wall time of this call (a cache hit is only the copy).
+        size_bytes: size of the package.
+        cached: True when the package came from the build cache.
+        preset, device, dtype: the settings it was built with.
+        inductor_configs: the exact Inductor settings passed to the build.
+        build_seconds: how long the real AOTInductor build took (the original one on a cache hit).
+    """
+
+    path: Path
+    seconds: float
+    size_bytes: int
+    cached: bool
+    preset: str
+    device: str
+    inductor_configs: Mapping[str, Any] = field(default_factory=dict)
+    dtype: str | None = None
+    build_seconds: float = 0.0
+    key: str = ""
+
+    def __str__(self) -> str:
+        how = "from the build cache" if self.cached else "built"
+        dtype = f", {self.dtype}" if self.dtype else ""
+        lines = [f"compiled -> {self.path} ({how} in {self.seconds:.1f}s; preset {self.preset}, {self.device}{dtype})",
+                 f"  package  {self.size_bytes / 1e6:.2f} MB",
+                 f"  settings {json.dumps(dict(self.inductor_configs), sort_keys=True)}"]
+        if self.cached:
+            lines.append(f"  the original build took {self.build_seconds:.1f}s; pass --no-cache to build again")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "ok": True, "path": str(self.path), "seconds": self.seconds, "size_bytes": self.size_bytes, "cached": self.cached,
+            "preset": self.preset, "device": self.device, "dtype": self.dtype, "inductor_configs": dict(self.inductor_configs),
+            "build_seconds": self.build_seconds, "key": self.key,
+        }
+
+
+def _program_and_manifest(source) -> tuple[torch.export.ExportedProgram, Manifest]:
+    from pt2kit.target import Target
+
+    if isinstance(source, Target):
+        from pt2kit.program import export_program
+
+        result = export_program(source, None)
+        return result.program, result.manifest
+    if isinstance(source, torch.export.ExportedProgram):
+        return source, _fresh_manifest(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if artifact_kind(path) is ArtifactKind.AOTI:
+            raise UsageError(f"`{path}` is already an AOTInductor package; compile the `.pt2` program it came from")
+        with progress.stage("load program"):
+            ep = load_program(path)
+            manifest = read_manifest(path) or _fresh_manifest(ep)
+        return ep, manifest
+    raise UsageError(f"cannot compile a `{type(source).__name__}`; pass a .pt2 path, an ExportedProgram or a pt2kit.Target")
+
+
+def _fresh_manifest(ep: torch.export.ExportedProgram) -> Manifest:
+    try:
+        names = [p for p in inspect.signature(ep.module().forward).parameters if p not in ("args", "kwargs")]
+    except (TypeError, ValueError):
+        names = []
+    return build_manifest(ep, parameters=names)
+
+
+def _aoti_compile(ep: torch.export.ExportedProgram, package_path: Path, inductor_configs: dict[str, Any]) -> None:
+    """The AOTInductor build itself (a seam: tests replace it to simulate a crash midway)."""
+    import torch._inductor
+
+    torch._inductor.aoti_compile_and_package(ep, package_path=str(package_path), inductor_configs=dict(inductor_configs))
+
+
+def _aoti_metadata(package: Path) -> dict[str, str]:
+    loader = torch._C._aoti.AOTIModelPackageLoader
+    if hasattr(loader, "load_metadata_from_package"):
+        return dict(loader.load_metadata_from_package(str(package), "model"))
+    return {}
+
+
+def add_manifest(package: Path, manifest: Manifest) -> None:
+    """Store `manifest` in an AOTInductor archive as `<root>/extra/pt2kit/manifest.json` (rewriting any old one)."""
+    with zipfile.ZipFile(package) as zf:
+        names = zf.namelist()
+    root = next(n.split("/")[0] for n in names if "/" in n)
+    entry = f"{root}/extra/{MANIFEST_NAME}"
+    if entry in names:  # rebuild without the old entry (zip has no delete)
+        rebuilt = package.with_name(package.name + ".tmp")
+        with zipfile.ZipFile(package) as src, zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_STORED) as dst:
+            for info in src.infolist():
+                if info.filename != entry:
+                    dst.writestr(info, src.read(info.filename))
+        os.replace(rebuilt, package)
+    with zipfile.ZipFile(package, "a", zipfile.ZIP_STORED) as zf:
+        zf.writestr(entry, manifest.dumps())
+
+
+def compile_package(
+    source,
+    output: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    preset: str = "default",
+    dtype: str | DType | None = None,
+    use_cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> CompileResult:
+    """Build an AOTInductor package from a program, with the pt2kit manifest inside.
+
+    Args:
+        source: a `.pt2` program path, an `ExportedProgram`, or a `Target` (exported first).
+        output: the package to write (must end in `.pt2`, e.g. `model.aoti.pt2`).
+        device: `cpu` or `cuda`.
+        preset: a name from `pt2kit.compile.PRESETS` (docs/compile.md lists their settings).
+        dtype: `bf16`, `fp16` or `fp32`: cast floating weights and inputs first; None keeps them.
+        use_cache: reuse an identical earlier build from the cache (`PT2KIT_CACHE_DIR`).
+        cache_dir: the cache folder (default `default_cache_dir()`).
+
+    Returns:
+        A `CompileResult` (path, seconds, size, whether the cache hit).
+
+    Raises:
+        UsageError: bad device, preset, dtype or output name; no CUDA device for `cuda`.
+        ArtifactError: the source `.pt2` is missing or corrupt.
+
+    Example:
+        >>> result = pt2kit.compile_package("model.pt2", "model.aoti.pt2", preset="cpu-freeze")
+        >>> pt2kit.load(result.path)(torch.randn(4, 16))
+    """
+    start = time.perf_counter()
+    output = Path(output)
+    if device not in DEVICES:
+        raise UsageError(f"unknown device `{device}`; use `--device cpu` or `--device cuda`")
+    if not output.name.endswith(".pt2"):
+        raise UsageError(f"output `{output}` must end in .pt2 (AOTInductor requires it); e.g. `-o {output.stem}.aoti.pt2`")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("`--device cuda` needs a CUDA GPU and a CUDA build of torch, and this machine has neither; use `--device cpu`")
+    chosen = get_preset(preset, device)
+    cast = DType.parse(dtype) if dtype is not None else None
+    ep, manifest = _program_and_manifest(source)
+    if cast is not None:
+        with progress.stage(f"convert to {cast}"):
+            ep, manifest = convert_program(ep, manifest, cast)
+    if device == "cuda":
+        from torch.export.passes import move_to_device_pass
+
+        with progress.stage("move to cuda"):
+            ep = move_to_device_pass(ep, "cuda")
+    settings = dict(chosen.inductor_configs)
+    with progress.stage("hash program"):
+        weights = weights_summary(ep)[2]
+        key = build_key(program_digest(ep, weights), settings, device, cast.value if cast else None)
+    cache = BuildCache(cache_dir)
+    entry = cache.get(key) if use_cache else None
+    if entry is not None:
+        with progress.stage("copy from build cache"), atomic_path(output) as tmp:
+            shutil.copyfile(entry.path, tmp)
+        return CompileResult(output, time.perf_counter() - start, output.stat().st_size, True, chosen.name, device,
+                             MappingProxyType(settings), cast.value if cast else None, entry.build_seconds, key)
+    with atomic_path(output) as tmp:
+        build_start = time.perf_counter()
+        with progress.stage(f"compile with AOTInductor ({chosen.name}, {device})"):
+            _aoti_compile(ep, tmp, settings)
+        build_seconds = time.perf_counter() - build_start
+        with progress.stage("write manifest"):
+            metadata = _aoti_metadata(tmp)
+            aoti = {
+                "device": device, "preset": chosen.name, "inductor_configs": settings, "dtype": cast.value if cast else None,
+                "cpu_isa": metadata.get("AOTI_CPU_ISA", ""), "compute_capability": metadata.get("AOTI_COMPUTE_CAPABILITY", ""),
+                "machine": metadata.get("AOTI_MACHINE", ""), "torch_version": torch.__version__, "build_key": key,
+            }
+            add_manifest(tmp, manifest.replace(torch_version=torch.__version__, extra={**manifest.extra, "aoti": aoti}))
+        if use_cache:
+            with progress.stage("store in build cache"):
+                cache.put(key, tmp, build_seconds)
+    return CompileResult(output, time.perf_counter() - start, output.stat().st_size, False, chosen.name, device,
+                         MappingProxyType(settings), cast.value if cast else None, build_seconds, key)
+

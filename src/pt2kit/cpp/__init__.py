@@ -1,0 +1,10 @@
+"""The Python-free deployment path: a small C++ program that runs an AOTInductor package.
+
+`pt2kit_runner.cpp` and `CMakeLists.txt` in this folder are the template; `build_cpp_runner`
+copies them to a folder and builds them with CMake against the libtorch inside the
+installed torch wheel. See docs/cpp-runner.md.
+"""
+
+from pt2kit.cpp.runner import CppRunner, build_cpp_runner, run_cpp_runner
+
+__all__ = ["CppRunner", "build_cpp_runner", "run_cpp_runner"]
