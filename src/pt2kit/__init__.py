@@ -23,6 +23,7 @@ _EXPORTS = {
     "DimRange": "pt2kit.manifest", "LeafSpec": "pt2kit.manifest", "Manifest": "pt2kit.manifest",
     "ExportResult": "pt2kit.program", "export_program": "pt2kit.program",
     "Artifact": "pt2kit.runtime", "load": "pt2kit.runtime",
+    "CompileResult": "pt2kit.compile", "compile_package": "pt2kit.compile",
     "DimEntry": "pt2kit.shapes", "DynamicSpec": "pt2kit.shapes", "parse_dynamic": "pt2kit.shapes",
     "Target": "pt2kit.target", "load_target": "pt2kit.target",
 }
@@ -51,6 +52,7 @@ __all__ = [
     "BenchRow",
     "Capture",
     "CaptureMode",
+    "CompileResult",
     "DimEntry",
     "DimRange",
     "DynamicSpec",
@@ -71,6 +73,7 @@ __all__ = [
     "__version__",
     "bench",
     "capture",
+    "compile_package",
     "export_program",
     "inspect_artifact",
     "load",
