@@ -73,3 +73,32 @@ def linear_program(tmp_path_factory) -> Path:
     progress.set_quiet(False)
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def build_cache_dir(tmp_path_factory) -> Path:
+    """A private pt2kit build cache for the session (PT2KIT_CACHE_DIR), so tests never touch ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("pt2kit-cache")
+    old = os.environ.get("PT2KIT_CACHE_DIR")
+    os.environ["PT2KIT_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("PT2KIT_CACHE_DIR", None)
+    else:
+        os.environ["PT2KIT_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def small_aoti_package(linear_program, build_cache_dir, tmp_path_factory) -> Path:
+    """`linear_program` compiled once for CPU (preset default, dynamic batch 1..64), stored in the session's build cache."""
+    from pt2kit.compile import compile_package
+
+    out = tmp_path_factory.mktemp("aoti") / "linear.aoti.pt2"
+    progress.set_quiet(True)
+    try:
+        compile_package(linear_program, out, device="cpu", preset="default")
+    finally:
+        progress.set_quiet(False)
+    return out
