@@ -26,6 +26,8 @@ _EXPORTS = {
     "CompileResult": "pt2kit.compile", "compile_package": "pt2kit.compile",
     "DimEntry": "pt2kit.shapes", "DynamicSpec": "pt2kit.shapes", "parse_dynamic": "pt2kit.shapes",
     "Target": "pt2kit.target", "load_target": "pt2kit.target",
+    "CaseError": "pt2kit.verify", "Mismatch": "pt2kit.verify", "OutputCheck": "pt2kit.verify",
+    "VerifyReport": "pt2kit.verify", "verify_outputs": "pt2kit.verify", "MismatchKind": "pt2kit.verify_compare",
 }
 
 
@@ -52,6 +54,7 @@ __all__ = [
     "BenchRow",
     "Capture",
     "CaptureMode",
+    "CaseError",
     "CompileResult",
     "DimEntry",
     "DimRange",
@@ -64,12 +67,16 @@ __all__ = [
     "Inspection",
     "LeafSpec",
     "Manifest",
+    "Mismatch",
+    "MismatchKind",
+    "OutputCheck",
     "Pt2kitError",
     "SourceLocation",
     "Target",
     "TargetError",
     "TensorFileError",
     "UsageError",
+    "VerifyReport",
     "__version__",
     "bench",
     "capture",
@@ -80,4 +87,5 @@ __all__ = [
     "load_target",
     "parse_dynamic",
     "parse_input",
+    "verify_outputs",
 ]

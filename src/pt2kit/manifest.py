@@ -33,6 +33,13 @@ class LeafSpec:
     dtype: str | None = None
     shape: tuple[int | str, ...] = ()
     value: Any = None
+    # [low, high) the user gave for the input's values at export (`--input ids=int64[2,128]@0..30000`);
+    # `pt2kit verify` draws random values from it. None: not given (never guessed).
+    value_range: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        if self.value_range is not None:  # JSON gives a list
+            object.__setattr__(self, "value_range", tuple(self.value_range))
 
     def describe(self) -> str:
         if self.kind == "constant":
@@ -194,3 +201,31 @@ def weights_summary(ep: torch.export.ExportedProgram) -> tuple[int, int, str]:
         digest.update(name.encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return count, nbytes, digest.hexdigest()
+
+
+def declared_value_ranges(specs, parameters: list[str]) -> dict[str, tuple[float, float]]:
+    """Input name -> [low, high) for each `--input` given with a range (`ids=int64[2,128]@0..30000`).
+
+    Unnamed specs are positional: the i-th one names `parameters[i]`.
+    """
+    ranges: dict[str, tuple[float, float]] = {}
+    position = 0
+    for spec in specs:
+        name = spec.name
+        if name is None:
+            name = parameters[position] if position < len(parameters) else f"args[{position}]"
+            position += 1
+        if spec.kind == "random" and spec.low is not None and spec.high is not None:
+            low, high = spec.low, spec.high
+            if not spec.dtype.is_floating_point:
+                low, high = int(low), int(high)
+            ranges[name] = (low, high)
+    return ranges
+
+
+def with_value_ranges(leaves: tuple[LeafSpec, ...], ranges: dict[str, tuple[float, float]]) -> tuple[LeafSpec, ...]:
+    """`leaves` with `value_range` set on each tensor input named in `ranges`."""
+    from dataclasses import replace
+
+    return tuple(replace(leaf, value_range=tuple(ranges[leaf.name])) if leaf.name in ranges and leaf.kind == "tensor" else leaf
+                 for leaf in leaves)

@@ -17,7 +17,7 @@ from pt2kit import progress
 from pt2kit.capture import Capture, CaptureMode, capture, failure_message
 from pt2kit.diagnose.specialization import Specialization, find_specializations
 from pt2kit.errors import ExportFailed
-from pt2kit.manifest import Manifest, build_manifest
+from pt2kit.manifest import Manifest, build_manifest, with_value_ranges
 from pt2kit.package import save_program
 from pt2kit.shapes import DynamicSpec, parse_dynamic, to_dynamic_shapes
 from pt2kit.target import Target
@@ -68,6 +68,7 @@ def export_program(
     mode: str | CaptureMode = CaptureMode.AUTO,
     dynamic: str | DynamicSpec | None = None,
     check_specialization: bool = True,
+    value_ranges: dict[str, tuple[float, float]] | None = None,
 ) -> ExportResult:
     """Export `target` to a `.pt2` program with a manifest.
 
@@ -77,6 +78,7 @@ def export_program(
         mode: `auto`, `non-strict` or `strict`.
         dynamic: a `--dynamic` spec (text or parsed); defaults to the file's `dynamic`.
         check_specialization: re-trace to find shape branches export baked in.
+        value_ranges: input name -> [low, high) of its values, recorded in the manifest for `pt2kit verify`.
 
     Returns:
         An `ExportResult`.
@@ -106,6 +108,8 @@ def export_program(
         result.program, parameters=params, dim_names=spec.dim_names(), capture_mode=result.mode,
         target=target.spec, notes=[str(s) for s in specializations],
     )
+    if value_ranges:
+        manifest = manifest.replace(inputs=with_value_ranges(manifest.inputs, value_ranges))
     path = None
     if output is not None:
         with progress.stage("save .pt2"):

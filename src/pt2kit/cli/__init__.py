@@ -17,6 +17,7 @@ import sys
 COMMANDS: list[tuple[str, str, str]] = [
     ("export", "pt2kit.cli.export_cmd", "capture a model with torch.export and write a .pt2 program with a manifest"),
     ("compile", "pt2kit.cli.compile_cmd", "build an AOTInductor package (.so inside) from a .pt2 or TARGET, with a build cache"),
+    ("verify", "pt2kit.cli.verify_cmd", "compare an artifact's outputs with the eager model's, across the dynamic range"),
     ("inspect", "pt2kit.cli.inspect_cmd", "describe a .pt2: inputs, outputs, dynamic dims, weights, operators"),
     ("run", "pt2kit.cli.run_cmd", "run a .pt2 on inputs, without the model's source code"),
     ("bench", "pt2kit.cli.bench_cmd", "benchmark eager, torch.compile, export, AOTInductor and ONNX Runtime side by side"),

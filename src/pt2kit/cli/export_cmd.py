@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, emit_failure, parsed_inputs
+from pt2kit.cli.verify_cmd import add_verify_options, run_verified
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,23 +18,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-specialization-check", action="store_true",
                    help="skip the re-trace that finds shape branches export baked in")
     add_input_arguments(p)
+    p.add_argument("--verify", action="store_true",
+                   help="compare the program with the eager model (pt2kit verify); on failure OUT.pt2 is not written")
+    add_verify_options(p)
     add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from pt2kit.errors import ExportFailed
+    from pt2kit.manifest import declared_value_ranges
     from pt2kit.program import export_program
     from pt2kit.target import load_target
 
-    target = load_target(args.target, parsed_inputs(args), seed=args.seed)
-    try:
-        result = export_program(
-            target, args.output, mode=args.mode, dynamic=args.dynamic,
+    inputs = parsed_inputs(args)
+    target = load_target(args.target, inputs, seed=args.seed)
+
+    def export(output):
+        return export_program(
+            target, output, mode=args.mode, dynamic=args.dynamic,
             check_specialization=not args.no_specialization_check,
+            value_ranges=declared_value_ranges(inputs, target.parameter_names),
         )
+
+    try:
+        if not args.verify:
+            emit(export(args.output), args.json)
+            return 0
+        return run_verified(args, export, target, inputs)
     except ExportFailed as exc:
         emit_failure({"ok": False, "error": str(exc), "capture": exc.capture.to_json() if exc.capture else None}, args.json)
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    emit(result, args.json)
-    return 0

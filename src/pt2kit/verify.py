@@ -1,0 +1,377 @@
+"""Verify an artifact's numerics against the eager model, for every output, across the dynamic range.
+
+`verify_outputs` runs the original model and the artifact (a `.pt2` program or an AOTInductor package) on the
+example inputs and on `samples` random inputs at sizes across each dynamic dim's range (`pt2kit.verify_cases`),
+compares every leaf of the output pytree (`pt2kit.verify_compare`), and reports every mismatch at once.
+
+    >>> report = pt2kit.verify_outputs(pt2kit.load_target("model.py:model"), "model.pt2")
+    >>> print(report); report.ok
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+import torch
+from torch.utils import _pytree as pytree
+
+from pt2kit import progress
+from pt2kit.errors import Pt2kitError, UsageError
+from pt2kit.inputs import dtype_name
+from pt2kit.package import atomic_path
+from pt2kit.runtime import Artifact, load
+from pt2kit.target import Target
+from pt2kit.verify_cases import CasePlan, DimPlan, InputDraw, VerifyCase, leaves_and_names, plan_cases
+from pt2kit.verify_compare import MismatchKind, Tolerance, compare_leaf, default_tolerance, least_precise
+
+R = TypeVar("R")
+SHOWN_MISMATCHES = 3  # per output in the text report; to_json() has all
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One way one output differs on one input."""
+
+    kind: MismatchKind
+    case: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail} on {self.case}"
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind.value, "case": self.case, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """One output leaf over every input: its largest errors, the input it was worst on, and each mismatch."""
+
+    name: str
+    dtype: str | None
+    tolerance: Tolerance
+    max_abs_err: float
+    max_rel_err: float
+    worst_input: str
+    cases: int
+    mismatches: tuple[Mismatch, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+    @property
+    def reason(self) -> str | None:
+        """The first mismatch, and how many more; None when the output passed."""
+        if not self.mismatches:
+            return None
+        more = len(self.mismatches) - 1
+        return str(self.mismatches[0]) + (f" (and {more} more)" if more else "")
+
+    def __str__(self) -> str:
+        mark = "✓" if self.passed else "✗"
+        errors = f"max abs err {self.max_abs_err:.3g}, max rel err {self.max_rel_err:.3g}" if self.dtype else "constant"
+        line = f"{mark} {self.name}: {errors} ({self.tolerance}; {self.tolerance.basis}), worst on {self.worst_input}"
+        shown = [f"    {m}" for m in self.mismatches[:SHOWN_MISMATCHES]]
+        if len(self.mismatches) > SHOWN_MISMATCHES:
+            shown.append(f"    ... {len(self.mismatches) - SHOWN_MISMATCHES} more on other inputs (--json lists every one)")
+        return "\n".join([line] + shown)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "passed": self.passed, "dtype": self.dtype, "atol": self.tolerance.atol,
+            "rtol": self.tolerance.rtol, "tolerance_basis": self.tolerance.basis, "max_abs_err": self.max_abs_err,
+            "max_rel_err": self.max_rel_err, "worst_input": self.worst_input, "cases": self.cases,
+            "reason": self.reason, "mismatches": [m.to_json() for m in self.mismatches],
+        }
+
+
+@dataclass(frozen=True)
+class CaseError:
+    """An input on which the eager model or the artifact raised instead of returning."""
+
+    case: str
+    side: str  # "eager" | "artifact"
+    message: str
+
+    def __str__(self) -> str:
+        hint = ("; the sampled input may be outside what the model accepts: give value ranges with "
+                "`--input NAME=int64[...]@LOW..HIGH`" if self.side == "eager" else "")
+        return f"✗ the {self.side} model raised on {self.case}: {self.message}{hint}"
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of `verify_outputs`: every output's check and every input that could not be run."""
+
+    artifact: str
+    target: str
+    kind: str
+    device: str
+    cases: tuple[VerifyCase, ...]
+    dims: tuple[DimPlan, ...]
+    draws: tuple[InputDraw, ...]
+    outputs: tuple[OutputCheck, ...]
+    errors: tuple[CaseError, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and bool(self.outputs) and all(o.passed for o in self.outputs)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Names of the outputs that failed."""
+        return tuple(o.name for o in self.outputs if not o.passed)
+
+    def __str__(self) -> str:
+        lines = [f"verify {self.artifact} ({self.kind}, {self.device}) against {self.target} on {len(self.cases)} inputs"]
+        lines += [f"  dim    {d}" for d in self.dims]
+        lines += [f"  input  {d}" for d in self.draws]
+        lines.append("  cases  " + "; ".join(map(str, self.cases)))
+        lines += [f"  note   {n}" for n in self.notes]
+        lines += [f"  {o}" for o in self.outputs]
+        lines += [f"  {e}" for e in self.errors]
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"verified: {len(self.outputs)} output(s) match on {len(self.cases)} inputs"
+        parts = []
+        if self.failed:
+            parts.append(f"{len(self.failed)} of {len(self.outputs)} outputs differ ({', '.join(self.failed)})")
+        if self.errors:
+            parts.append(f"{len(self.errors)} input(s) raised")
+        if not self.outputs and not self.errors:
+            parts.append("no output was compared")
+        return "verification failed: " + "; ".join(parts)
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok, "artifact": self.artifact, "target": self.target, "kind": self.kind, "device": self.device,
+            "cases": [c.to_json() for c in self.cases], "dims": [d.to_json() for d in self.dims],
+            "inputs": [d.to_json() for d in self.draws], "outputs": [o.to_json() for o in self.outputs],
+            "errors": [e.to_json() for e in self.errors], "notes": list(self.notes), "summary": self.summary(),
+        }
+
+
+def verify_outputs(
+    target: Target,
+    artifact: str | os.PathLike | Artifact,
+    *,
+    samples: int = 8,
+    seed: int = 0,
+    atol: float | None = None,
+    rtol: float | None = None,
+    value_ranges: Mapping[str, tuple[float, float]] | None = None,
+    max_size: int | None = None,
+) -> VerifyReport:
+    """Run the eager model and the artifact on the same inputs and compare every output leaf.
+
+    Args:
+        target: the model the artifact was built from (`load_target`).
+        artifact: a `.pt2` program or AOTInductor package (path), or an `Artifact` from `pt2kit.load`.
+        samples: random inputs besides the example; the first two are at every dim's minimum and maximum.
+        seed: seed for the random inputs.
+        atol, rtol: override the default tolerances (docs/verify.md) for every numeric output.
+        value_ranges: input name -> [low, high) to draw its values from; overrides the manifest's `value_range`.
+        max_size: test no dynamic dim above this size.
+
+    Returns:
+        A `VerifyReport`; `report.ok` is False if any output differs or any input raised.
+
+    Raises:
+        ArtifactError: the artifact cannot be loaded.
+        InputMismatchError: the target's inputs do not fit the artifact's.
+        UsageError: `samples` is negative.
+
+    Example:
+        >>> report = verify_outputs(load_target("model.py:model"), "model.pt2", samples=4)
+        >>> assert report.ok, report
+    """
+    if samples < 0:
+        raise UsageError(f"`--samples {samples}` is negative; pass 0 to check only the example, or more for random inputs")
+    if isinstance(artifact, (str, os.PathLike)):
+        with progress.stage("load artifact"):
+            artifact = load(artifact)
+    manifest = artifact.manifest
+    leaves, names, spec = leaves_and_names(target.args, target.kwargs, target.parameter_names)
+    device = _artifact_device(artifact)
+    plan = plan_cases(manifest, names, leaves, samples=samples, seed=seed, value_ranges=value_ranges, max_size=max_size)
+    in_dtypes = [leaf.dtype if leaf.kind == "tensor" else None for leaf in manifest.inputs] if manifest else [None] * len(leaves)
+    cast = {dtype_name(l.dtype) for l, d in zip(leaves, in_dtypes)
+            if isinstance(l, torch.Tensor) and l.is_floating_point() and d and d != dtype_name(l.dtype)}
+    converted = (manifest.extra.get("dtype") if manifest else None) or (next(iter(cast)) if cast else None)
+    reference, notes = _reference(target.module, device, in_dtypes, converted)
+    if manifest is None:
+        notes.append("the artifact has no pt2kit manifest: random inputs use the example's shapes only")
+    compute = least_precise([d for d in in_dtypes if d] + [p.dtype for p in reference.parameters() if p.is_floating_point()])
+    tf32 = device != "cpu" and _tf32_enabled(reference)
+    overrides = (atol, rtol)
+
+    results: dict[str, list[tuple[VerifyCase, Any, Any]]] = {}
+    errors: list[CaseError] = []
+    with progress.stage(f"run eager and artifact on {len(plan.cases)} inputs"):
+        for case in plan.cases:
+            case_leaves = [_to_artifact(v, d, device) for v, d in zip(case.leaves, in_dtypes)]
+            expected = _call(reference, case_leaves, spec, seed, case, "eager", errors)
+            actual = _call(artifact, case_leaves, spec, seed, case, "artifact", errors) if expected is not _FAILED else _FAILED
+            if actual is _FAILED:
+                continue
+            exp, act = _named(expected), _named(actual)
+            for name in list(exp) + [n for n in act if n not in exp]:
+                results.setdefault(name, []).append((case, exp.get(name, _ABSENT), act.get(name, _ABSENT)))
+
+    order = [o.name for o in manifest.outputs] if manifest else []
+    ordered = sorted(results, key=lambda n: (order.index(n) if n in order else len(order), n))
+    checks = tuple(_check(name, results[name], compute, device, tf32, overrides, converted is not None) for name in ordered)
+    return VerifyReport(
+        str(artifact.path), target.spec, artifact.kind.value, device, plan.cases, plan.dims, plan.draws, checks,
+        tuple(errors), tuple(notes),
+    )
+
+
+_FAILED = object()
+_ABSENT = object()
+
+
+def _named(outputs: Any) -> dict[str, Any]:
+    flat = pytree.tree_flatten_with_path(outputs)[0]
+    return {"output" + pytree.keystr(path): value for path, value in flat}
+
+
+def _call(fn: Callable, leaves: list[Any], spec, seed: int, case: VerifyCase, side: str, errors: list[CaseError]) -> Any:
+    """Call with fresh clones (models may mutate inputs) and the same RNG seed on both sides."""
+    args, kwargs = pytree.tree_unflatten([v.clone() if isinstance(v, torch.Tensor) else v for v in leaves], spec)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return fn(*args, **kwargs)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # collected, reported with the case: one bad input must not hide the others
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        prefix = "" if isinstance(exc, Pt2kitError) else f"{type(exc).__name__}: "
+        errors.append(CaseError(str(case), side, prefix + text))
+        return _FAILED
+
+
+def _check(name: str, rows: list, compute: str | None, device: str, tf32: bool, overrides, converted: bool) -> OutputCheck:
+    first = next((e for _, e, _ in rows if e is not _ABSENT), None)
+    if first is None:
+        first = next((a for _, _, a in rows if a is not _ABSENT), None)
+    is_tensor = isinstance(first, torch.Tensor)
+    tol = default_tolerance(first.dtype, compute, device, tf32) if is_tensor else Tolerance(0.0, 0.0, "constant: equal")
+    if overrides != (None, None) and not (is_tensor and first.dtype == torch.bool):
+        tol = Tolerance(tol.atol if overrides[0] is None else overrides[0], tol.rtol if overrides[1] is None else overrides[1], "--atol/--rtol")
+    mismatches: list[Mismatch] = []
+    max_abs = max_rel = 0.0
+    worst, worst_ratio = str(rows[0][0]), -1.0
+    for case, expected, actual in rows:
+        if expected is _ABSENT or actual is _ABSENT:
+            side = "the artifact" if actual is _ABSENT else "the eager model"
+            mismatches.append(Mismatch(MismatchKind.MISSING, str(case), f"{side} does not return `{name}`"))
+            if worst_ratio < float("inf"):
+                worst, worst_ratio = str(case), float("inf")
+            continue
+        result = compare_leaf(expected, actual, tol, allow_dtype_change=converted)
+        max_abs, max_rel = max(max_abs, result.max_abs_err), max(max_rel, result.max_rel_err)
+        ratio = float("inf") if result.problems and result.ratio <= 1 else result.ratio  # shape, NaN: the first such case
+        if ratio > worst_ratio:
+            worst, worst_ratio = str(case), ratio
+        mismatches += [Mismatch(kind, str(case), detail) for kind, detail in result.problems]
+    dtype = dtype_name(first.dtype) if is_tensor else None
+    return OutputCheck(name, dtype, tol, max_abs, max_rel, worst, len(rows), tuple(mismatches))
+
+
+def _artifact_device(artifact: Artifact) -> str:
+    """Where the artifact runs: the device it was compiled for, or where a program's weights live."""
+    aoti = (artifact.manifest.extra.get("aoti") or {}) if artifact.manifest else {}
+    if aoti.get("device"):
+        return str(aoti["device"])
+    get_metadata = getattr(getattr(artifact, "_fn", None), "get_metadata", None)  # AOTICompiledModel
+    if callable(get_metadata):
+        return str(get_metadata().get("AOTI_DEVICE_KEY", "cpu"))
+    program = artifact.program
+    for tensor in list(program.state_dict.values()) if program is not None else []:
+        return tensor.device.type
+    return "cpu"
+
+
+def _reference(module: torch.nn.Module, device: str, in_dtypes, converted: str | None) -> tuple[torch.nn.Module, list[str]]:
+    """The eager model to compare with: the target's module, copied when it must move or change dtype."""
+    notes: list[str] = []
+    current = next((t.device.type for t in module.state_dict().values() if isinstance(t, torch.Tensor)), "cpu")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(converted or "", None)
+    if dtype is None and converted:
+        dtype = getattr(torch, converted, None)
+    if current == device and dtype is None:
+        return module, notes
+    module = copy.deepcopy(module)
+    if dtype is not None:
+        module = module.to(dtype)
+        notes.append(f"the artifact was built in {dtype_name(dtype)}: the reference is the eager model cast to {dtype_name(dtype)}")
+    if current != device:
+        module = module.to(device)
+        notes.append(f"the eager model runs on {device}, where the artifact runs")
+    return module, notes
+
+
+def _to_artifact(value: Any, dtype: str | None, device: str) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value
+    if dtype and value.is_floating_point() and dtype_name(value.dtype) != dtype:
+        value = value.to(getattr(torch, dtype))
+    return value.to(device)
+
+
+def _tf32_enabled(module: torch.nn.Module) -> bool:
+    """TF32 is in play for float32 on CUDA: matmuls allowed it, or convolutions (cuDNN's default) in a conv model."""
+    matmul = torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
+    convs = torch.backends.cudnn.allow_tf32 and any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in module.modules())
+    return bool(matmul or convs)
+
+
+def write_verified(
+    output: str | os.PathLike, write: Callable[[Path], R], target: Target, **verify_options: Any,
+) -> tuple[R, VerifyReport]:
+    """Build an artifact with `write(path)`, verify it, and put it at `output` only if it passed.
+
+    The artifact is written and verified at a temporary path beside `output`; on failure nothing is left at
+    `output` (an older file there is kept untouched), so no file claims to be a good artifact that is not.
+    A result with a `path` field is returned with `path` set to `output`.
+
+    Example:
+        >>> result, report = write_verified("m.pt2", lambda p: export_program(target, p), target)
+    """
+    output = Path(output)
+    result: Any = None
+    report: VerifyReport | None = None
+    try:
+        with atomic_path(output) as tmp:
+            result = write(tmp)
+            report = verify_outputs(target, tmp, **verify_options)
+            report = replace(report, artifact=str(output))
+            if not report.ok:
+                raise _Unverified()
+    except _Unverified:
+        pass
+    if hasattr(result, "path") and hasattr(result, "__dataclass_fields__"):
+        result = replace(result, path=output if report.ok else None)
+    return result, report
+
+
+class _Unverified(Exception):
+    """Raised inside `atomic_path` so the unverified file is discarded, never moved into place."""
+
+
+__all__ = ["CaseError", "Mismatch", "OutputCheck", "VerifyReport", "verify_outputs", "write_verified"]
