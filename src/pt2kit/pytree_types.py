@@ -1,0 +1,411 @@
+"""Non-pytree types in a model's inputs and outputs: find them, register them, restore them at load.
+
+`torch.export` flattens inputs and outputs with `torch.utils._pytree`; an object of a type it does
+not know (a transformers `DynamicCache`, a user's own dataclass or result object) stops the export
+with "Found <class ...> in output, which is not a known type". pt2kit runs the model eagerly once,
+walks what it returned, and registers every such type as a pytree node that flattens by attribute:
+values holding tensors or numbers become children (graph inputs/outputs), everything else (a dtype, a
+device, a class, a string) is kept in the spec as a constant. The program then returns the same
+object eager returned. The manifest records each registration so `pt2kit.load` can repeat it in a
+process that never saw the model's source.
+
+    >>> reports = find_non_pytree(model(**inputs))        # detection only (diagnose uses this)
+    >>> reports = register_pytree_types(model(**inputs))   # detection + registration
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import types
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch.utils import _pytree as pytree
+
+_PREFIX = "pt2kit:"
+# leaves torch.export passes through as they are (graph values or constants)
+_DATA_LEAVES = (torch.Tensor, torch.SymInt, torch.SymFloat, torch.SymBool, bool, int, float)
+_PRIMITIVE_LEAVES = _DATA_LEAVES + (str, bytes, complex, torch.dtype, torch.device, torch.layout,
+                                    torch.memory_format, type, enum.Enum, type(Ellipsis), slice, range,
+                                    types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)
+# torch's, the standard library's and pt2kit's own containers need no import at load time
+_BUILTIN_MODULES = ("builtins", "collections", "torch", "typing")
+
+
+@dataclass(frozen=True)
+class TypeReport:
+    """One type in a model's inputs or outputs that `torch.utils._pytree` does not know.
+
+    Attributes:
+        type_name: `module.QualName` of the type.
+        path: where it was first seen, e.g. `output['cache']` or `output['cache'].layers[0]`.
+        supported: True when pt2kit can register it (it flattens by attribute).
+        registered: True once pt2kit registered it in this process.
+        reason: why it cannot be registered (empty when supported).
+    """
+
+    type_name: str
+    path: str
+    supported: bool
+    registered: bool = False
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.registered:
+            return f"registered `{self.type_name}` (at {self.path}) as a pytree node, flattened by attribute"
+        if self.supported:
+            return f"`{self.type_name}` at {self.path} is not a pytree type; pt2kit export registers it automatically"
+        return (f"`{self.type_name}` at {self.path} is not a pytree type and cannot be flattened by attribute ({self.reason}); "
+                f"register it yourself: torch.utils._pytree.register_pytree_node({self.type_name.rpartition('.')[2]}, flatten_fn, unflatten_fn, "
+                f"serialized_type_name={self.type_name!r})")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def record(self) -> dict:
+        """The manifest entry `pt2kit.load` uses to register the type again."""
+        return {"type": self.type_name, "serialized_name": _PREFIX + self.type_name, "strategy": "attributes", "path": self.path}
+
+
+def find_non_pytree(tree: Any, root: str = "output") -> list[TypeReport]:
+    """Every type in `tree` that `torch.utils._pytree` treats as an opaque leaf but is not a plain value.
+
+    Looks inside such objects' attributes too (a cache holds a list of layer objects), so the list is
+    complete for one call of `register_pytree_types`. Registers nothing.
+
+    Args:
+        tree: a model's outputs (or `(args, kwargs)` with `root="input"`).
+        root: the name the paths in the reports start with.
+
+    Returns:
+        One `TypeReport` per type, in the order first seen.
+
+    Example:
+        >>> [r.type_name for r in find_non_pytree(gpt2(ids, use_cache=True))]
+        ['transformers.cache_utils.DynamicCache', 'transformers.cache_utils.DynamicLayer']
+    """
+    found: dict[type, TypeReport] = {}
+    _walk(tree, root, found, set())
+    return list(found.values())
+
+
+def register_pytree_types(tree: Any, root: str = "output") -> list[TypeReport]:
+    """Register every supported non-pytree type in `tree` (see `find_non_pytree`) as a pytree node.
+
+    Registration is process-wide, as torch's own is. A type already registered (by the user or a
+    library) is left as it is and not reported.
+
+    Returns:
+        The reports, with `registered=True` on each type registered now.
+    """
+    reports = []
+    for report in find_non_pytree(tree, root):
+        if report.supported:
+            _register(_import_type(report.type_name))
+            report = dataclasses.replace(report, registered=True)
+        reports.append(report)
+    return reports
+
+
+def spec_imports(spec: pytree.TreeSpec) -> list[str]:
+    """Modules whose import registers the third-party pytree types a spec uses (e.g. `transformers.modeling_outputs`)."""
+    modules: dict[str, None] = {}
+    for t in _spec_types(spec):
+        name = getattr(t, "__module__", "") or ""
+        if name and not _is_ours(t) and name.split(".")[0] not in _BUILTIN_MODULES and not name.startswith("pt2kit"):
+            modules.setdefault(name)
+    return list(modules)
+
+
+def restore_registrations(records: list[dict] | tuple[dict, ...], imports: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Repeat the registrations a manifest records, before its program is loaded.
+
+    Imports each module in `imports` (they register their own types on import). A recorded type whose
+    module cannot be imported here gets a stand-in type, so the program still loads: such an output
+    comes back as a `types.SimpleNamespace`-like object with the same attributes.
+
+    Returns:
+        Notes on what could not be restored exactly (empty when everything was).
+    """
+    notes = []
+    for name in imports:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # any import failure only matters if the program needs the type
+            notes.append(f"cannot import `{name}` ({type(exc).__name__}); outputs of its types will not load")
+    for record in records:
+        serialized = record.get("serialized_name") or _PREFIX + record["type"]
+        if serialized in pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE:
+            continue
+        try:
+            cls = _import_type(record["type"])
+        except (ImportError, AttributeError):
+            cls = type(record["type"].rpartition(".")[2], (_StandIn,), {"__module__": "pt2kit.pytree_types"})
+            notes.append(f"`{record['type']}` is not importable here; it comes back as a plain object with the same attributes")
+            _register(cls, serialized)
+            continue
+        if cls not in pytree.SUPPORTED_NODES:
+            _register(cls, serialized)
+    return notes
+
+
+def register_model_types(module: torch.nn.Module, args: tuple, kwargs: dict, parameters: list[str] | None = None) -> list[TypeReport]:
+    """Register the non-pytree types in a model's inputs and in what one eager call returns.
+
+    This is what `export_program` runs before capture. An eager failure is not raised here: the
+    capture that follows runs the model eagerly again and reports it with the user's line.
+
+    Returns:
+        One report per type found (already-registered types are not reported).
+    """
+    parameters = list(parameters or [])
+    reports = []
+    for i, value in enumerate(args):
+        reports += register_pytree_types(value, parameters[i] if i < len(parameters) else f"args[{i}]")
+    for name, value in kwargs.items():
+        reports += register_pytree_types(value, name)
+    try:
+        with torch.no_grad():
+            outputs = module(*args, **kwargs)
+    except Exception:  # capture reports eager failures itself
+        return reports
+    return reports + register_pytree_types(outputs, "output")
+
+
+def manifest_fields(program: torch.export.ExportedProgram) -> dict[str, tuple]:
+    """`pytree_types` and `pytree_imports` for the manifest of `program`, read from its call specs.
+
+    Read from the program rather than from this export's reports, so a type registered by an earlier
+    export in the same process is still recorded.
+    """
+    records: dict[str, dict] = {}
+    imports: dict[str, None] = {}
+    for spec in (program.call_spec.in_spec, program.call_spec.out_spec):
+        if spec is None:
+            continue
+        for cls in _spec_types(spec):
+            if _is_ours(cls):
+                records.setdefault(_type_name(cls), {
+                    "type": _type_name(cls), "serialized_name": _PREFIX + _type_name(cls), "strategy": "attributes",
+                })
+        imports.update(dict.fromkeys(spec_imports(spec)))
+    return {"pytree_types": tuple(records.values()), "pytree_imports": tuple(imports)}
+
+
+def _spec_types(spec: pytree.TreeSpec) -> Iterator[type]:
+    if spec.is_leaf():
+        return
+    yield spec.type
+    for child in (spec.children() if hasattr(spec, "children") else spec.children_specs):
+        yield from _spec_types(child)
+
+
+class _StandIn:
+    """Takes the place of a recorded type that cannot be imported at load time."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+# --- detection ---------------------------------------------------------------------------------
+
+def _walk(obj: Any, path: str, found: dict[type, TypeReport], seen: set[int]) -> None:
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if _is_ours(type(obj)):  # registered earlier: its attributes may hold types not registered yet
+        for name, value in _attributes(obj):
+            _walk(value, f"{path}.{name}", found, seen)
+        return
+    if _is_node(obj):
+        for key, child in _children_with_keys(obj):
+            _walk(child, path + pytree.keystr((key,)), found, seen)
+        return
+    if isinstance(obj, _PRIMITIVE_LEAVES) or obj is None:
+        return
+    cls = type(obj)
+    if cls not in found:
+        reason = _unsupported_reason(obj)
+        found[cls] = TypeReport(_type_name(cls), path, not reason, reason=reason)
+    for name, value in _attributes(obj):
+        _walk(value, f"{path}.{name}", found, seen)
+
+
+def _is_ours(cls: type) -> bool:
+    node = pytree.SUPPORTED_SERIALIZED_TYPES.get(cls)
+    return node is not None and str(node.serialized_type_name).startswith(_PREFIX)
+
+
+def _is_node(obj: Any) -> bool:
+    return not pytree.tree_structure(obj, is_leaf=lambda x: x is not obj).is_leaf()
+
+
+def _children_with_keys(obj: Any) -> list[tuple[Any, Any]]:
+    pairs, _ = pytree.tree_flatten_with_path(obj, is_leaf=lambda x: x is not obj)
+    return [(path[0], child) for path, child in pairs]
+
+
+def _unsupported_reason(obj: Any) -> str:
+    cls = type(obj)
+    if isinstance(obj, torch.nn.Module):
+        return "an nn.Module; return its tensors instead"
+    if callable(obj) and not hasattr(obj, "__dict__"):
+        return "a function or builtin object"
+    if not hasattr(obj, "__dict__") and not _slot_names(cls):
+        return "it has neither __dict__ nor __slots__"
+    if "<locals>" in cls.__qualname__:
+        return "it is defined inside a function, so it cannot be imported by name at load time"
+    for name, value in _attributes(obj):
+        if not _is_data_shaped(value):
+            try:
+                _encode(value)
+            except TypeError as exc:
+                return f"attribute `{name}`: {exc}"
+    return ""
+
+
+def _is_data_shaped(value: Any) -> bool:
+    """Whether `value` will hold only graph values once nested types are registered."""
+    if isinstance(value, _DATA_LEAVES) and not isinstance(value, enum.Enum):
+        return True
+    if _is_node(value):
+        return all(_is_data_shaped(c) for _, c in _children_with_keys(value))
+    # an object that will be registered itself (its own problems are reported on its own line)
+    return not isinstance(value, _PRIMITIVE_LEAVES) and value is not None and (hasattr(value, "__dict__") or bool(_slot_names(type(value))))
+
+
+# --- the attribute flattening ------------------------------------------------------------------
+
+def _slot_names(cls: type) -> list[str]:
+    names = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else [s for s in slots if s not in ("__dict__", "__weakref__")]
+    return names
+
+
+def _attributes(obj: Any) -> Iterator[tuple[str, Any]]:
+    for name in _slot_names(type(obj)):
+        if hasattr(obj, name):
+            yield name, getattr(obj, name)
+    yield from getattr(obj, "__dict__", {}).items()
+
+
+def _is_data(value: Any) -> bool:
+    leaves = pytree.tree_leaves(value)
+    return all(isinstance(leaf, _DATA_LEAVES) and not isinstance(leaf, enum.Enum) for leaf in leaves)
+
+
+def _flatten(obj: Any) -> tuple[list[Any], Any]:
+    names, children, constants = [], [], []
+    for name, value in _attributes(obj):
+        if _is_data(value):
+            names.append(name)
+            children.append(value)
+        else:
+            constants.append((name, value))
+    return children, (tuple(names), tuple(constants))
+
+
+def _flatten_with_keys(obj: Any):
+    children, context = _flatten(obj)
+    return [(pytree.GetAttrKey(name), child) for name, child in zip(context[0], children)], context
+
+
+def _unflatten_for(cls: type):
+    def unflatten(children, context):
+        names, constants = context
+        obj = cls.__new__(cls)
+        for name, value in list(zip(names, children)) + list(constants):
+            if hasattr(obj, "__dict__") and name not in _slot_names(cls):
+                obj.__dict__[name] = value
+            else:
+                object.__setattr__(obj, name, value)
+        return obj
+
+    return unflatten
+
+
+def _to_dumpable(context) -> Any:
+    names, constants = context
+    return {"children": list(names), "constants": [[name, _encode(value)] for name, value in constants]}
+
+
+def _from_dumpable(data) -> Any:
+    return tuple(data["children"]), tuple((name, _decode(value)) for name, value in data["constants"])
+
+
+def _register(cls: type, serialized_name: str | None = None) -> None:
+    if cls in pytree.SUPPORTED_NODES:
+        return
+    pytree.register_pytree_node(
+        cls, _flatten, _unflatten_for(cls),
+        serialized_type_name=serialized_name or _PREFIX + _type_name(cls),
+        to_dumpable_context=_to_dumpable, from_dumpable_context=_from_dumpable,
+        flatten_with_keys_fn=_flatten_with_keys,
+    )
+
+
+# --- constants in the spec: a small JSON codec -------------------------------------------------
+
+def _encode(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)) and not isinstance(value, enum.Enum):
+        return value
+    if isinstance(value, enum.Enum):
+        return {"enum": _type_name(type(value)), "name": value.name}
+    if isinstance(value, torch.dtype):
+        return {"dtype": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.device):
+        return {"device": str(value)}
+    if isinstance(value, type):
+        return {"type": _type_name(value)}
+    if isinstance(value, (tuple, list)):
+        return {type(value).__name__ if type(value) in (tuple, list) else "tuple": [_encode(v) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, (str, int)) for k in value):
+        return {"dict": [[k, _encode(v)] for k, v in value.items()]}
+    raise TypeError(f"a {type(value).__name__} cannot be stored in a program's spec")
+
+
+def _decode(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    (tag, payload), *_ = value.items()
+    if tag == "enum":
+        return _import_type(payload)[value["name"]]
+    if tag == "dtype":
+        return getattr(torch, payload)
+    if tag == "device":
+        return torch.device(payload)
+    if tag == "type":
+        return _import_type(payload)
+    if tag in ("tuple", "list"):
+        items = [_decode(v) for v in payload]
+        return tuple(items) if tag == "tuple" else items
+    return {k: _decode(v) for k, v in payload}
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _import_type(name: str) -> type:
+    """`pkg.mod.Outer.Inner` -> the class: the longest importable module prefix, then attributes."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(f"cannot import `{name}`")
+
+
+__all__ = [
+    "TypeReport", "find_non_pytree", "manifest_fields", "register_model_types", "register_pytree_types",
+    "restore_registrations", "spec_imports",
+]
