@@ -6,6 +6,7 @@ so a wrong input is a one-line error instead of a guard failure deep in torch.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sympy
@@ -14,7 +15,7 @@ from torch.utils import _pytree as pytree
 
 from pt2kit.errors import InputMismatchError
 from pt2kit.inputs import dtype_name
-from pt2kit.manifest import LeafSpec, Manifest
+from pt2kit.manifest import DimRange, LeafSpec, Manifest
 
 
 def bind_inputs(manifest: Manifest, positional: list[Any], named: dict[str, Any]) -> list[Any]:
@@ -49,13 +50,17 @@ def bind_inputs(manifest: Manifest, positional: list[Any], named: dict[str, Any]
 def check_inputs(manifest: Manifest, leaves: list[Any]) -> None:
     """Check each leaf's type, rank, dtype and sizes, and the dynamic dims' ranges and relations.
 
+    Shared dims (one symbol in several inputs) must agree; derived dims (`2*seq`) must equal
+    their expression, and a derived dim whose root appears nowhere else (`2*half`) must be a
+    size the expression can take within the root's range.
+
     Raises:
         InputMismatchError: the first input that breaks the contract, named with its dim and range.
     """
     if len(leaves) != len(manifest.inputs):
         raise InputMismatchError(f"got {len(leaves)} inputs, the artifact takes {len(manifest.inputs)}: {', '.join(s.name for s in manifest.inputs)}")
     dims = {d.symbol: d for d in manifest.dims}
-    bindings: dict[str, int] = {}
+    bindings: dict[str, tuple[int, str]] = {}  # symbol -> (size, where it was read)
     derived: list[tuple[LeafSpec, int, str, int]] = []
     for spec, value in zip(manifest.inputs, leaves):
         if spec.kind == "constant":
@@ -69,6 +74,7 @@ def check_inputs(manifest: Manifest, leaves: list[Any]) -> None:
         if value.dim() != len(spec.shape):
             raise InputMismatchError(f"input `{spec.name}` has {value.dim()} dims {list(value.shape)}, expected {len(spec.shape)}: [{', '.join(map(str, spec.shape))}]")
         for d, (want, got) in enumerate(zip(spec.shape, value.shape)):
+            got = int(got)
             if isinstance(want, int):
                 if got != want:
                     raise InputMismatchError(
@@ -76,27 +82,74 @@ def check_inputs(manifest: Manifest, leaves: list[Any]) -> None:
                         f"re-export with `--dynamic {spec.name}:{d}=NAME` to make it dynamic"
                     )
             elif want in dims:
-                rng = dims[want]
-                if got < rng.min or (rng.max is not None and got > rng.max):
-                    high = "inf" if rng.max is None else rng.max
+                _check_range(spec.name, d, got, dims[want])
+                if want in bindings and bindings[want][0] != got:
+                    size, where = bindings[want]
                     raise InputMismatchError(
-                        f"input `{spec.name}` dim {d} has size {got}, outside the range of `{rng.name}` [{rng.min}, {high}]; "
-                        f"pass a size in range or re-export with a wider range, e.g. `--dynamic {spec.name}:{d}={rng.name}[{min(rng.min, got)},{max(rng.max or got, got)}]`"
+                        f"input `{spec.name}` dim {d} has size {got}, but {where} has size {size}; "
+                        f"both are `{dims[want].name}`, so they must be equal"
                     )
-                if want in bindings and bindings[want] != got:
-                    raise InputMismatchError(
-                        f"input `{spec.name}` dim {d} has size {got}, but `{rng.name}` is {bindings[want]} in an earlier input; the two must be equal"
-                    )
-                bindings[want] = got
+                bindings.setdefault(want, (got, f"input `{spec.name}` dim {d}"))
             else:
                 derived.append((spec, d, want, got))
-    for spec, d, expr, got in derived:
-        try:
-            expected = sympy.sympify(expr).subs({sympy.Symbol(k): v for k, v in bindings.items()})
-        except (sympy.SympifyError, TypeError):
-            continue
-        if expected.is_number and int(expected) != got:
-            raise InputMismatchError(f"input `{spec.name}` dim {d} has size {got}, but the artifact needs {expr} = {int(expected)} here")
+    _check_derived(derived, dims, bindings)
+
+
+def _check_range(name: str, d: int, got: int, rng: DimRange) -> None:
+    if got < rng.min or (rng.max is not None and got > rng.max):
+        high = "inf" if rng.max is None else rng.max
+        wider = f"{min(rng.min, got)},{max(rng.max or got, got)}"
+        raise InputMismatchError(
+            f"input `{name}` dim {d} has size {got}, outside the range of `{rng.name}` [{rng.min}, {high}]; "
+            f"pass a size in range or re-export with a wider range, e.g. `--dynamic {name}:{d}={rng.name}[{wider}]`"
+        )
+
+
+def _named(expr: str, dims: dict[str, DimRange]) -> str:
+    return re.sub(r"[A-Za-z_]\w*", lambda m: dims[m.group()].name if m.group() in dims else m.group(), expr)
+
+
+def _check_derived(derived: list[tuple[LeafSpec, int, str, int]], dims: dict[str, DimRange], bindings: dict[str, tuple[int, str]]) -> None:
+    """Check derived dims; a linear one with a single unknown root binds that root (solved from the size)."""
+    pending = list(derived)
+    while pending:
+        progressed, rest = False, []
+        for spec, d, expr, got in pending:
+            try:
+                e = sympy.sympify(expr)
+            except (sympy.SympifyError, TypeError):
+                continue
+            unknown = [s for s in e.free_symbols if str(s) not in bindings]
+            named = _named(expr, dims)
+            if not unknown:
+                expected = e.subs({sympy.Symbol(k): v for k, (v, _) in bindings.items()})
+                if expected.is_number and int(expected) != got:
+                    known = ", ".join(f"`{dims[str(s)].name if str(s) in dims else s}` = {bindings[str(s)][0]} from {bindings[str(s)][1]}"
+                                      for s in e.free_symbols)
+                    raise InputMismatchError(
+                        f"input `{spec.name}` dim {d} has size {got}, but the artifact needs {named} = {int(expected)} here ({known})"
+                    )
+                progressed = True
+            elif len(unknown) == 1 and str(unknown[0]) in dims and sympy.degree(e, unknown[0]) == 1:
+                root = dims[str(unknown[0])]
+                scale, offset = (int(c) for c in sympy.Poly(e, unknown[0]).all_coeffs())
+                value, remainder = divmod(got - offset, scale)
+                high = "inf" if root.max is None else root.max
+                if remainder or not (root.min <= value and (root.max is None or value <= root.max)):
+                    lowest = scale * root.min + offset
+                    highest = "inf" if root.max is None else scale * root.max + offset
+                    step = f" in steps of {scale}" if scale != 1 else ""
+                    raise InputMismatchError(
+                        f"input `{spec.name}` dim {d} has size {got}, but it must be {named} with `{root.name}` in [{root.min}, {high}], "
+                        f"i.e. a size from {lowest} to {highest}{step}"
+                    )
+                bindings[root.symbol] = (value, f"input `{spec.name}` dim {d} (= {named})")
+                progressed = True
+            else:
+                rest.append((spec, d, expr, got))
+        if not progressed:
+            break
+        pending = rest
 
 
 def flatten_inputs(args: tuple, kwargs: dict) -> list[Any]:

@@ -55,9 +55,29 @@ class DimRange:
     name: str
     min: int
     max: int | None
+    used_by: tuple[str, ...] = ()  # the input dims (`x:0`, `mask:0`) whose size it is: they are always equal
+
+    def __post_init__(self):
+        object.__setattr__(self, "used_by", tuple(self.used_by))  # JSON gives a list
 
     def describe(self) -> str:
-        return f"{self.name} ({self.symbol}) in [{self.min}, {'inf' if self.max is None else self.max}]"
+        shared = f", shared by {', '.join(self.used_by)}" if len(self.used_by) > 1 else ""
+        return f"{self.name} ({self.symbol}) in [{self.min}, {'inf' if self.max is None else self.max}]{shared}"
+
+
+@dataclass(frozen=True)
+class DimRelation:
+    """A derived input dim: its size is an expression of other dims (`y:1` is `2*s0`, named `2*seq`)."""
+
+    input: str
+    dim: int
+    expr: str  # in torch's symbols, as the input's shape in the manifest
+    named: str  # in the user's names
+    min: int
+    max: int | None
+
+    def describe(self) -> str:
+        return f"{self.input}:{self.dim} = {self.named} in [{self.min}, {'inf' if self.max is None else self.max}]"
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,7 @@ class Manifest:
     pt2kit_version: str = ""
     created: str = ""
     notes: tuple[str, ...] = ()
+    relations: tuple[DimRelation, ...] = ()  # derived dims (`2*seq`); equal dims share one DimRange
     in_spec: str = ""  # pytree spec of (args, kwargs), torch.utils._pytree.treespec_dumps
     out_spec: str = ""
     format_version: int = FORMAT_VERSION
@@ -101,6 +122,7 @@ class Manifest:
         data["inputs"] = tuple(LeafSpec(**{**x, "shape": tuple(x["shape"])}) for x in data.get("inputs", ()))
         data["outputs"] = tuple(LeafSpec(**{**x, "shape": tuple(x["shape"])}) for x in data.get("outputs", ()))
         data["dims"] = tuple(DimRange(**d) for d in data.get("dims", ()))
+        data["relations"] = tuple(DimRelation(**r) for r in data.get("relations", ()))
         for key in ("parameters", "notes"):
             data[key] = tuple(data.get(key, ()))
         known = cls.__dataclass_fields__
@@ -170,22 +192,47 @@ def build_manifest(
     outputs = [_leaf_spec("output" + pytree.keystr(p), v) for p, v in zip(out_paths, out_vals)]
 
     names_by_symbol: dict[str, str] = {}
+    used_by: dict[str, list[str]] = {}
     for leaf in leaves:
         for d, size in enumerate(leaf.shape):
             if isinstance(size, str) and size.isidentifier():
                 names_by_symbol.setdefault(size, dim_names.get((leaf.name, d), f"{leaf.name}_dim{d}"))
-    dims = []
-    for sym, vr in ep.range_constraints.items():
-        high = None if str(vr.upper) in ("oo", "int_oo") else int(vr.upper)
-        dims.append(DimRange(str(sym), names_by_symbol.get(str(sym), str(sym)), int(vr.lower), high))
+                used_by.setdefault(size, []).append(f"{leaf.name}:{d}")
+            elif isinstance(size, str):  # derived (`2*s0`): the user's `2*half` names the root `s0` `half`
+                symbols, names = re.findall(r"[A-Za-z_]\w*", size), re.findall(r"[A-Za-z_]\w*", dim_names.get((leaf.name, d), ""))
+                if len(symbols) == 1 and len(names) == 1:
+                    names_by_symbol.setdefault(symbols[0], names[0])
+    ranges = {str(sym): (int(vr.lower), None if str(vr.upper) in ("oo", "int_oo") else int(vr.upper))
+              for sym, vr in ep.range_constraints.items()}
+    dims = [DimRange(sym, names_by_symbol.get(sym, sym), *rng, tuple(used_by.get(sym, ())))
+            for sym, rng in ranges.items() if sym.isidentifier()]
+    relations = []
+    for leaf in leaves:
+        for d, size in enumerate(leaf.shape):
+            if isinstance(size, str) and not size.isidentifier():
+                named = re.sub(r"[A-Za-z_]\w*", lambda m: names_by_symbol.get(m.group(), m.group()), size)
+                low, high = ranges.get(size) or _derived_range(size, ranges)
+                relations.append(DimRelation(leaf.name, d, size, named, low, high))
     count, nbytes, digest = weights_summary(ep)
     return Manifest(
         inputs=tuple(leaves), outputs=tuple(outputs), dims=tuple(sorted(dims, key=lambda d: d.symbol)),
         parameters=tuple(parameters), capture_mode=capture_mode, target=target, weights_sha256=digest,
         parameter_count=count, parameter_bytes=nbytes, pt2kit_version=__version__,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), notes=tuple(notes),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), notes=tuple(notes), relations=tuple(relations),
         in_spec=pytree.treespec_dumps(ep.call_spec.in_spec), out_spec=pytree.treespec_dumps(ep.call_spec.out_spec),
     )
+
+
+def _derived_range(expr: str, ranges: dict[str, tuple[int, int | None]]) -> tuple[int, int | None]:
+    """The range of `A*s0 + B` from its root's range (derived sizes grow with their root)."""
+    import sympy
+
+    e = sympy.sympify(expr)
+    roots = [ranges.get(str(s)) for s in e.free_symbols]
+    if len(roots) != 1 or roots[0] is None:
+        return 0, None
+    (sym,), (low, high) = e.free_symbols, roots[0]
+    return int(e.subs(sym, low)), None if high is None else int(e.subs(sym, high))
 
 
 def weights_summary(ep: torch.export.ExportedProgram) -> tuple[int, int, str]:

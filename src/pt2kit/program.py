@@ -7,6 +7,7 @@ pt2kit manifest inside, atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,11 @@ import torch
 from pt2kit import progress
 from pt2kit.capture import Capture, CaptureMode, capture, failure_message
 from pt2kit.diagnose.specialization import Specialization, find_specializations
-from pt2kit.errors import ExportFailed
+from pt2kit.errors import ExportFailed, InputSpecError
 from pt2kit.manifest import Manifest, build_manifest, with_value_ranges
 from pt2kit.package import save_program
+from pt2kit.shape_inference import ShapeInference, infer_shapes
+from pt2kit.shape_repair import RepairReport, capture_with_repair
 from pt2kit.shapes import DynamicSpec, parse_dynamic, to_dynamic_shapes
 from pt2kit.target import Target
 
@@ -40,6 +43,8 @@ class ExportResult:
     manifest: Manifest
     capture: Capture
     specializations: tuple[Specialization, ...] = field(default=())
+    shape_repair: RepairReport | None = None  # what repair changed in the dynamic shapes (pt2kit.shape_repair)
+    inferred: ShapeInference | None = None  # the spec proposed from `samples` (pt2kit.shape_inference)
 
     def __str__(self) -> str:
         m = self.manifest
@@ -47,6 +52,10 @@ class ExportResult:
         lines += [f"  input  {m.describe(leaf)}" for leaf in m.inputs]
         lines += [f"  output {m.describe(leaf)}" for leaf in m.outputs]
         lines += [f"  dim    {d.describe()}" for d in m.dims]
+        if self.inferred is not None:
+            lines += ["  " + ln for ln in str(self.inferred).splitlines()]
+        if self.shape_repair is not None:
+            lines += ["  " + ln for ln in str(self.shape_repair).splitlines()]
         for s in self.specializations:
             lines.append(f"  note: {s}")
         if self.specializations:
@@ -58,6 +67,8 @@ class ExportResult:
         return {
             "ok": True, "path": str(self.path) if self.path else None, "capture": self.capture.to_json(),
             "manifest": self.manifest.to_json(), "specializations": [s.to_json() for s in self.specializations],
+            "shape_repair": self.shape_repair.to_json() if self.shape_repair else None,
+            "inferred": self.inferred.to_json() if self.inferred else None,
         }
 
 
@@ -68,6 +79,8 @@ def export_program(
     mode: str | CaptureMode = CaptureMode.AUTO,
     dynamic: str | DynamicSpec | None = None,
     check_specialization: bool = True,
+    repair: bool = True,
+    samples: list[tuple[tuple, dict]] | None = None,
     value_ranges: dict[str, tuple[float, float]] | None = None,
 ) -> ExportResult:
     """Export `target` to a `.pt2` program with a manifest.
@@ -78,6 +91,10 @@ def export_program(
         mode: `auto`, `non-strict` or `strict`.
         dynamic: a `--dynamic` spec (text or parsed); defaults to the file's `dynamic`.
         check_specialization: re-trace to find shape branches export baked in.
+        repair: on a constraint violation, apply torch's suggested fixes to the dynamic shapes and
+            re-export; never narrows a range because of a shape branch (docs/dynamic-shapes.md).
+        samples: two or more `(args, kwargs)` input sets; the dims that differ become dynamic
+            (instead of `dynamic`), and the sample with the largest-enough sizes is the example.
         value_ranges: input name -> [low, high) of its values, recorded in the manifest for `pt2kit verify`.
 
     Returns:
@@ -90,13 +107,22 @@ def export_program(
     Example:
         >>> result = export_program(load_target("model.py:model"), "model.pt2", dynamic="x:0=batch[1,64]")
     """
+    inferred = None
+    if samples:  # propose the dynamic dims from the samples (pt2kit.shape_inference)
+        if dynamic is not None:
+            raise InputSpecError("give either a dynamic spec or samples to infer it from, not both")
+        inferred = infer_shapes(samples, target.parameter_names)
+        dynamic = inferred.spec
+        target = dataclasses.replace(target, args=samples[inferred.example][0], kwargs=samples[inferred.example][1])
     spec = dynamic if isinstance(dynamic, DynamicSpec) else parse_dynamic(dynamic if dynamic is not None else target.dynamic)
     params = target.parameter_names
     dynamic_shapes = to_dynamic_shapes(spec, params, target.args, target.kwargs)
     with progress.stage(f"export ({CaptureMode(mode).value})"):
-        result = capture(target.module, target.args, target.kwargs, mode=mode, dynamic_shapes=dynamic_shapes)
+        repaired = capture_with_repair(target.module, target.args, target.kwargs, spec, params, mode=mode, repair=repair)
+        result, spec = repaired.capture, repaired.spec
         if not result.ok:
-            raise ExportFailed(failure_message(result), result)
+            hint = repaired.report.failure_hint() if repaired.report else ""
+            raise ExportFailed("\n".join(filter(None, [failure_message(result), hint])), result)
     specializations: list[Specialization] = []
     if check_specialization:
         with progress.stage("check shape specialization"):
@@ -106,7 +132,7 @@ def export_program(
         specializations = [s for s in specializations if not set(s.sizes) & declared]
     manifest = build_manifest(
         result.program, parameters=params, dim_names=spec.dim_names(), capture_mode=result.mode,
-        target=target.spec, notes=[str(s) for s in specializations],
+        target=target.spec, notes=[str(s) for s in specializations] + [f"shape repair: {r}" for r in (repaired.report.repairs if repaired.report else ())],
     )
     if value_ranges:
         manifest = manifest.replace(inputs=with_value_ranges(manifest.inputs, value_ranges))
@@ -114,7 +140,7 @@ def export_program(
     if output is not None:
         with progress.stage("save .pt2"):
             path = save_program(result.program, manifest, output)
-    return ExportResult(path, result.program, manifest, result, tuple(specializations))
+    return ExportResult(path, result.program, manifest, result, tuple(specializations), repaired.report, inferred)
 
 
 __all__ = ["ExportResult", "export_program"]

@@ -171,8 +171,14 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
         outcomes[mode] = outcome
         built.update({(mode, bs): b for bs, b in per_batch.items()})
         if mode is BenchMode.AOTI and per_batch:
-            outcomes[BenchMode.AOTI_RAW] = ModeOutcome(BenchMode.AOTI_RAW, ModeStatus.OK, batch_build=outcome.batch_build)
-            built.update({(BenchMode.AOTI_RAW, bs): _raw(b) for bs, b in per_batch.items()})
+            raws = {bs: b.raw for bs, b in per_batch.items()}
+            error = next((r for r in raws.values() if not isinstance(r, Built)), None)
+            if error is None:
+                outcomes[BenchMode.AOTI_RAW] = ModeOutcome(BenchMode.AOTI_RAW, ModeStatus.OK, batch_build=outcome.batch_build)
+                built.update({(BenchMode.AOTI_RAW, bs): r for bs, r in raws.items()})
+            else:
+                reason = f"torch._inductor.aoti_load_package raised {_first_line(error)}" if error else "no raw loader"
+                outcomes[BenchMode.AOTI_RAW] = ModeOutcome(BenchMode.AOTI_RAW, ModeStatus.FAILED, reason)
     if len(sizes) > 1 and any(o.batch_build == "per-batch" for o in outcomes.values()):
         notes.append("a dynamic-batch build failed for some modes, so they were built once per batch size")
     elif dynamic and any(m in modes for m in _ARTIFACT_MODES):
@@ -249,11 +255,6 @@ def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs,
         return ModeOutcome(mode, ModeStatus.SKIPPED, str(exc)), {}
     except Exception as exc:
         return ModeOutcome(mode, ModeStatus.FAILED, f"building it raised {_first_line(exc)}"), {}
-
-
-def _raw(b: Built) -> Built:
-    raw = b.raw
-    return Built(lambda a, k: raw(*a, **k), b.build_s, b.load_s, b.artifact_bytes)
 
 
 def _bind(b: Built, batch_inputs: tuple[tuple, dict]) -> Callable[[], Any]:

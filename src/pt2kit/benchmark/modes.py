@@ -3,8 +3,9 @@
 - eager: the module itself.
 - compile: `torch.compile(module)` with its defaults; the compile happens on the first call.
 - export: `pt2kit.export_program` to a `.pt2`, then `pt2kit.load` (input checks included).
-- aoti: that `.pt2` through AOTInductor into a package, then `pt2kit.load`; `aoti-raw` calls the
-  loaded package without pt2kit's input checks (same load, no second build).
+- aoti: that `.pt2` through AOTInductor (`pt2kit.compile_package`) into a package, then `pt2kit.load`;
+  `aoti-raw` is the same package loaded by `torch._inductor.aoti_load_package` and called
+  directly: no pt2kit in the call path (no second build, a second load).
 - onnxruntime: `torch.onnx.export` (the TorchScript-based exporter, else the dynamo-based one),
   then an `InferenceSession` on the CPU provider.
 """
@@ -42,7 +43,7 @@ class Built:
     load_s: float
     artifact_bytes: int | None
     build_on_first_call: bool = False
-    raw: Callable[..., Any] | None = None  # aoti: the loaded package called directly, without pt2kit's checks
+    raw: "Built | Exception | None" = None  # aoti: the package loaded by torch alone (or why that failed)
 
 
 @dataclass
@@ -117,38 +118,27 @@ def _build_aoti(ctx: BuildContext) -> Built:
     start = time.perf_counter()
     artifact = load(package)
     load_s = time.perf_counter() - start
-    return Built(lambda a, k: artifact(*a, **k), build_s, load_s, package.stat().st_size, raw=artifact._fn)
+    size = package.stat().st_size
+    return Built(lambda a, k: artifact(*a, **k), build_s, load_s, size, raw=_load_raw(package, build_s, size))
+
+
+def _load_raw(package: Path, build_s: float, size: int) -> Built | Exception:
+    """The same package through `torch._inductor.aoti_load_package`, no pt2kit in the call path."""
+    import torch._inductor
+
+    try:
+        start = time.perf_counter()
+        runner = torch._inductor.aoti_load_package(str(package))
+        return Built(lambda a, k: runner(*a, **k), build_s, time.perf_counter() - start, size)
+    except Exception as exc:  # pt2kit.load worked, so the aoti row stands; say why the raw one is missing
+        return exc
 
 
 def _compile_package(program: Path, package: Path, device: str) -> None:
-    """Build an AOTInductor package from a `.pt2` program (pt2kit.compile_package when present)."""
-    compile_module = importlib.util.find_spec("pt2kit.compile")
-    if compile_module is not None:
-        from pt2kit import compile as compile_stage
+    """`pt2kit.compile_package`, uncached: the build time reported is a real build."""
+    from pt2kit.compile import compile_package
 
-        if hasattr(compile_stage, "compile_package"):
-            compile_stage.compile_package(program, package, device=device.split(":")[0], use_cache=False)
-            return
-    _aoti_package(program, package)
-
-
-def _aoti_package(program: Path, package: Path) -> None:
-    """AOTInductor build straight from torch, keeping the manifest so `pt2kit.load` checks inputs."""
-    import zipfile
-
-    import torch._inductor
-
-    from pt2kit.manifest import MANIFEST_NAME
-    from pt2kit.package import atomic_path, load_program, read_manifest
-
-    ep = load_program(program)
-    manifest = read_manifest(program)
-    with atomic_path(package) as tmp:
-        torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
-        if manifest is not None:
-            with zipfile.ZipFile(tmp, "a") as zf:
-                root = zf.namelist()[0].split("/")[0]
-                zf.writestr(f"{root}/extra/{MANIFEST_NAME}", manifest.dumps())
+    compile_package(program, package, device=device.split(":")[0], use_cache=False)
 
 
 def _build_onnxruntime(ctx: BuildContext) -> Built:

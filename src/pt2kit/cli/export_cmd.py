@@ -15,6 +15,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["auto", "non-strict", "strict"], default="auto",
                    help="capture mode; auto tries non-strict, then strict (default auto)")
     p.add_argument("--dynamic", metavar="SPEC", help="dynamic dims, e.g. x:0=batch[1,64] (see docs/dynamic-shapes.md)")
+    p.add_argument("--sample", action="append", default=[], metavar="INPUTS",
+                   help="one sample input set (a .safetensors file, or \"x=float32[2,16] y=...\"); give two or more and "
+                        "the dims that differ become dynamic (instead of --dynamic)")
+    p.add_argument("--no-repair", action="store_true",
+                   help="do not apply torch's suggested fixes to --dynamic on a constraint violation")
     p.add_argument("--no-specialization-check", action="store_true",
                    help="skip the re-trace that finds shape branches export baked in")
     add_input_arguments(p)
@@ -31,13 +36,21 @@ def run(args: argparse.Namespace) -> int:
     from pt2kit.target import load_target
 
     inputs = parsed_inputs(args)
+    samples = None
+    if args.sample:  # the model's own example_args are not needed: the samples are the examples
+        from pt2kit.shape_inference import load_samples, parse_sample
+
+        inputs = inputs or parse_sample(args.sample[0])
     target = load_target(args.target, inputs, seed=args.seed)
+    if args.sample:
+        samples = load_samples(target.module, args.sample, seed=args.seed)
 
     def export(output):
         return export_program(
             target, output, mode=args.mode, dynamic=args.dynamic,
             check_specialization=not args.no_specialization_check,
             value_ranges=declared_value_ranges(inputs, target.parameter_names),
+            repair=not args.no_repair, samples=samples,
         )
 
     try:

@@ -1,0 +1,455 @@
+"""Repair a dynamic-shape spec from torch's own suggested fixes, and re-export.
+
+When `torch.export` finds that the declared dims do not fit the model it raises a constraint
+violation whose message ends with a "Suggested fixes:" block of Python::
+
+    batch = Dim('batch', min=6, max=32)     # narrow a range
+    feat = 16                               # specialize to a constant
+    b2 = b1                                 # two dims are one
+    m = 2*n                                 # a derived dim
+    _b = Dim('_b', min=1, max=32)           # a new root, then
+    b = 2*_b                                # b is always even
+
+`capture_with_repair` reads that block, applies each fix to the `DynamicSpec`, re-exports,
+and repeats (bounded). Policy, so a repair never changes what the program computes:
+
+- A fix forced by the model's structure (a dim that must equal a weight size, two inputs that
+  are added together, a reshape that needs an even size) is applied, and said.
+- A fix forced by a Python branch on a size in the user's code (`if x.shape[0] > 5:`) is never
+  applied: narrowing the range would bake one side of the branch into the program. Export
+  fails and the report gives both ways out: `--fix` (rewrite the branch into `torch.cond`,
+  keeping the declared range) or the narrower spec, paste-able.
+- A dim pinned because the example's size is 0 or 1 (torch specializes those) is re-traced
+  with the example resized along that dim (to 2, or the range's min), keeping the declared range.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+
+from pt2kit.capture import Capture, CaptureMode, SourceLocation, capture, quiet_torch_logs
+from pt2kit.shapes import DimEntry, DynamicSpec, to_dynamic_shapes
+
+MAX_ROUNDS = 6
+
+
+class FixKind(str, Enum):
+    NARROW = "narrow"  # the dim's range became smaller
+    SPECIALIZE = "specialize"  # the dim became a constant
+    RELATE = "relate"  # the dim became equal to, or derived from, another
+    RESIZE_EXAMPLE = "resize-example"  # the example was re-sized so size 0/1 does not pin the dim
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class SuggestedFix:
+    """One line of torch's "Suggested fixes:" block, parsed.
+
+    Exactly one of: a range (`min`/`max`, from `Dim(...)`), a constant `value`, or a relation
+    `scale*root + offset`.
+    """
+
+    name: str
+    text: str
+    min: int | None = None
+    max: int | None = None
+    value: int | None = None
+    root: str | None = None
+    scale: int = 1
+    offset: int = 0
+
+    @property
+    def is_range(self) -> bool:
+        return self.value is None and self.root is None
+
+
+_DIM_FIX = re.compile(r"^(\w+) = Dim\('(\w+)'(?P<kw>.*)\)$")
+_RELATION = re.compile(r"^(?:(?P<scale>\d+)\*)?(?P<root>[A-Za-z_]\w*)(?:\*(?P<scale2>\d+))?(?:\s*(?P<sign>[+-])\s*(?P<offset>\d+))?$")
+
+
+def parse_suggested_fixes(message: str) -> list[SuggestedFix]:
+    """The fixes in a constraint violation's "Suggested fixes:" block ([] when there is none).
+
+    Example:
+        >>> parse_suggested_fixes("...Suggested fixes:\\n  batch = Dim('batch', min=6, max=32)")[0].min
+        6
+    """
+    if "Suggested fixes:" not in message:
+        return []
+    fixes = []
+    for line in message.split("Suggested fixes:", 1)[1].splitlines():
+        line = line.strip()
+        if not line:
+            if fixes:
+                break
+            continue
+        if m := _DIM_FIX.match(line):
+            kw = dict(re.findall(r"(min|max)=(-?\d+)", m["kw"]))
+            fixes.append(SuggestedFix(m[1], line, min=int(kw["min"]) if "min" in kw else None,
+                                      max=int(kw["max"]) if "max" in kw else None))
+            continue
+        name, sep, expr = line.partition(" = ")
+        if not sep or not name.isidentifier():
+            break  # the block is over
+        expr = expr.strip()
+        if re.fullmatch(r"-?\d+", expr):
+            fixes.append(SuggestedFix(name, line, value=int(expr)))
+        elif m := _RELATION.match(expr.replace(" ", "")):
+            scale = int(m["scale"] or m["scale2"] or 1)
+            offset = int(m["offset"] or 0) * (-1 if m["sign"] == "-" else 1)
+            fixes.append(SuggestedFix(name, line, root=m["root"], scale=scale, offset=offset))
+    return fixes
+
+
+@dataclass(frozen=True)
+class ShapeRepair:
+    """One change pt2kit made (or declined to make) to the declared dynamic shapes."""
+
+    kind: FixKind
+    dim: str
+    where: str  # the input dims it covers: `x:0, mask:0`
+    before: str
+    after: str
+    reason: str
+    applied: bool = True
+    suggestion: str = ""  # torch's line, as printed
+    location: SourceLocation | None = None
+
+    def __str__(self) -> str:
+        verb = "" if self.applied else "NOT applied: "
+        return f"{verb}{self.kind} `{self.dim}` ({self.where}): {self.before} -> {self.after}; {self.reason}"
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind.value, "dim": self.dim, "where": self.where, "before": self.before, "after": self.after,
+            "reason": self.reason, "applied": self.applied, "suggestion": self.suggestion,
+            "location": self.location.to_json() if self.location else None,
+        }
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What repair did: the declared spec, the final one, each change, and the example sizes used.
+
+    Attributes:
+        declared: the spec as the user gave it.
+        final: the spec the program was (or would be) exported with.
+        repairs: every change, applied or declined, in order.
+        rounds: how many exports it took.
+        example_shapes: input -> shape traced with, for inputs whose example was resized.
+        fix_applied: the branch rewrite (`--fix`) ran before capture.
+    """
+
+    declared: DynamicSpec
+    final: DynamicSpec
+    repairs: tuple[ShapeRepair, ...] = ()
+    rounds: int = 1
+    example_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    fix_applied: bool = False
+
+    @property
+    def declined(self) -> tuple[ShapeRepair, ...]:
+        return tuple(r for r in self.repairs if not r.applied)
+
+    @property
+    def changed(self) -> bool:
+        return any(r.applied for r in self.repairs)
+
+    def __str__(self) -> str:
+        lines = [f"shape repair ({self.rounds} export{'s' if self.rounds != 1 else ''}):"]
+        lines += [f"  - {r}" for r in self.repairs]
+        if self.changed:
+            lines.append(f"  final spec: --dynamic {self.final}")
+            lines += ["    " + ln for ln in self.final.code().splitlines()]
+        return "\n".join(lines)
+
+    def failure_hint(self) -> str:
+        """For a failed export: why repair stopped, and the ways out, as paste-able specs."""
+        if not self.declined:
+            return ""
+        narrowed = self.final
+        for r in self.declined:
+            narrowed = _apply_declined(narrowed, r)
+        lines = ["pt2kit did not apply torch's suggested fix, because it would bake in one side of a shape branch:"]
+        lines += [f"  - {r}" for r in self.declined]
+        if not self.fix_applied:
+            lines.append("  either export with `--fix` (rewrites the branch into torch.cond and keeps the declared range),")
+            lines.append(f"  or accept the narrower spec: --dynamic {narrowed}")
+        else:
+            lines.append(f"  the branch is still there after --fix; accept the narrower spec: --dynamic {narrowed}")
+        lines += ["    " + ln for ln in narrowed.code().splitlines()]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "declared": str(self.declared), "final": str(self.final), "final_code": self.final.code(),
+            "rounds": self.rounds, "repairs": [r.to_json() for r in self.repairs],
+            "example_shapes": {k: list(v) for k, v in self.example_shapes.items()}, "fix_applied": self.fix_applied,
+        }
+
+
+@dataclass(frozen=True)
+class RepairedCapture:
+    """`capture_with_repair`'s result: the last capture, and the spec and inputs it used."""
+
+    capture: Capture
+    spec: DynamicSpec
+    args: tuple
+    kwargs: dict
+    report: RepairReport | None
+
+
+def capture_with_repair(
+    module: torch.nn.Module,
+    args: tuple,
+    kwargs: dict,
+    spec: DynamicSpec,
+    param_names: list[str],
+    *,
+    mode: str | CaptureMode = CaptureMode.AUTO,
+    repair: bool = True,
+    fix_applied: bool = False,
+    max_rounds: int = MAX_ROUNDS,
+) -> RepairedCapture:
+    """Capture with `spec`; on a constraint violation apply torch's suggested fixes and retry.
+
+    Args:
+        module, args, kwargs: the model and its example inputs.
+        spec: the declared dynamic shapes.
+        param_names: forward's parameter names (bind positional inputs to spec names).
+        mode: capture mode, as for `capture`.
+        repair: False captures once, as declared.
+        fix_applied: the branch rewrite already ran (changes only the advice given).
+        max_rounds: most exports to try.
+
+    Returns:
+        A `RepairedCapture`; `.report` is None when nothing needed repair.
+
+    Raises:
+        InputSpecError: the spec does not fit the model's inputs.
+    """
+    module_mode = CaptureMode(mode)
+    repairs: list[ShapeRepair] = []
+    state = _State(module, dict(zip(param_names, args)) | dict(kwargs), param_names, len(args), spec)
+    result = None
+    for rounds in range(1, max_rounds + 1):
+        dynamic_shapes = to_dynamic_shapes(state.spec, param_names, state.args, state.kwargs)
+        result = capture(module, state.args, state.kwargs, mode=module_mode, dynamic_shapes=dynamic_shapes)
+        if result.ok or not repair or not state.spec or state.spec.all_auto:
+            break
+        violation = next((a for a in result.attempts if a.exception is not None and "Suggested fixes:" in str(a.exception)), None)
+        if violation is None:
+            break
+        module_mode = CaptureMode(violation.mode)  # later rounds retry only the mode that got that far
+        step = state.apply(parse_suggested_fixes(str(violation.exception)), fix_applied)
+        repairs += step
+        if not any(r.applied for r in step) or any(not r.applied for r in step):
+            break
+    report = None
+    if repairs:
+        report = RepairReport(spec, state.spec, tuple(repairs), rounds, state.resized_shapes(), fix_applied)
+    return RepairedCapture(result, state.spec, state.args, state.kwargs, report)
+
+
+class _State:
+    """The spec and example inputs being repaired, and the branch guards found (computed once)."""
+
+    def __init__(self, module, bound: dict[str, Any], param_names: list[str], n_args: int, spec: DynamicSpec):
+        self.module, self.bound, self.param_names, self.n_args, self.spec = module, bound, param_names, n_args, spec
+        self.original = dict(bound)
+        self._guards: dict[tuple[str, int], tuple[SourceLocation, bool]] | None = None
+
+    @property
+    def args(self) -> tuple:
+        return tuple(self.bound[n] for n in self.param_names[: self.n_args])
+
+    @property
+    def kwargs(self) -> dict:
+        return {k: v for k, v in self.bound.items() if k not in self.param_names[: self.n_args]}
+
+    def resized_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in self.bound.items() if v is not self.original[k] and isinstance(v, torch.Tensor)}
+
+    def entries(self, name: str) -> list[DimEntry]:
+        return [e for e in self.spec.entries if e.name == name and not e.is_auto]
+
+    def where(self, name: str) -> str:
+        return ", ".join(f"{e.input}:{e.dim}" + (f"={e.expression}" if e.is_derived else "") for e in self.entries(name)) or name
+
+    def guard(self, name: str) -> tuple[SourceLocation, bool] | None:
+        """Where user code decided on dim `name`'s size, and whether that was a Python branch."""
+        if self._guards is None:
+            self._guards = _user_guards(self.module, self.args, self.kwargs, self.param_names)
+        found = [self._guards[(e.input, e.dim)] for e in self.entries(name) if (e.input, e.dim) in self._guards]
+        return next((g for g in found if g[1]), found[0] if found else None)
+
+    def root_example(self, name: str) -> int | None:
+        for e in self.entries(name):
+            size = int(self.bound[e.input].shape[e.dim])
+            if (size - e.offset) % e.scale == 0:
+                return (size - e.offset) // e.scale
+        return None
+
+    def apply(self, fixes: list[SuggestedFix], fix_applied: bool) -> list[ShapeRepair]:
+        roots = self.spec.roots()
+        new_roots = {f.name: (f.min, f.max) for f in fixes if f.is_range and f.name not in roots}
+        done: list[ShapeRepair] = []
+        for fix in fixes:
+            if fix.name not in roots:
+                continue  # a new root: used by the relation that follows it
+            if fix.is_range:
+                done.append(self._narrow(fix, roots[fix.name], fix_applied))
+            elif fix.value is not None:
+                done.append(self._specialize(fix, fix_applied))
+            elif fix.root in roots or fix.root in new_roots:
+                done.append(self._relate(fix, roots, new_roots, fix_applied))
+        return done
+
+    def _declined(self, kind, fix, before, after, guard, fix_applied) -> ShapeRepair | None:
+        if guard is None or not guard[1]:
+            return None
+        loc = guard[0]
+        why = f"`{loc.code}` at {loc} is a Python branch on this size"
+        why += "; the branch is still there after --fix" if fix_applied else "; `--fix` rewrites it into torch.cond and keeps the declared range"
+        return ShapeRepair(kind, fix.name, self.where(fix.name), before, after, why, False, fix.text, loc)
+
+    def _narrow(self, fix: SuggestedFix, declared: tuple[int | None, int | None], fix_applied: bool) -> ShapeRepair:
+        low = fix.min if fix.min is not None else declared[0]
+        high = fix.max if fix.max is not None else declared[1]
+        before, after = _range(*declared), _range(low, high)
+        declined = self._declined(FixKind.NARROW, fix, before, after, self.guard(fix.name), fix_applied)
+        if declined:
+            return declined
+        guard = self.guard(fix.name)
+        self.spec = self.spec.with_range(fix.name, low, high)
+        reason = "the model only works for sizes in that range" + _at(guard)
+        return ShapeRepair(FixKind.NARROW, fix.name, self.where(fix.name), before, after, reason, True, fix.text, guard and guard[0])
+
+    def _specialize(self, fix: SuggestedFix, fix_applied: bool) -> ShapeRepair:
+        where, declared = self.where(fix.name), self.spec.roots()[fix.name]
+        example = self.root_example(fix.name)
+        if example == fix.value and fix.value in (0, 1):
+            resized = self._resize(fix.name, declared)
+            if resized is not None:
+                return ShapeRepair(
+                    FixKind.RESIZE_EXAMPLE, fix.name, where, f"example size {fix.value}", f"example size {resized}",
+                    f"torch pins a dim whose example size is 0 or 1; re-traced with {resized}, declared range {_range(*declared)} kept",
+                    True, fix.text,
+                )
+        guard = self.guard(fix.name)
+        declined = self._declined(FixKind.SPECIALIZE, fix, _range(*declared), f"static {fix.value}", guard, fix_applied)
+        if declined:
+            return declined
+        self.spec = self.spec.without(fix.name)
+        reason = f"the model's code fixes this size to {fix.value} (e.g. a weight of that size){_at(guard)}; it is static now"
+        return ShapeRepair(FixKind.SPECIALIZE, fix.name, where, _range(*declared), f"static {fix.value}", reason, True, fix.text, guard and guard[0])
+
+    def _relate(self, fix: SuggestedFix, roots, new_roots, fix_applied: bool) -> ShapeRepair:
+        where, declared = self.where(fix.name), roots[fix.name]
+        expr = DimEntry("", 0, fix.root, scale=fix.scale, offset=fix.offset).expression
+        guard = self.guard(fix.name)
+        declined = self._declined(FixKind.RELATE, fix, fix.name, expr, guard, fix_applied)
+        if declined:
+            return declined
+        if fix.root in new_roots:
+            root_range = new_roots[fix.root]
+            why = f"the model needs `{fix.name}` to be {expr} (torch's new root `{fix.root}` in {_range(*root_range)})"
+        else:
+            root_range = roots[fix.root]
+            if fix.scale == 1 and fix.offset == 0:  # one dim now: both declared ranges hold
+                root_range = _intersect(root_range, declared)
+            why = f"the model combines these sizes, so `{fix.name}` is always {expr}"
+        self.spec = self.spec.derive(fix.name, fix.root, fix.scale, fix.offset, root_range)
+        return ShapeRepair(FixKind.RELATE, fix.name, where, f"{fix.name} {_range(*declared)}", expr, why + _at(guard), True, fix.text, guard and guard[0])
+
+    def _resize(self, name: str, declared: tuple[int | None, int | None]) -> int | None:
+        """Re-size every example dim of root `name` so the root is >= 2; None if the model rejects it."""
+        root = max(2, declared[0] or 0)
+        if declared[1] is not None and root > declared[1]:
+            return None
+        saved = dict(self.bound)
+        for e in self.entries(name):
+            self.bound[e.input] = _resized(self.bound[e.input], e.dim % self.bound[e.input].dim(), e.size_for(root))
+        try:
+            with torch.no_grad(), quiet_torch_logs():
+                self.module(*self.args, **self.kwargs)
+        except Exception:  # the model needs that size: fall back to specializing
+            self.bound = saved
+            return None
+        self._guards = None
+        return root
+
+
+def _resized(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """`t` with dim `dim` of length `size`: its own values repeated (zeros if it was empty)."""
+    if t.shape[dim] == 0:
+        shape = list(t.shape)
+        shape[dim] = size
+        return t.new_zeros(shape)
+    reps = math.ceil(size / t.shape[dim])
+    return torch.cat([t] * reps, dim).narrow(dim, 0, size).clone()
+
+
+def _range(low: int | None, high: int | None) -> str:
+    return f"[{'' if low is None else low}, {'' if high is None else high}]".replace("[, ]", "unbounded")
+
+
+def _intersect(a: tuple[int | None, int | None], b: tuple[int | None, int | None]) -> tuple[int | None, int | None]:
+    lows = [x for x in (a[0], b[0]) if x is not None]
+    highs = [x for x in (a[1], b[1]) if x is not None]
+    return (max(lows) if lows else None, min(highs) if highs else None)
+
+
+def _at(guard: tuple[SourceLocation, bool] | None) -> str:
+    return f" (`{guard[0].code}` at {guard[0]})" if guard else ""
+
+
+def _apply_declined(spec: DynamicSpec, r: ShapeRepair) -> DynamicSpec:
+    """The spec as it would be had a declined fix been applied (for the advice)."""
+    if r.kind is FixKind.NARROW:
+        low, high = (None if s.strip() == "" else int(s) for s in r.after.strip("[]").split(","))
+        return spec.with_range(r.dim, low, high)
+    if r.kind is FixKind.SPECIALIZE:
+        return spec.without(r.dim)
+    return spec
+
+
+def is_branch(code: str) -> bool:
+    """True when a source line decides control flow: `if`/`elif`/`while`/`assert` or `a if c else b`."""
+    text = code.strip()
+    if re.match(r"(if|elif|while|assert)\b", text):
+        return True
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return False
+    return any(isinstance(n, (ast.IfExp, ast.If, ast.While, ast.Assert)) for n in ast.walk(tree))
+
+
+def _user_guards(module, args, kwargs, param_names) -> dict[tuple[str, int], tuple[SourceLocation, bool]]:
+    """(input, dim) -> the user's line that decided on its size, and whether it is a branch."""
+    from pt2kit.diagnose.specialization import find_specializations
+
+    found: dict[tuple[str, int], tuple[SourceLocation, bool]] = {}
+    for s in find_specializations(module, args, kwargs, param_names):
+        branch = is_branch(s.location.code)
+        for key in s.sizes:
+            m = re.fullmatch(r"(\w+)\.shape\[(\d+)\]", key)
+            if m and (not found.get((m[1], int(m[2])), (None, False))[1]):
+                found[(m[1], int(m[2]))] = (s.location, branch)
+    return found
+
+
+__all__ = [
+    "FixKind", "RepairReport", "RepairedCapture", "ShapeRepair", "SuggestedFix", "capture_with_repair",
+    "is_branch", "parse_suggested_fixes",
+]
