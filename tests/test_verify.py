@@ -185,13 +185,14 @@ def test_usage_errors_are_one_line(cli, linear_program):
 
 
 @pytest.mark.slow
-def test_an_aotinductor_package_passes(tmp_path, nested_program):
-    package = tmp_path / "nested_aoti.pt2"
-    torch._inductor.aoti_compile_and_package(torch.export.load(nested_program), package_path=str(package))
-    from pt2kit.compile.build import add_manifest
-
-    add_manifest(package, pt2kit.load(nested_program).manifest)
-    report = verify_outputs(pt2kit.load_target(f"{case('verify_nested')}:model"), package, samples=4)
+def test_an_aotinductor_package_passes_and_compile_verify_checks_it(cli, small_aoti_package, linear_program, tmp_path):
+    report = verify_outputs(pt2kit.load_target(f"{case('linear_relu')}:model"), small_aoti_package, samples=4)
     assert report.ok, report
     assert (report.kind, report.device) == ("aoti", "cpu")
-    assert {dict(c.sizes)["batch"] for c in report.cases} >= {1, 32}
+    assert {dict(c.sizes)["batch"] for c in report.cases} >= {1, 64}
+    # compile --verify of the same program (a build-cache hit) checks the package against the .pt2 program itself
+    out = tmp_path / "checked.aoti.pt2"
+    result = cli("compile", linear_program, "-o", out, "--verify", "--samples", "2", "--json")
+    assert result.code == 0, result.err
+    data = result.json()
+    assert data["verify"]["ok"] and data["verify"]["kind"] == "aoti" and out.is_file()

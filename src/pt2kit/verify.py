@@ -341,6 +341,41 @@ def _tf32_enabled(module: torch.nn.Module) -> bool:
     return bool(matmul or convs)
 
 
+def program_target(path: str | os.PathLike) -> Target:
+    """A `Target` for a `.pt2` program: its module and saved example inputs, named as its manifest names them.
+
+    Lets `pt2kit compile model.pt2 --verify` check the package against the program it was built from.
+
+    Raises:
+        ArtifactError: not a loadable program, or it holds no example inputs.
+    """
+    import inspect
+
+    from pt2kit.errors import ArtifactError
+    from pt2kit.package import load_program, read_manifest
+
+    program = load_program(path)
+    manifest = read_manifest(path)
+    if program.example_inputs is None:
+        raise ArtifactError(f"`{path}` holds no example inputs to verify with; verify against the model instead: "
+                            f"`pt2kit verify path/to/model.py:NAME {path}`")
+    args, kwargs = program.example_inputs
+    graph_module = program.module()
+    names = list(manifest.parameters) if manifest and manifest.parameters else [f"args_{i}" for i in range(len(args))]
+
+    class Program(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.program = graph_module  # a submodule, so .to() and deepcopy move and cast its weights
+
+        def forward(self, *call_args, **call_kwargs):
+            return self.program(*call_args, **call_kwargs)
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    Program.forward.__signature__ = inspect.Signature([inspect.Parameter(n, kind) for n in ["self", *names]])
+    return Target(str(path), Program(), tuple(args), dict(kwargs))
+
+
 def write_verified(
     output: str | os.PathLike, write: Callable[[Path], R], target: Target, **verify_options: Any,
 ) -> tuple[R, VerifyReport]:
@@ -374,4 +409,4 @@ class _Unverified(Exception):
     """Raised inside `atomic_path` so the unverified file is discarded, never moved into place."""
 
 
-__all__ = ["CaseError", "Mismatch", "OutputCheck", "VerifyReport", "verify_outputs", "write_verified"]
+__all__ = ["CaseError", "Mismatch", "OutputCheck", "VerifyReport", "program_target", "verify_outputs", "write_verified"]

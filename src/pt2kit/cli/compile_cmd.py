@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, parsed_inputs
+from pt2kit.cli.verify_cmd import add_verify_options, run_verified
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamic", metavar="SPEC", help="dynamic dims when exporting a TARGET, e.g. x:0=batch[1,64]")
     p.add_argument("--no-cache", action="store_true", help="build even if an identical build is in the cache")
     add_input_arguments(p)
+    p.add_argument("--verify", action="store_true",
+                   help="compare the package with TARGET's eager model (or with the .pt2 program); on failure OUT is not written")
+    add_verify_options(p)
     add_json_argument(p)
 
 
@@ -29,7 +33,15 @@ def run(args: argparse.Namespace) -> int:
 
         source = load_target(source, parsed_inputs(args), seed=args.seed)
         source.dynamic = args.dynamic or source.dynamic
-    result = compile_package(source, args.output, device=args.device, preset=args.preset, dtype=args.dtype,
-                             use_cache=not args.no_cache)
-    emit(result, args.json)
+
+    def build(output):
+        return compile_package(source, output, device=args.device, preset=args.preset, dtype=args.dtype,
+                               use_cache=not args.no_cache)
+
+    if args.verify:
+        from pt2kit.verify import program_target
+
+        reference = program_target(source) if isinstance(source, str) else source
+        return run_verified(args, build, reference, parsed_inputs(args))
+    emit(build(args.output), args.json)
     return 0
