@@ -49,7 +49,28 @@ def build_models():
     }
 
 
-def parent(out: Path) -> None:
+def cpp_check(out: Path, name: str, module, args) -> dict:
+    """Build the C++ runner here and run the CUDA package with it (no Python in that process)."""
+    import torch
+
+    from pt2kit.compile.loader import libstdcxx_hint
+    from pt2kit.cpp import build_cpp_runner, run_cpp_runner
+
+    try:
+        runner = build_cpp_runner(out / "runner")
+        os.environ["LD_PRELOAD"] = libstdcxx_hint().split("LD_PRELOAD=")[1].split("`")[0]
+        t = time.perf_counter()
+        (got,) = run_cpp_runner(runner.executable, out / f"{name}.aoti.pt2", list(args))
+        seconds = time.perf_counter() - t
+        os.environ.pop("LD_PRELOAD")
+        with torch.no_grad():
+            want = module.cuda()(*[a.cuda() for a in args]).cpu()
+        return {"build_s": runner.seconds, "process_s": seconds, "max_abs_diff": float((got - want).abs().max())}
+    except Exception as exc:  # a benchmark: record, do not stop
+        return {"error": f"{type(exc).__name__}: {exc}"[:600]}
+
+
+def parent(out: Path, models: list[str], cpp: bool = False) -> None:
     import torch
 
     import pt2kit
@@ -59,6 +80,8 @@ def parent(out: Path) -> None:
     log = {"torch": torch.__version__, "card": torch.cuda.get_device_name(0), "libstdcxx_in_process": loaded_libstdcxx(),
            "hint": libstdcxx_hint(), "models": {}}
     for name, (module, args, shape) in build_models().items():
+        if models and name not in models:
+            continue
         target = pt2kit.Target(name, module, args)
         t = time.perf_counter()
         result = pt2kit.export_program(target, out / f"{name}.pt2", check_specialization=False)
@@ -75,6 +98,8 @@ def parent(out: Path) -> None:
             (out / f"{name}.{mode}.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
             last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
             info[mode] = json.loads(last) if last.startswith("{") else {"returncode": proc.returncode, "stderr": proc.stderr[-800:]}
+        if cpp:
+            info["cpp"] = cpp_check(out, name, module, args)
         log["models"][name] = info
         print(json.dumps({name: info}), flush=True)
         del module
@@ -137,6 +162,8 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="out/gpu")
     parser.add_argument("--child")
     parser.add_argument("--model")
+    parser.add_argument("--models", nargs="*", default=[], help="only these (default: all)")
+    parser.add_argument("--cpp", action="store_true", help="also build the C++ runner and run each package with it")
     a = parser.parse_args()
     if a.child:
         child(a.child, a.model)
@@ -145,4 +172,4 @@ if __name__ == "__main__":
         from pt2kit import progress
 
         progress.set_quiet(True)
-        parent(Path(a.out))
+        parent(Path(a.out), a.models, a.cpp)

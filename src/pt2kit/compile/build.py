@@ -174,9 +174,9 @@ def compile_package(
         raise UsageError(f"unknown device `{device}`; use `--device cpu` or `--device cuda`")
     if not output.name.endswith(".pt2"):
         raise UsageError(f"output `{output}` must end in .pt2 (AOTInductor requires it); e.g. `-o {output.stem}.aoti.pt2`")
+    chosen = get_preset(preset, device)
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("`--device cuda` needs a CUDA GPU and a CUDA build of torch, and this machine has neither; use `--device cpu`")
-    chosen = get_preset(preset, device)
     cast = DType.parse(dtype) if dtype is not None else None
     ep, manifest = _program_and_manifest(source)
     if cast is not None:
@@ -186,7 +186,8 @@ def compile_package(
         from torch.export.passes import move_to_device_pass
 
         with progress.stage("move to cuda"):
-            ep = move_to_device_pass(ep, "cuda")
+            # an explicit index: "cuda" would not match the "cuda:0" of the moved tensors in export's device asserts
+            ep = move_to_device_pass(ep, f"cuda:{torch.cuda.current_device()}")
     settings = dict(chosen.inductor_configs)
     with progress.stage("hash program"):
         weights = weights_summary(ep)[2]
