@@ -12,6 +12,7 @@ The CLI turns each into one line on stderr and the exit code below.
     │   ├── ArtifactError            a `.pt2` that is missing, corrupt or not pt2kit's
     │   └── InputMismatchError       a tensor of the wrong rank, dtype or size at run time
     └── ExportFailed(RuntimeError)   (exit_code 1)  the model could not be captured
+        └── FixFailed                `--fix` left a branch it cannot rewrite, or its rewrite did not match
 
 Messages follow one shape: what failed, the offending name in backticks, and the fix.
 """
@@ -57,3 +58,12 @@ class ExportFailed(Pt2kitError, RuntimeError):
     def __init__(self, message: str, capture=None):
         super().__init__(message)
         self.capture = capture
+
+
+class FixFailed(ExportFailed):
+    """`--fix` could not make the model exportable (a branch torch.cond cannot express), or the rewritten
+    model did not match the original; nothing was written. `.fix` holds the `FixResult`."""
+
+    def __init__(self, message: str, capture=None, fix=None):
+        super().__init__(message, capture)
+        self.fix = fix

@@ -45,6 +45,7 @@ class ExportResult:
     specializations: tuple[Specialization, ...] = field(default=())
     shape_repair: RepairReport | None = None  # what repair changed in the dynamic shapes (pt2kit.shape_repair)
     inferred: ShapeInference | None = None  # the spec proposed from `samples` (pt2kit.shape_inference)
+    fix: "FixResult | None" = None  # the branches `--fix` rewrote into torch.cond (pt2kit.fix)
 
     def __str__(self) -> str:
         m = self.manifest
@@ -54,6 +55,8 @@ class ExportResult:
         lines += [f"  dim    {d.describe()}" for d in m.dims]
         if self.inferred is not None:
             lines += ["  " + ln for ln in str(self.inferred).splitlines()]
+        if self.fix is not None:
+            lines += ["  " + ln for ln in str(self.fix).splitlines()]
         if self.shape_repair is not None:
             lines += ["  " + ln for ln in str(self.shape_repair).splitlines()]
         for s in self.specializations:
@@ -69,6 +72,7 @@ class ExportResult:
             "manifest": self.manifest.to_json(), "specializations": [s.to_json() for s in self.specializations],
             "shape_repair": self.shape_repair.to_json() if self.shape_repair else None,
             "inferred": self.inferred.to_json() if self.inferred else None,
+            "fix": self.fix.to_json() if self.fix else None,
         }
 
 
@@ -82,6 +86,7 @@ def export_program(
     repair: bool = True,
     samples: list[tuple[tuple, dict]] | None = None,
     value_ranges: dict[str, tuple[float, float]] | None = None,
+    fix: bool = False,
 ) -> ExportResult:
     """Export `target` to a `.pt2` program with a manifest.
 
@@ -96,6 +101,8 @@ def export_program(
         samples: two or more `(args, kwargs)` input sets; the dims that differ become dynamic
             (instead of `dynamic`), and the sample with the largest-enough sizes is the example.
         value_ranges: input name -> [low, high) of its values, recorded in the manifest for `pt2kit verify`.
+        fix: rewrite data-dependent branches into `torch.cond` on a copy of the model first (docs/autofix.md);
+            raises `FixFailed` when a branch cannot be rewritten or the rewrite does not match the original.
 
     Returns:
         An `ExportResult`.
@@ -117,6 +124,12 @@ def export_program(
     spec = dynamic if isinstance(dynamic, DynamicSpec) else parse_dynamic(dynamic if dynamic is not None else target.dynamic)
     params = target.parameter_names
     dynamic_shapes = to_dynamic_shapes(spec, params, target.args, target.kwargs)
+    fixed = None
+    if fix:  # rewrite data-dependent branches into torch.cond on a copy of the model (pt2kit.fix)
+        from pt2kit.fix import fix_target
+
+        fixed = fix_target(target, dynamic_shapes=dynamic_shapes, spec=spec, mode=mode)
+        target = dataclasses.replace(target, module=fixed.module)
     with progress.stage(f"export ({CaptureMode(mode).value})"):
         repaired = capture_with_repair(target.module, target.args, target.kwargs, spec, params, mode=mode, repair=repair)
         result, spec = repaired.capture, repaired.spec
@@ -132,7 +145,8 @@ def export_program(
         specializations = [s for s in specializations if not set(s.sizes) & declared]
     manifest = build_manifest(
         result.program, parameters=params, dim_names=spec.dim_names(), capture_mode=result.mode,
-        target=target.spec, notes=[str(s) for s in specializations] + [f"shape repair: {r}" for r in (repaired.report.repairs if repaired.report else ())],
+        target=target.spec, notes=[str(s) for s in specializations] + [f"shape repair: {r}" for r in (repaired.report.repairs if repaired.report else ())]
+        + [f"fix: {s}" for s in (fixed.steps if fixed else ())],
     )
     if value_ranges:
         manifest = manifest.replace(inputs=with_value_ranges(manifest.inputs, value_ranges))
@@ -140,7 +154,7 @@ def export_program(
     if output is not None:
         with progress.stage("save .pt2"):
             path = save_program(result.program, manifest, output)
-    return ExportResult(path, result.program, manifest, result, tuple(specializations), repaired.report, inferred)
+    return ExportResult(path, result.program, manifest, result, tuple(specializations), repaired.report, inferred, fixed)
 
 
 __all__ = ["ExportResult", "export_program"]

@@ -22,6 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not apply torch's suggested fixes to --dynamic on a constraint violation")
     p.add_argument("--no-specialization-check", action="store_true",
                    help="skip the re-trace that finds shape branches export baked in")
+    p.add_argument("--fix", action="store_true",
+                   help="rewrite data-dependent if/else into torch.cond on a copy of the model, check it matches, "
+                        "then export (your files are not changed; docs/autofix.md)")
+    p.add_argument("--show-diff", action="store_true", help="print the --fix rewrite as a unified diff (implies --fix)")
+    p.add_argument("--write-patch", metavar="FILE",
+                   help="write the --fix rewrite as a patch to FILE; apply it with `patch -p0 < FILE` (implies --fix)")
     add_input_arguments(p)
     p.add_argument("--verify", action="store_true",
                    help="compare the program with the eager model (pt2kit verify); on failure OUT.pt2 is not written")
@@ -46,12 +52,21 @@ def run(args: argparse.Namespace) -> int:
         samples = load_samples(target.module, args.sample, seed=args.seed)
 
     def export(output):
-        return export_program(
+        result = export_program(
             target, output, mode=args.mode, dynamic=args.dynamic,
             check_specialization=not args.no_specialization_check,
             value_ranges=declared_value_ranges(inputs, target.parameter_names),
             repair=not args.no_repair, samples=samples,
+            fix=args.fix or args.show_diff or bool(args.write_patch),
         )
+        if result.fix is not None:  # the rewrite, shown or saved only once it exported and matched
+            from pt2kit.fix import write_patch
+
+            if args.write_patch:
+                write_patch(result.fix, args.write_patch)
+            if args.show_diff and not args.json:
+                print(result.fix.diff or "# --fix changed nothing: the model exports as written", end="" if result.fix.diff else "\n")
+        return result
 
     try:
         if not args.verify:
