@@ -75,7 +75,7 @@ def errors(expected: torch.Tensor, actual: torch.Tensor) -> dict:
     nonzero = e.abs() > 0
     rel = (diff[nonzero] / e.abs()[nonzero]).max().item() if nonzero.any() else 0.0
     need = {}
-    for rtol in (1e-4, 1e-3, 1e-2):
+    for rtol in (1e-4, 1e-3, 1e-2, 5e-2):
         need[f"atol@rtol={rtol:g}"] = max(0.0, (diff - rtol * e.abs()).max().item())
     return {"max_abs": diff.max().item(), "max_rel": rel, **need}
 
@@ -88,8 +88,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*")
     opts = parser.parse_args()
     dtype = getattr(torch, opts.dtype)
-    if opts.tf32:
-        torch.set_float32_matmul_precision("high")
+    # TF32 off unless asked: cuDNN allows it for convolutions by default, which would blur the float32 rows
+    torch.backends.cudnn.allow_tf32 = opts.tf32
+    torch.set_float32_matmul_precision("high" if opts.tf32 else "highest")
     rows = []
     for name, model, args, dyn, int_range in models():
         if opts.only and name not in opts.only:
@@ -126,7 +127,7 @@ def main() -> None:
     header = f"device {opts.device} ({torch.cuda.get_device_name() if opts.device == 'cuda' else platform.processor() or platform.machine()}), " \
              f"dtype {opts.dtype}, tf32 {opts.tf32}, torch {torch.__version__}"
     print(header)
-    cols = ["model", "output", "max_abs", "max_rel", "atol@rtol=0.0001", "atol@rtol=0.001", "atol@rtol=0.01", "compile_s"]
+    cols = ["model", "output", "max_abs", "max_rel", "atol@rtol=0.0001", "atol@rtol=0.001", "atol@rtol=0.01", "atol@rtol=0.05", "compile_s"]
     print("| " + " | ".join(cols) + " |")
     print("|" + " --- |" * len(cols))
     for r in rows:

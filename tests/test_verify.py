@@ -77,7 +77,7 @@ def test_integer_inputs_are_drawn_from_the_recorded_range(tmp_path, cli):
     report = verify_outputs(pt2kit.load_target(f"{case('verify_embedding')}:model"), out, samples=3)
     assert report.ok, report
     (draw,) = report.draws
-    assert (draw.low, draw.high, draw.source) == (0, 50, "manifest")
+    assert (draw.low, draw.high, draw.source) == (0, 50, "the manifest")
     leaves = [c.leaves[0] for c in report.cases[1:]]
     assert all(int(t.min()) >= 0 and int(t.max()) < 50 for t in leaves)
     assert max(int(t.max()) for t in leaves) >= 5  # beyond the example's ids, within the recorded range

@@ -249,7 +249,7 @@ def _draw_for(name: str, spec: LeafSpec | None, leaf: Any, given: tuple[float, f
         return InputDraw(name, None, Distribution.EXAMPLE)
     dtype = dtype_name(leaf.dtype)
     declared = tuple(given) if given is not None else getattr(spec, "value_range", None)
-    source = "--input" if given is not None else "manifest"
+    source = "--input" if given is not None else "the manifest"
     if leaf.dtype == torch.bool:
         p = leaf.float().mean().item() if leaf.numel() else 0.5
         return InputDraw(name, dtype, Distribution.BERNOULLI, p=p)
