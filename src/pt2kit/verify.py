@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -25,142 +25,11 @@ from pt2kit.inputs import dtype_name
 from pt2kit.package import atomic_path
 from pt2kit.runtime import Artifact, load
 from pt2kit.target import Target
-from pt2kit.verify_cases import CasePlan, DimPlan, InputDraw, VerifyCase, leaves_and_names, plan_cases
+from pt2kit.verify_cases import VerifyCase, leaves_and_names, plan_cases
 from pt2kit.verify_compare import MismatchKind, Tolerance, compare_leaf, default_tolerance, least_precise
+from pt2kit.verify_report import CaseError, Mismatch, OutputCheck, VerifyReport
 
 R = TypeVar("R")
-SHOWN_MISMATCHES = 3  # per output in the text report; to_json() has all
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """One way one output differs on one input."""
-
-    kind: MismatchKind
-    case: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.detail} on {self.case}"
-
-    def to_json(self) -> dict:
-        return {"kind": self.kind.value, "case": self.case, "detail": self.detail}
-
-
-@dataclass(frozen=True)
-class OutputCheck:
-    """One output leaf over every input: its largest errors, the input it was worst on, and each mismatch."""
-
-    name: str
-    dtype: str | None
-    tolerance: Tolerance
-    max_abs_err: float
-    max_rel_err: float
-    worst_input: str
-    cases: int
-    mismatches: tuple[Mismatch, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return not self.mismatches
-
-    @property
-    def reason(self) -> str | None:
-        """The first mismatch, and how many more; None when the output passed."""
-        if not self.mismatches:
-            return None
-        more = len(self.mismatches) - 1
-        return str(self.mismatches[0]) + (f" (and {more} more)" if more else "")
-
-    def __str__(self) -> str:
-        mark = "✓" if self.passed else "✗"
-        errors = f"max abs err {self.max_abs_err:.3g}, max rel err {self.max_rel_err:.3g}" if self.dtype else "constant"
-        line = f"{mark} {self.name}: {errors} ({self.tolerance}; {self.tolerance.basis}), worst on {self.worst_input}"
-        shown = [f"    {m}" for m in self.mismatches[:SHOWN_MISMATCHES]]
-        if len(self.mismatches) > SHOWN_MISMATCHES:
-            shown.append(f"    ... {len(self.mismatches) - SHOWN_MISMATCHES} more on other inputs (--json lists every one)")
-        return "\n".join([line] + shown)
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name, "passed": self.passed, "dtype": self.dtype, "atol": self.tolerance.atol,
-            "rtol": self.tolerance.rtol, "tolerance_basis": self.tolerance.basis, "max_abs_err": self.max_abs_err,
-            "max_rel_err": self.max_rel_err, "worst_input": self.worst_input, "cases": self.cases,
-            "reason": self.reason, "mismatches": [m.to_json() for m in self.mismatches],
-        }
-
-
-@dataclass(frozen=True)
-class CaseError:
-    """An input on which the eager model or the artifact raised instead of returning."""
-
-    case: str
-    side: str  # "eager" | "artifact"
-    message: str
-
-    def __str__(self) -> str:
-        hint = ("; the sampled input may be outside what the model accepts: give value ranges with "
-                "`--input NAME=int64[...]@LOW..HIGH`" if self.side == "eager" else "")
-        return f"✗ the {self.side} model raised on {self.case}: {self.message}{hint}"
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """The result of `verify_outputs`: every output's check and every input that could not be run."""
-
-    artifact: str
-    target: str
-    kind: str
-    device: str
-    cases: tuple[VerifyCase, ...]
-    dims: tuple[DimPlan, ...]
-    draws: tuple[InputDraw, ...]
-    outputs: tuple[OutputCheck, ...]
-    errors: tuple[CaseError, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and bool(self.outputs) and all(o.passed for o in self.outputs)
-
-    @property
-    def failed(self) -> tuple[str, ...]:
-        """Names of the outputs that failed."""
-        return tuple(o.name for o in self.outputs if not o.passed)
-
-    def __str__(self) -> str:
-        lines = [f"verify {self.artifact} ({self.kind}, {self.device}) against {self.target} on {len(self.cases)} inputs"]
-        lines += [f"  dim    {d}" for d in self.dims]
-        lines += [f"  input  {d}" for d in self.draws]
-        lines.append("  cases  " + "; ".join(map(str, self.cases)))
-        lines += [f"  note   {n}" for n in self.notes]
-        lines += [f"  {o}" for o in self.outputs]
-        lines += [f"  {e}" for e in self.errors]
-        lines.append(self.summary())
-        return "\n".join(lines)
-
-    def summary(self) -> str:
-        if self.ok:
-            return f"verified: {len(self.outputs)} output(s) match on {len(self.cases)} inputs"
-        parts = []
-        if self.failed:
-            parts.append(f"{len(self.failed)} of {len(self.outputs)} outputs differ ({', '.join(self.failed)})")
-        if self.errors:
-            parts.append(f"{len(self.errors)} input(s) raised")
-        if not self.outputs and not self.errors:
-            parts.append("no output was compared")
-        return "verification failed: " + "; ".join(parts)
-
-    def to_json(self) -> dict:
-        return {
-            "ok": self.ok, "artifact": self.artifact, "target": self.target, "kind": self.kind, "device": self.device,
-            "cases": [c.to_json() for c in self.cases], "dims": [d.to_json() for d in self.dims],
-            "inputs": [d.to_json() for d in self.draws], "outputs": [o.to_json() for o in self.outputs],
-            "errors": [e.to_json() for e in self.errors], "notes": list(self.notes), "summary": self.summary(),
-        }
 
 
 def verify_outputs(
@@ -207,10 +76,11 @@ def verify_outputs(
     device = _artifact_device(artifact)
     plan = plan_cases(manifest, names, leaves, samples=samples, seed=seed, value_ranges=value_ranges, max_size=max_size)
     in_dtypes = [leaf.dtype if leaf.kind == "tensor" else None for leaf in manifest.inputs] if manifest else [None] * len(leaves)
-    cast = {dtype_name(l.dtype) for l, d in zip(leaves, in_dtypes)
-            if isinstance(l, torch.Tensor) and l.is_floating_point() and d and d != dtype_name(l.dtype)}
-    converted = (manifest.extra.get("dtype") if manifest else None) or (next(iter(cast)) if cast else None)
-    reference, notes = _reference(target.module, device, in_dtypes, converted)
+    # an artifact built in another floating dtype (`compile --dtype`) takes inputs cast to it
+    cast = {d for leaf, d in zip(leaves, in_dtypes)
+            if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and d and d != dtype_name(leaf.dtype)}
+    converted = (manifest.extra.get("dtype") if manifest else None) or (min(cast) if cast else None)
+    reference, notes = _reference(target.module, device, converted)
     if manifest is None:
         notes.append("the artifact has no pt2kit manifest: random inputs use the example's shapes only")
     compute = least_precise([d for d in in_dtypes if d] + [p.dtype for p in reference.parameters() if p.is_floating_point()])
@@ -307,7 +177,7 @@ def _artifact_device(artifact: Artifact) -> str:
     return "cpu"
 
 
-def _reference(module: torch.nn.Module, device: str, in_dtypes, converted: str | None) -> tuple[torch.nn.Module, list[str]]:
+def _reference(module: torch.nn.Module, device: str, converted: str | None) -> tuple[torch.nn.Module, list[str]]:
     """The eager model to compare with: the target's module, copied when it must move or change dtype."""
     notes: list[str] = []
     current = next((t.device.type for t in module.state_dict().values() if isinstance(t, torch.Tensor)), "cpu")
