@@ -118,7 +118,7 @@ SURVEY = {
     "mobilebert": _encoder(tf.MobileBertConfig, embedding_size=16, intra_bottleneck_size=32, true_hidden_size=32,
                            num_feedforward_networks=1),
     # decoders (use_cache=True: the output carries the cache)
-    "gpt2": _decoder(tf.GPT2Config, n_embd=32, n_layer=2, n_head=2, n_positions=64),
+    "gpt2": _decoder(tf.GPT2Config, n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=1, eos_token_id=2),
     "llama": _llama_like(tf.LlamaConfig),
     "mistral": _llama_like(tf.MistralConfig, sliding_window=16),
     "qwen2": _llama_like(tf.Qwen2Config),

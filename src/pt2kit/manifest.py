@@ -100,6 +100,10 @@ class Manifest:
     relations: tuple[DimRelation, ...] = ()  # derived dims (`2*seq`); equal dims share one DimRange
     in_spec: str = ""  # pytree spec of (args, kwargs), torch.utils._pytree.treespec_dumps
     out_spec: str = ""
+    # types pt2kit registered as pytree nodes (pt2kit.pytree_types) and modules whose import registers
+    # the rest; pt2kit.load repeats both before reading the program
+    pytree_types: tuple[dict, ...] = ()
+    pytree_imports: tuple[str, ...] = ()
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -123,7 +127,7 @@ class Manifest:
         data["outputs"] = tuple(LeafSpec(**{**x, "shape": tuple(x["shape"])}) for x in data.get("outputs", ()))
         data["dims"] = tuple(DimRange(**d) for d in data.get("dims", ()))
         data["relations"] = tuple(DimRelation(**r) for r in data.get("relations", ()))
-        for key in ("parameters", "notes"):
+        for key in ("parameters", "notes", "pytree_types", "pytree_imports"):
             data[key] = tuple(data.get(key, ()))
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})

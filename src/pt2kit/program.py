@@ -20,6 +20,7 @@ from pt2kit.diagnose.specialization import Specialization, find_specializations
 from pt2kit.errors import ExportFailed, InputSpecError
 from pt2kit.manifest import Manifest, build_manifest, with_value_ranges
 from pt2kit.package import save_program
+from pt2kit.pytree_types import manifest_fields, register_model_types
 from pt2kit.shape_inference import ShapeInference, infer_shapes
 from pt2kit.shape_repair import RepairReport, capture_with_repair
 from pt2kit.shapes import DynamicSpec, parse_dynamic, to_dynamic_shapes
@@ -53,6 +54,8 @@ class ExportResult:
         lines += [f"  input  {m.describe(leaf)}" for leaf in m.inputs]
         lines += [f"  output {m.describe(leaf)}" for leaf in m.outputs]
         lines += [f"  dim    {d.describe()}" for d in m.dims]
+        lines += [f"  pytree {r['type']} registered as a pytree node (flattened by attribute; pt2kit.load registers it again)"
+                  for r in m.pytree_types]
         if self.inferred is not None:
             lines += ["  " + ln for ln in str(self.inferred).splitlines()]
         if self.fix is not None:
@@ -130,6 +133,7 @@ def export_program(
 
         fixed = fix_target(target, dynamic_shapes=dynamic_shapes, spec=spec, mode=mode)
         target = dataclasses.replace(target, module=fixed.module)
+    register_model_types(target.module, target.args, target.kwargs, params)  # caches, dataclasses: pt2kit.pytree_types
     with progress.stage(f"export ({CaptureMode(mode).value})"):
         repaired = capture_with_repair(target.module, target.args, target.kwargs, spec, params, mode=mode, repair=repair)
         result, spec = repaired.capture, repaired.spec
@@ -148,6 +152,7 @@ def export_program(
         target=target.spec, notes=[str(s) for s in specializations] + [f"shape repair: {r}" for r in (repaired.report.repairs if repaired.report else ())]
         + [f"fix: {s}" for s in (fixed.steps if fixed else ())],
     )
+    manifest = manifest.replace(**manifest_fields(result.program))
     if value_ranges:
         manifest = manifest.replace(inputs=with_value_ranges(manifest.inputs, value_ranges))
     path = None

@@ -19,6 +19,7 @@ from pt2kit.contract import bind_inputs, check_inputs
 from pt2kit.errors import ArtifactError
 from pt2kit.manifest import Manifest
 from pt2kit.package import ArtifactKind, artifact_kind, load_program, read_manifest
+from pt2kit.pytree_types import restore_registrations
 
 
 class Artifact:
@@ -95,6 +96,8 @@ def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
     path = Path(path)
     kind = artifact_kind(path)
     manifest = read_manifest(path)
+    if manifest is not None:  # types the program's inputs/outputs use (e.g. a transformers cache)
+        restore_registrations(manifest.pytree_types, manifest.pytree_imports)
     if kind is ArtifactKind.PROGRAM:
         program = load_program(path)
         if manifest is not None and manifest.weights_sha256:
