@@ -85,7 +85,8 @@ class MemoryProbe:
 
     CUDA: the caching allocator's peak (`max_memory_allocated`) minus `memory_allocated` before.
     CPU (Linux): VmHWM after the call minus VmRSS before it, the high-water mark reset first by
-    writing `5` to `/proc/self/clear_refs`. tracemalloc would miss torch's C++ allocations.
+    writing `5` to `/proc/self/clear_refs`, and freed heap handed back to the OS (glibc `malloc_trim`)
+    so the call must touch its pages anew. tracemalloc would miss torch's C++ allocations.
     """
 
     def __init__(self, device: str):
@@ -101,6 +102,7 @@ class MemoryProbe:
             torch.cuda.synchronize()
             del out
             return max(0, torch.cuda.max_memory_allocated() - before)
+        _trim_heap()
         if not self.available or not _reset_hwm():
             return None
         before = _status_kib("VmRSS")
@@ -110,6 +112,24 @@ class MemoryProbe:
         if before is None or peak is None:
             return None
         return max(0, peak - before) * 1024
+
+
+def _trim_heap() -> None:
+    """Return free heap pages to the OS (glibc only; elsewhere a no-op), so reused memory shows in the next peak."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+_libc = None
 
 
 def _reset_hwm() -> bool:
