@@ -157,3 +157,14 @@ def test_a_spec_that_needs_no_repair_reports_none(tmp_path):
     result = export(tmp_path, "dyn_concat_self", None)  # the file's own `dynamic`: x:1=n[1,16],y:1=2*n
     assert result.shape_repair is None
     assert [(d.name, d.min, d.max) for d in result.manifest.dims] == [("n", 1, 16)]
+
+
+def test_with_fix_the_declared_range_is_kept_and_both_sides_are_right(tmp_path):
+    target = pt2kit.load_target(f"{SEED}:ConditionalModel")
+    result = pt2kit.export_program(target, tmp_path / "c.pt2", dynamic="x:0=batch[2,32]", fix=True)
+    assert [(d.name, d.min, d.max) for d in result.manifest.dims] == [("batch", 2, 32)]
+    assert result.shape_repair is None  # nothing narrowed: the branch is a torch.cond now
+    model = pt2kit.load(result.path)
+    for batch in (2, 5, 6, 32):
+        x = torch.randn(batch, 10)
+        torch.testing.assert_close(model(x), x + 1 if batch > 5 else x - 1)

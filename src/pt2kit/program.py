@@ -135,7 +135,8 @@ def export_program(
         target = dataclasses.replace(target, module=fixed.module)
     register_model_types(target.module, target.args, target.kwargs, params)  # caches, dataclasses: pt2kit.pytree_types
     with progress.stage(f"export ({CaptureMode(mode).value})"):
-        repaired = capture_with_repair(target.module, target.args, target.kwargs, spec, params, mode=mode, repair=repair)
+        repaired = capture_with_repair(target.module, target.args, target.kwargs, spec, params, mode=mode, repair=repair,
+                                       fix_applied=fix)
         result, spec = repaired.capture, repaired.spec
         if not result.ok:
             hint = repaired.report.failure_hint() if repaired.report else ""
