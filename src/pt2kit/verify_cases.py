@@ -62,8 +62,8 @@ class InputDraw:
         elif d is Distribution.BERNOULLI:
             how = f"true with p={self.p:.3g}"
         else:
-            how = "the example's value"
-        return f"{self.name}: {self.dtype or 'constant'} {how} (from {self.source})"
+            return f"{self.name}: not a tensor, the example's value on every input (export fixed it)"
+        return f"{self.name}: {self.dtype} {how} (from {self.source})"
 
     def to_json(self) -> dict:
         return {k: (v.value if isinstance(v, Enum) else v) for k, v in self.__dict__.items()}
