@@ -6,7 +6,8 @@ import torch
 import pt2kit
 from conftest import case, check_one_line_error
 from pt2kit.errors import ExportFailed
-from pt2kit.shape_repair import FixKind, is_branch
+from pt2kit.diagnose.shape_branches import is_branch
+from pt2kit.shape_repair import FixKind
 from pt2kit.suggested_fixes import parse_suggested_fixes
 
 SEED = case("seed")

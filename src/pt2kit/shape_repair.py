@@ -19,9 +19,7 @@ and repeats (bounded). Policy, so a repair never changes what the program comput
 
 from __future__ import annotations
 
-import ast
 import math
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import torch
 
 from pt2kit.capture import Capture, CaptureMode, SourceLocation, capture, quiet_torch_logs
+from pt2kit.diagnose.shape_branches import size_guards
 from pt2kit.shapes import DimEntry, DynamicSpec, to_dynamic_shapes
 from pt2kit.suggested_fixes import SuggestedFix, parse_suggested_fixes
 
@@ -185,10 +184,11 @@ def capture_with_repair(
         if violation is None:
             break
         module_mode = CaptureMode(violation.mode)  # later rounds retry only the mode that got that far
+        before = (state.spec, state.resized_shapes())
         step = state.apply(parse_suggested_fixes(str(violation.exception)), fix_applied)
         repairs += step
-        if not any(r.applied for r in step) or any(not r.applied for r in step):
-            break
+        if any(not r.applied for r in step) or (state.spec, state.resized_shapes()) == before:
+            break  # a declined fix, or nothing changed: another export would fail the same way
     report = None
     if repairs:
         report = RepairReport(spec, state.spec, tuple(repairs), rounds, state.resized_shapes(), fix_applied)
@@ -223,7 +223,7 @@ class _State:
     def guard(self, name: str) -> tuple[SourceLocation, bool] | None:
         """Where user code decided on dim `name`'s size, and whether that was a Python branch."""
         if self._guards is None:
-            self._guards = _user_guards(self.module, self.args, self.kwargs, self.param_names)
+            self._guards = size_guards(self.module, self.args, self.kwargs, self.param_names)
         found = [self._guards[(e.input, e.dim)] for e in self.entries(name) if (e.input, e.dim) in self._guards]
         return next((g for g in found if g[1]), found[0] if found else None)
 
@@ -358,30 +358,4 @@ def _apply_declined(spec: DynamicSpec, r: ShapeRepair) -> DynamicSpec:
     return spec
 
 
-def is_branch(code: str) -> bool:
-    """True when a source line decides control flow: `if`/`elif`/`while`/`assert` or `a if c else b`."""
-    text = code.strip()
-    if re.match(r"(if|elif|while|assert)\b", text):
-        return True
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        return False
-    return any(isinstance(n, (ast.IfExp, ast.If, ast.While, ast.Assert)) for n in ast.walk(tree))
-
-
-def _user_guards(module, args, kwargs, param_names) -> dict[tuple[str, int], tuple[SourceLocation, bool]]:
-    """(input, dim) -> the user's line that decided on its size, and whether it is a branch."""
-    from pt2kit.diagnose.specialization import find_specializations
-
-    found: dict[tuple[str, int], tuple[SourceLocation, bool]] = {}
-    for s in find_specializations(module, args, kwargs, param_names):
-        branch = is_branch(s.location.code)
-        for key in s.sizes:
-            m = re.fullmatch(r"(\w+)\.shape\[(\d+)\]", key)
-            if m and (not found.get((m[1], int(m[2])), (None, False))[1]):
-                found[(m[1], int(m[2]))] = (s.location, branch)
-    return found
-
-
-__all__ = ["FixKind", "RepairReport", "RepairedCapture", "ShapeRepair", "capture_with_repair", "is_branch"]
+__all__ = ["FixKind", "RepairReport", "RepairedCapture", "ShapeRepair", "capture_with_repair"]
