@@ -1,0 +1,378 @@
+"""For each blocker: a short explanation and the fix as paste-able Python specific to its line.
+
+One function per kind, chosen from `_WRITERS`; each returns (explanation, fix code, auto_fixable).
+`auto_fixable` is True for what `pt2kit export --fix` rewrites: data-dependent `if`s and ternaries
+(including `.item()` predicates) into `torch.cond`, and Python branches on sizes of dynamic dims.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from pt2kit.capture import SourceLocation
+from pt2kit.diagnose.blockers import BlockerKind
+from pt2kit.diagnose.classify import Finding
+from pt2kit.diagnose.cond_form import branch_rewrite
+from pt2kit.diagnose.source_code import (
+    local_names_before, names_loaded, statement_at, value_bindings,
+)
+from pt2kit.shapes import DimEntry, DynamicSpec, dynamic_shapes_code
+
+
+@dataclass(frozen=True)
+class FixContext:
+    """What the fix writers may look at besides the finding: the model, its inputs, the dynamic spec."""
+
+    module: Any
+    args: tuple
+    kwargs: dict
+    parameter_names: list[str]
+    spec: DynamicSpec
+    source: Any = None
+    suggestions: tuple[str, ...] = ()
+    zero_one_dims: tuple[str, ...] = field(default=())
+
+
+Written = tuple[str, str, bool]
+
+
+def write_fix(finding: Finding, location: SourceLocation, context: FixContext) -> Written:
+    """(explanation, fix, auto_fixable) for one merged finding at `location`."""
+    return _WRITERS[finding.kind](finding, location, context)
+
+
+def _branch(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    rewrite = branch_rewrite(loc.file, loc.line)
+    why = ("Python decides this branch on a tensor's value, which export does not know while tracing; "
+           "torch.cond keeps both sides in the graph.")
+    if rewrite is None:
+        return why, _check_code(f, loc) or _comment_fix(loc, "express this decision with torch.where or torch.cond"), False
+    is_while = "while_loop" in rewrite.code
+    if is_while:
+        why = "A loop whose trip count depends on a tensor's value; while_loop keeps it in the graph."
+    return why, str(rewrite), not is_while
+
+
+def _value(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    why = ("A tensor's value becomes a Python number here (`.item()`, `.tolist()`, `int()`) and is then used "
+           "where export needs to know it (a size, a count, a comparison); tell export what holds with torch._check.")
+    code = _item_instead_of_int(loc) or _check_code(f, loc)
+    if code is None:
+        code = _comment_fix(loc, "bound the value, e.g. torch._check(k >= 0) and torch._check(k <= x.shape[0])")
+    return why, code, bool(re.search(r"\bif\b|\bwhile\b", loc.code))
+
+
+class _IntToItem(ast.NodeTransformer):
+    """`int(t)` / `float(t)` -> `t.item()`: Python's int() asks for a concrete value, `.item()` does not."""
+
+    changed = False
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id in ("int", "float") and len(node.args) == 1 \
+                and not node.keywords and isinstance(node.args[0], (ast.Name, ast.Attribute, ast.Subscript)):
+            self.changed = True
+            return ast.Call(ast.Attribute(node.args[0], "item", ast.Load()), [], [])
+        return node
+
+
+def _item_instead_of_int(loc: SourceLocation) -> str | None:
+    ctx = statement_at(loc.file, loc.line)
+    if ctx is None or not isinstance(ctx.statement, ast.Assign):
+        return None
+    rewriter = _IntToItem()
+    new = rewriter.visit(ast.parse(ast.unparse(ctx.statement)))
+    if not rewriter.changed:
+        return None
+    return f"# line {loc.line}: int() needs a concrete number; .item() keeps it symbolic\n{ast.unparse(new)}"
+
+
+_NEGATE = {">": "<=", "<": ">=", ">=": "<", "<=": ">", "==": "!=", "!=": "=="}
+
+
+def _python_expr(expr: str) -> str:
+    """torch's sympy text as Python: `Eq(a, b)` -> `a == b`, `Ne(a, b)` -> `a != b`."""
+    for name, op in (("Eq", "=="), ("Ne", "!=")):
+        m = re.fullmatch(rf"{name}\((.+), (.+)\)", expr.strip())
+        if m:
+            return f"{m.group(1)} {op} {m.group(2)}"
+    return expr.strip()
+
+
+def _check_code(f: Finding, loc: SourceLocation) -> str | None:
+    """`torch._check(...)` lines for a data-dependent expression, in the user's names."""
+    if not f.expr:
+        return None
+    ctx = statement_at(loc.file, loc.line)
+    bindings = value_bindings(ctx.function if ctx else None, loc.line)
+    read_here = [n for n in names_loaded([ctx.statement]) if n in bindings] if ctx else []
+    names = read_here or list(bindings)
+    symbols = list(dict.fromkeys(re.findall(r"\bu\d+\b", f.expr)))
+    if not symbols or not names:
+        return None
+    mapping = {s: names[min(i, len(names) - 1)] for i, s in enumerate(sorted(symbols, key=lambda s: int(s[1:])))}
+    expr = re.sub(r"\bu\d+\b", lambda m: mapping[m.group()], _python_expr(f.expr))
+    relation = re.search(r" (==|!=|<=|>=|<|>) ", expr)
+    if relation:
+        if f.result.strip() == "False":
+            expr = expr.replace(relation.group(0), f" {_NEGATE[relation.group(1)]} ", 1)
+        check = f"torch._check({expr})  # holds for the example; the program asserts it at run time"
+    elif f.result:
+        check = (f"torch._check({expr} == {f.result})  # pins it to the example's value; "
+                 "the program then asserts it at run time")
+    else:
+        check = f"torch._check({expr} >= 0)"
+    defined = "\n".join(f"# {n} = {bindings[n]}" for n in dict.fromkeys(mapping.values()))
+    return f"{defined}\n# add before line {loc.line}:\n{check}"
+
+
+def _operator(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    op = f.op or "namespace::op"
+    why = (f"`{op}` has no fake (meta) kernel, so export cannot tell the shape of its output without running it; "
+           "register one that computes output shapes and dtypes only.")
+    return why, fake_kernel_stub(op), False
+
+
+def fake_kernel_stub(op: str) -> str:
+    """A `@torch.library.register_fake` stub with the operator's own parameter names."""
+    params, outputs = ["*args"], "torch.empty_like(args[0])"
+    try:
+        ns, name = op.split("::")
+        packet = getattr(getattr(torch.ops, ns), name)
+        schema = getattr(packet, packet.overloads()[0])._schema
+        params = [a.name for a in schema.arguments]
+        tensors = [a.name for a in schema.arguments if str(a.type).startswith("Tensor")]
+        like = f"torch.empty_like({tensors[0]})" if tensors else "torch.empty(())"
+        outs = [f"[{like}]" if str(r.type).startswith("List") else like for r in schema.returns]
+        outputs = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
+    except (ValueError, AttributeError, RuntimeError, IndexError):
+        pass
+    return "\n".join([
+        f"@torch.library.register_fake({op!r})",
+        f"def _({', '.join(params)}):",
+        "    # shapes and dtypes only, no data: make each output the size the real kernel returns",
+        f"    return {outputs}",
+    ])
+
+
+def _shape_violation(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    spec, extra = apply_suggestions(ctx.spec, ctx.suggestions)
+    why = (f"The dims declared dynamic do not allow what this line needs (`{_python_expr(f.expr) or f.message}`); "
+           "narrow or correct the declared dims as torch suggests")
+    parts = []
+    rewrite = branch_rewrite(loc.file, loc.line)
+    if rewrite is not None:
+        why += ", or keep both sides of the branch with torch.cond"
+        parts.append("# either keep every size and both sides of the branch:\n" + str(rewrite))
+        parts.append("# or narrow the dims to the side the example took:")
+    parts.append(_dims_code(spec, extra))
+    return why + ".", "\n".join(parts), rewrite is not None
+
+
+def apply_suggestions(spec: DynamicSpec, suggestions: tuple[str, ...]) -> tuple[DynamicSpec, list[str]]:
+    """torch's suggested fixes (`batch = 4`, `b = a`, `batch = Dim('batch', min=6)`) applied to `spec`."""
+    entries = list(spec.entries)
+    extra: list[str] = []
+    for line in suggestions:
+        name, _, rhs = (s.strip() for s in line.partition("="))
+        if re.fullmatch(r"-?\d+", rhs):
+            entries = [e for e in entries if e.name != name]
+        elif rhs.isidentifier():
+            entries = [dataclasses.replace(e, name=rhs) if e.name == name else e for e in entries]
+        elif rhs.startswith("Dim("):
+            low = re.search(r"min=(\d+)", rhs)
+            high = re.search(r"max=(\d+)", rhs)
+            entries = [dataclasses.replace(e, min=int(low.group(1)) if low else None, max=int(high.group(1)) if high else None)
+                       if e.name == name else e for e in entries]
+        else:
+            extra.append(line)
+    return DynamicSpec(tuple(entries), spec.all_auto), extra
+
+
+def _dims_code(spec: DynamicSpec, extra: list[str]) -> str:
+    if not spec.entries:
+        lines = ["# every dim static: pass no dynamic_shapes", "dynamic_shapes = None"]
+    else:
+        lines = [dynamic_shapes_code(spec)]
+    lines += extra
+    lines.append(f"# pt2kit: --dynamic {spec}" if spec else "# pt2kit: drop --dynamic")
+    return "\n".join(lines)
+
+
+def _zero_one(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    marked = [e for e in ctx.spec.entries if e.name in ctx.zero_one_dims] or list(ctx.spec.entries)
+    where = ", ".join(f"{e.input}.shape[{e.dim}]" for e in marked) or "a dynamic dim"
+    why = (f"The example has size 0 or 1 for {where}, declared dynamic; export specializes sizes 0 and 1, "
+           "so the dim cannot stay dynamic. Export with an example of size 2 or more there.")
+    bound = dict(zip(ctx.parameter_names, ctx.args))
+    widened = {(e.input, e.dim % max(getattr(bound.get(e.input), "dim", lambda: 1)(), 1)) for e in marked}
+    lines = []
+    for name, value in bound.items():
+        if isinstance(value, torch.Tensor):
+            shape = [2 if (name, d) in widened and s < 2 else s for d, s in enumerate(value.shape)]
+            maker = "torch.randn" if value.is_floating_point() else "torch.zeros"
+            dtype = "" if value.is_floating_point() and value.dtype == torch.float32 else f", dtype={value.dtype}"
+            lines.append(f"{maker}({', '.join(map(str, shape))}{dtype})")
+        else:
+            lines.append(repr(value))
+    args = ", ".join(lines) + ("," if len(lines) == 1 else "")
+    code = f"example_args = ({args})  # {where} >= 2\n{dynamic_shapes_code(ctx.spec)}"
+    return why, code, False
+
+
+def _mutation(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    why = ("This line changes an input in place in a way export cannot record (a view or metadata change of a "
+           "graph input) or returns an alias of it; work on a new tensor instead.")
+    ctx = statement_at(loc.file, loc.line)
+    text = ast.unparse(ctx.statement) if ctx else loc.code
+    m = re.fullmatch(r"(\w+)\.(\w+)_\((.*)\)", text)
+    if m:
+        code = f"{m.group(1)} = {m.group(1)}.{m.group(2)}({m.group(3)})  # out-of-place: no input is modified"
+    elif text.startswith("return "):
+        code = f"return ({text.removeprefix('return ')}).clone()  # a new tensor, not an alias of the input"
+    else:
+        name = next(iter(names_loaded([ctx.statement]) if ctx else []), "x")
+        code = f"{name} = {name}.clone()  # before line {loc.line}: modify a copy, not the input"
+    return why, code, False
+
+
+def _pytree(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    cls = find_type(f.type_name, ctx)
+    name = cls.__name__ if cls else (f.type_name.rsplit(".", 1)[-1] or "MyType")
+    qual = f"{_module_name(cls, ctx)}.{cls.__qualname__}" if cls else f.type_name or name
+    why = (f"`{name}` is passed in or returned, but torch.export only flattens pytrees (tensors, numbers, "
+           "lists, tuples, dicts, registered types); register it so export can see the tensors inside.")
+    if cls is not None and dataclasses.is_dataclass(cls):
+        return why, f"torch.export.register_dataclass({name}, serialized_type_name={qual!r})", False
+    code = "\n".join([
+        "from torch.utils._pytree import register_pytree_node",
+        "",
+        f"def _unflatten_{name.lower()}(values, names):",
+        f"    obj = object.__new__({name})",
+        "    obj.__dict__.update(zip(names, values))",
+        "    return obj",
+        "",
+        f"register_pytree_node({name}, lambda obj: (list(vars(obj).values()), list(vars(obj))), "
+        f"_unflatten_{name.lower()}, serialized_type_name={qual!r})",
+    ])
+    return why, code, False
+
+
+def _module_name(cls: type, ctx: FixContext) -> str:
+    """The class's module as the user knows it (pt2kit imports a target file under a synthetic name)."""
+    module = cls.__module__
+    path = getattr(ctx.source, "__file__", None)
+    if module.startswith("pt2kit_target_") and path:
+        return re.sub(r"\W", "_", path.rsplit("/", 1)[-1].removesuffix(".py"))
+    return module
+
+
+def find_type(type_name: str, ctx: FixContext, inputs_only: bool = False) -> type | None:
+    """The class named in a pytree error, from the inputs, the model's module, or its file."""
+    short = type_name.rsplit(".", 1)[-1]
+    stack: list[Any] = list(ctx.args) + list(ctx.kwargs.values())
+    while stack:
+        value = stack.pop()
+        if type(value).__name__ == short and not isinstance(value, (torch.Tensor, list, tuple, dict)):
+            return type(value)
+        if isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+    if inputs_only:
+        return None
+    for holder in (ctx.source, __import__("sys").modules.get(type(ctx.module).__module__)):
+        candidate = getattr(holder, short, None)
+        if isinstance(candidate, type):
+            return candidate
+    return None
+
+
+def _python(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    if "graph_break" in loc.code:
+        return "An explicit graph break: strict export cannot split the graph.", f"# delete line {loc.line}: {loc.code}", False
+    if f.mode == "strict" or set(f.message.split()) & {"dynamo", "Dynamo"}:
+        why = ("Strict mode (TorchDynamo) cannot trace this Python; non-strict export runs it as ordinary Python.")
+        return why, "ep = torch.export.export(model, example_args, strict=False)", False
+    why = ("This line leaves torch (reads raw data: `.numpy()`, `data_ptr()`, a C extension), which tracing cannot "
+           "see; wrap it in a custom operator with a fake kernel, or write it with torch ops.")
+    return why, _custom_op_wrapper(loc), False
+
+
+def _custom_op_wrapper(loc: SourceLocation) -> str:
+    ctx = statement_at(loc.file, loc.line)
+    stmt = ctx.statement if ctx else None
+    value = getattr(stmt, "value", None)
+    if value is None or not isinstance(stmt, (ast.Assign, ast.Return)):
+        return f"# rewrite line {loc.line} with torch operations: {loc.code}"
+    params = [n for n in names_loaded([value]) if n in set(local_names_before(ctx.function, loc.line)) and n != "self"]
+    name = f"forward_line_{loc.line}"
+    typed = ", ".join(f"{p}: torch.Tensor" for p in params)
+    call = f"{name}({', '.join(params)})"
+    use = f"return {call}" if isinstance(stmt, ast.Return) else f"{ast.unparse(stmt.targets[0])} = {call}"
+    return "\n".join([
+        f'@torch.library.custom_op("user::{name}", mutates_args=())',
+        f"def {name}({typed}) -> torch.Tensor:",
+        f"    return {ast.unparse(value)}",
+        "",
+        f"@{name}.register_fake",
+        f"def _({', '.join(params)}):",
+        f"    return torch.empty_like({params[0] if params else 'torch.empty(())'})  # the output's shape and dtype",
+        "",
+        f"# and at line {loc.line}:",
+        use,
+    ])
+
+
+def _specialized(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    sizes = re.findall(r"(\w+)\.shape\[(\d+)\]", f.expr)
+    entries = tuple(DimEntry(name, int(dim), f"{name}_dim{dim}") for name, dim in dict.fromkeys(sizes))
+    why = (f"`{f.expr}` was decided once, at export, on the example's sizes ({f.message}); the program keeps only "
+           "that side. Declare the dim dynamic and keep both sides with torch.cond.")
+    parts = [dynamic_shapes_code(DynamicSpec(entries)), f"# pt2kit: --dynamic {DynamicSpec(entries)}"]
+    rewrite = branch_rewrite(loc.file, loc.line)
+    if rewrite is not None:
+        parts.append(str(rewrite))
+    return why, "\n".join(parts), rewrite is not None
+
+
+def _eager(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    why = "The model fails in plain Python on its example inputs, before any export; fix this first."
+    return why, f"model(*example_args)  # raises {f.message.splitlines()[0][:200]!r} at line {loc.line}", False
+
+
+def _unclassified(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
+    why = "pt2kit does not recognise this failure; torch's message is kept below, unchanged."
+    code = "\n".join([
+        "# see every problem torch finds, past the first:",
+        "ep = torch.export.draft_export(model, example_args)",
+        "print(ep._report)",
+    ])
+    return why, code, False
+
+
+def _comment_fix(loc: SourceLocation, advice: str) -> str:
+    return f"# line {loc.line}: {loc.code}\n# {advice}"
+
+
+_WRITERS: dict[BlockerKind, Callable[[Finding, SourceLocation, FixContext], Written]] = {
+    BlockerKind.DATA_DEPENDENT_BRANCH: _branch,
+    BlockerKind.DATA_DEPENDENT_VALUE: _value,
+    BlockerKind.UNSUPPORTED_PYTHON: _python,
+    BlockerKind.UNSUPPORTED_OPERATOR: _operator,
+    BlockerKind.DYNAMIC_SHAPE_VIOLATION: _shape_violation,
+    BlockerKind.ZERO_ONE_SPECIALIZATION: _zero_one,
+    BlockerKind.INPUT_MUTATION_OR_ALIASING: _mutation,
+    BlockerKind.NON_PYTREE_TYPE: _pytree,
+    BlockerKind.SHAPE_SPECIALIZED: _specialized,
+    BlockerKind.EAGER_FAILURE: _eager,
+    BlockerKind.UNCLASSIFIED: _unclassified,
+}
+
+__all__ = ["FixContext", "apply_suggestions", "fake_kernel_stub", "find_type", "write_fix"]
