@@ -16,6 +16,7 @@ import sys
 # (subcommand, module, one-line help), in pipeline order
 COMMANDS: list[tuple[str, str, str]] = [
     ("export", "pt2kit.cli.export_cmd", "capture a model with torch.export and write a .pt2 program with a manifest"),
+    ("diagnose", "pt2kit.cli.diagnose_cmd", "list every export blocker in one run, each at your line with the fix as code"),
     ("compile", "pt2kit.cli.compile_cmd", "build an AOTInductor package (.so inside) from a .pt2 or TARGET, with a build cache"),
     ("verify", "pt2kit.cli.verify_cmd", "compare an artifact's outputs with the eager model's, across the dynamic range"),
     ("inspect", "pt2kit.cli.inspect_cmd", "describe a .pt2: inputs, outputs, dynamic dims, weights, operators"),

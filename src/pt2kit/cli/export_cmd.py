@@ -74,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
         return run_verified(args, export, target, inputs)
     except ExportFailed as exc:
-        emit_failure({"ok": False, "error": str(exc), "capture": exc.capture.to_json() if exc.capture else None}, args.json)
+        from pt2kit.diagnose import diagnose  # every blocker with its line and fix, not only the first
+
+        diagnosis = diagnose(target, args.dynamic, mode=args.mode)
+        emit_failure({"ok": False, "error": str(exc), "capture": exc.capture.to_json() if exc.capture else None,
+                      "diagnosis": diagnosis.to_json()}, args.json)
+        if not args.json:
+            print(diagnosis)
         print(f"error: {exc}", file=sys.stderr)
         return 1
