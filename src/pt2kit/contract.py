@@ -86,8 +86,8 @@ def check_inputs(manifest: Manifest, leaves: list[Any]) -> None:
                 if want in bindings and bindings[want][0] != got:
                     size, where = bindings[want]
                     raise InputMismatchError(
-                        f"input `{spec.name}` dim {d} has size {got}, but {where} has size {size}; "
-                        f"both are `{dims[want].name}`, so they must be equal"
+                        f"input `{spec.name}` dim {d} has size {got}, but `{dims[want].name}` is {size} (from {where}); "
+                        "the two must be equal"
                     )
                 bindings.setdefault(want, (got, f"input `{spec.name}` dim {d}"))
             else:
