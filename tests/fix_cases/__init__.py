@@ -8,6 +8,7 @@ must stop with).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -42,6 +43,22 @@ def assert_same_outputs(expected, got, where: str) -> None:
         torch.testing.assert_close(torch.as_tensor(b), torch.as_tensor(a), rtol=1e-4, atol=1e-5, msg=lambda m: f"{where}: {m}")
 
 
+GOLDEN_DIR = CASES_DIR.parent / "golden"
+
+
+def check_golden(path: Path, diff: str) -> None:
+    """The rewrite of `path` equals tests/golden/fix_<case>.diff (file headers reduced to the file name).
+    PT2KIT_UPDATE_GOLDEN=1 rewrites the golden file instead."""
+    golden = GOLDEN_DIR / f"fix_{path.stem}.diff"
+    text = "".join(
+        (line[:4] + path.name + "\n") if line.startswith(("--- ", "+++ ")) else line
+        for line in diff.splitlines(keepends=True)
+    )
+    if os.environ.get("PT2KIT_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), f"rewrite of {path.name} differs from {golden}"
+
+
 def check_fixed(cli, path: Path, out: Path) -> dict:
     """`pt2kit export PATH:model --fix` succeeds; plain `torch.export.load(out).module()` equals the eager
     model on every probe; the user's model is unchanged. Returns the export's JSON."""
@@ -65,4 +82,6 @@ def check_fixed(cli, path: Path, out: Path) -> dict:
         assert len(report["fix"]["steps"]) == source.rewrites
         assert (cond_count(program) > 0) == (source.rewrites > 0)
     report["cond_count"] = cond_count(program)
+    if (GOLDEN_DIR / f"fix_{path.stem}.diff").exists() or os.environ.get("PT2KIT_UPDATE_GOLDEN") and report["fix"]["diff"]:
+        check_golden(path, report["fix"]["diff"])
     return report

@@ -12,7 +12,7 @@ import torch
 from pt2kit.capture import SourceLocation
 from pt2kit.rewrite import analysis
 from pt2kit.rewrite.refusal import Refusal, RefusalReason
-from pt2kit.rewrite.rules import RULES, Replacement, RuleContext, item_to_tensor
+from pt2kit.rewrite.rules import RULES, Replacement, RuleContext, drop_needless_clones, item_to_tensor
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def rewrite_function(
         if isinstance(outcome, Refusal):
             return outcome
         if outcome is not None:
-            return _splice(lines, site, outcome, item_changes), outcome
+            return drop_needless_clones(_splice(lines, site, outcome, item_changes)), outcome
     return refuse(RefusalReason.NO_RULE, "no rule fits this `if`")
 
 

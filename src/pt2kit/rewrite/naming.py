@@ -52,8 +52,30 @@ def branch_names(test: ast.AST) -> tuple[str, str]:
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, (ast.Not, ast.Invert)):
         true, false = branch_names(test.operand)
         return false, true
+    if isinstance(test, ast.Compare) and len(test.ops) == 2:
+        subject = _clip(expression_words(test.comparators[0]))
+        return f"_if_{subject}_in_range", f"_if_{subject}_out_of_range"
+    if isinstance(test, ast.BoolOp):
+        joiner = "and" if isinstance(test.op, ast.And) else "or"
+        parts = [_phrase(v) for v in test.values]
+        phrase = f"_{joiner}_".join(p for p in parts if p)
+        if len(parts) == len(test.values) and all(parts) and len(phrase) <= 2 * _MAX_LEN:
+            return f"_if_{phrase}", f"_if_not_{phrase}"
+        return (f"_if_all_conditions", "_if_not_all_conditions") if joiner == "and" else ("_if_any_condition", "_if_no_condition")
     subject = _clip(expression_words(test))
     return f"_if_{subject}", f"_if_not_{subject}"
+
+
+def _phrase(test: ast.AST) -> str:
+    """A short phrase for one operand of and/or: `x.max() > 1` -> `x_max_gt_1`, `not x.max() > 1` -> `x_max_le_1`."""
+    negate = False
+    while isinstance(test, ast.UnaryOp) and isinstance(test.op, (ast.Not, ast.Invert)):
+        test, negate = test.operand, not negate
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in _OP_WORD:
+        op = _OP_WORD[type(test.ops[0])]
+        op = _NEGATED[op] if negate else op
+        return f"{_clip(expression_words(test.left))}_{op}_{_clip(_number_words(test.comparators[0]))}"
+    return ""
 
 
 def _clip(name: str) -> str:

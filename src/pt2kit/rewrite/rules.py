@@ -21,6 +21,7 @@ from pt2kit.rewrite.naming import branch_names, unique
 from pt2kit.rewrite.refusal import Refusal, RefusalReason
 
 INDENT = "    "
+_LINE_LENGTH = 110
 
 
 @dataclass
@@ -266,8 +267,12 @@ def _cond(node, ctx, true_body, false_body, operands, target, consumed, rule) ->
         text += [INDENT + line for line in _branch_lines(body, set(operands), ctx.source_lines)]
         text.append("")
     ops = "(" + args + ("," if len(operands) == 1 else "") + ")"
+    head = "return " if target is None else f"{target} = "
     call = f"torch.cond({ast.unparse(predicate)}, {true_name}, {false_name}, {ops})"
-    text.append(f"return {call}" if target is None else f"{target} = {call}")
+    if len(head + call) + ctx.node.col_offset <= _LINE_LENGTH:
+        text.append(head + call)
+    else:  # one argument per line, as a formatter would
+        text += [f"{head}torch.cond(", *(f"{INDENT}{a}," for a in (ast.unparse(predicate), true_name, false_name, ops)), ")"]
     return Replacement(rule, consumed, text, ast.unparse(node.test))
 
 
@@ -350,3 +355,46 @@ def statement_text(stmt: ast.stmt, source_lines: list[str]) -> list[str]:
     if isinstance(stmt, ast.If) and lines[0].startswith("elif"):
         lines[0] = lines[0][2:]  # an `elif` that became the whole else side is an `if` of its own
     return lines
+
+
+def drop_needless_clones(text: str) -> str:
+    """Drop `.clone()` from returns of generated branch functions (`_if_...`) where the value is no longer
+    an operand: after a nested branch became `x = torch.cond(...)`, `return x.clone()` is just `return x`."""
+    tree = ast.parse(text)
+    lines = text.splitlines()
+    edits: list[tuple[ast.Return, ast.Return]] = []
+    for func in ast.walk(tree):
+        if not (isinstance(func, ast.FunctionDef) and func.name.startswith("_if_")):
+            continue
+        aliases = {a.arg for a in func.args.args}
+        for stmt in func.body:
+            if isinstance(stmt, ast.Return) and stmt.value is not None:
+                new = _unclone(stmt.value, aliases)
+                if ast.dump(new) != ast.dump(stmt.value):
+                    edits.append((stmt, ast.Return(new)))
+                continue
+            stored = set(stored_names_of(stmt))
+            fresh = isinstance(stmt, ast.Assign) and (
+                _is_cond_call(stmt.value) or (isinstance(stmt.targets[0], ast.Name) and not _aliases(stmt.value, aliases)))
+            aliases = (aliases - stored) if fresh else (aliases | stored)
+    for old, new in sorted(edits, key=lambda e: -e[0].lineno):
+        indent = " " * old.col_offset
+        lines[old.lineno - 1:old.end_lineno] = [indent + ln for ln in _unparse(new)]
+    return "\n".join(lines) + "\n"
+
+
+def stored_names_of(stmt: ast.stmt) -> list[str]:
+    return analysis.stored_names([stmt])
+
+
+def _is_cond_call(expr: ast.expr) -> bool:
+    return isinstance(expr, ast.Call) and ast.unparse(expr.func) == "torch.cond"
+
+
+def _unclone(expr: ast.expr, aliases: set[str]) -> ast.expr:
+    if isinstance(expr, ast.Tuple):
+        return ast.Tuple([_unclone(e, aliases) for e in expr.elts], ast.Load())
+    if (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "clone"
+            and not expr.args and isinstance(expr.func.value, ast.Name) and expr.func.value.id not in aliases):
+        return expr.func.value
+    return expr
