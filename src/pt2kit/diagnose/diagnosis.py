@@ -126,8 +126,18 @@ def _blockers(
 ) -> tuple[list[Blocker], list[str]]:
     """Merge findings into blockers, one per (line, kind); unlocated failures that other findings
     already explain become notes (kept, with torch's message, but not pinned to a wrong line)."""
-    located = [f for f in findings if f.location is not None]
     notes: list[str] = []
+    confirmed = {(f.location.file, f.location.line) for f in findings if f.location and f.mode != "draft"}
+    for f in findings:
+        # draft_export runs real values through code past the first failure; an error only it raises
+        # there is a lead, not a confirmed blocker
+        if f.mode == "draft" and f.kind is BlockerKind.UNCLASSIFIED:
+            if f.location is None or (f.location.file, f.location.line) not in confirmed:
+                where = f" at {f.location}: `{f.location.code}`" if f.location else ""
+                notes.append(f"draft_export, tracing past the first blocker, stopped{where}: {f.message}")
+    findings = [f for f in findings if not (f.mode == "draft" and f.kind is BlockerKind.UNCLASSIFIED
+                                            and (f.location is None or (f.location.file, f.location.line) not in confirmed))]
+    located = [f for f in findings if f.location is not None]
     for f in list(findings):
         if f.location is not None:
             continue

@@ -76,7 +76,7 @@ class _IntToItem(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.func, ast.Name) and node.func.id in ("int", "float") and len(node.args) == 1 \
-                and not node.keywords and isinstance(node.args[0], (ast.Name, ast.Attribute, ast.Subscript)):
+                and not node.keywords and not isinstance(node.args[0], ast.Constant):
             self.changed = True
             return ast.Call(ast.Attribute(node.args[0], "item", ast.Load()), [], [])
         return node

@@ -12,6 +12,7 @@ Both are read defensively: the report's attributes (`failures`, `failure_type`, 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import logging
@@ -23,7 +24,7 @@ import torch
 from pt2kit.capture import SourceLocation, is_user_file, quiet_torch_logs, short_message
 from pt2kit.diagnose.blockers import BlockerKind, CompileReport, GraphBreak
 from pt2kit.diagnose.classify import Finding, classify_exception, kind_for_code, operator_name
-from pt2kit.diagnose.source_code import location_at
+from pt2kit.diagnose.source_code import location_at, statement_at
 
 _STACK_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\w+)')
 
@@ -70,6 +71,8 @@ def _draft_finding(failure: Any, filenames: dict, op_lines: dict, order: int) ->
     data = getattr(failure, "data", {}) or {}
     location = _stack_location(data.get("user_stack") or [], filenames)
     if kind_name.endswith("DATA_DEPENDENT_ERROR"):
+        if location is not None and _is_assert(location):
+            return None  # export turns a Python `assert` on data into a runtime assert; draft logs it anyway
         kind = kind_for_code(BlockerKind.DATA_DEPENDENT_VALUE, location)
         expr = str(data.get("expr", ""))
         message = f"data-dependent expression `{expr}` (the example gives {data.get('result', '?')})"
@@ -88,6 +91,11 @@ def _draft_finding(failure: Any, filenames: dict, op_lines: dict, order: int) ->
         return Finding(BlockerKind.DYNAMIC_SHAPE_VIOLATION, location, "draft", f"the code requires `{expr}`",
                        expr=expr, order=order)
     return None
+
+
+def _is_assert(location: SourceLocation) -> bool:
+    ctx = statement_at(location.file, location.line)
+    return ctx is not None and isinstance(ctx.statement, ast.Assert)
 
 
 def _interned_filenames(reported: dict) -> dict:

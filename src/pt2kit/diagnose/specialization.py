@@ -8,6 +8,8 @@ each one is a Python decision that depended on an input size.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 from dataclasses import dataclass
@@ -71,7 +73,9 @@ def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, par
             saved = (logger.handlers, logger.propagate)
             logger.handlers, logger.propagate = [recorder], False  # record guards, print nothing
             try:
-                ep = torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
+                # a failed re-trace prints its partial graph; stdout must stay clean for --json
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    ep = torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
             finally:
                 logger.handlers, logger.propagate = saved
     except Exception:
