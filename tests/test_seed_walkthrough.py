@@ -56,3 +56,17 @@ def test_save_and_load_with_plain_torch(cli, tmp_path):
     x = torch.randn(5)
     assert torch.equal(loaded.module()(x), x + 10)
     assert "aten.add.Tensor" in str(loaded.graph)
+
+
+def test_end_point_aotinductor_package_runs_without_python_source(cli, small_aoti_package, linear_program, tmp_path):
+    # notebook's last cell: torch._inductor.aoti_compile_and_package, then aoti_load_package and call
+    # (the session fixture built the same program, so this build is a cache hit)
+    package = tmp_path / "linear.aoti.pt2"
+    built = cli("compile", linear_program, "-o", package, "--device", "cpu", "--json")
+    assert built.code == 0, built.err
+    assert built.json()["path"] == str(package) and built.json()["cached"] is True
+    ran = cli("run", package, "-i", "input=float32[7,16]", "--json")
+    assert ran.code == 0, ran.err
+    assert ran.json()["outputs"][0]["shape"] == [7, 4]
+    x = torch.randn(7, 16)
+    torch.testing.assert_close(pt2kit.load(package)(x), torch.export.load(linear_program).module()(x))

@@ -5,9 +5,22 @@
     cache.py    the build cache (`PT2KIT_CACHE_DIR`)
     build.py    `compile_package` -> `CompileResult`
     loader.py   compatibility checks and the fast loader `pt2kit.load` uses
+
+Names resolve lazily, so loading a package (`pt2kit.load`) does not import the build side.
 """
 
-from pt2kit.compile.build import CompileResult, compile_package
-from pt2kit.compile.presets import PRESETS, Preset
+_EXPORTS = {"CompileResult": "pt2kit.compile.build", "compile_package": "pt2kit.compile.build",
+            "PRESETS": "pt2kit.compile.presets", "Preset": "pt2kit.compile.presets"}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pt2kit.compile' has no attribute {name!r}")
+
 
 __all__ = ["CompileResult", "PRESETS", "Preset", "compile_package"]

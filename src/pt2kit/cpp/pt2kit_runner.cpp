@@ -4,8 +4,8 @@
 //
 // INPUTS.pt is what Python's `torch.save([t0, t1, ...], "INPUTS.pt")` writes: a list of the
 // package's tensor inputs in its flat order (the order of `pt2kit inspect`). OUTPUTS.pt is
-// written with torch::pickle_save, so `torch.load("OUTPUTS.pt")` in Python reads back the list
-// of output tensors, in the package's flat output order.
+// written with torch::pickle_save, so `torch.load("OUTPUTS.pt")` in Python reads back a tuple
+// of the output tensors, in the package's flat output order.
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
@@ -73,9 +73,10 @@ int main(int argc, char** argv) {
     auto run_start = std::chrono::steady_clock::now();
     for (int i = 0; i < repeat; ++i) outputs = loader.run(inputs);
     auto done = std::chrono::steady_clock::now();
-    c10::List<at::Tensor> saved;
-    for (auto& t : outputs) saved.push_back(t.cpu());
-    std::vector<char> bytes = torch::pickle_save(c10::IValue(saved));
+    // a tuple of plain tensors: Python's torch.load reads it with weights_only=True (a c10::List<Tensor> would not)
+    std::vector<c10::IValue> items;
+    for (auto& t : outputs) items.emplace_back(t.cpu());
+    std::vector<char> bytes = torch::pickle_save(c10::ivalue::Tuple::create(std::move(items)));
     std::ofstream out(outputs_path, std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out) throw std::runtime_error("cannot write `" + outputs_path + "`");

@@ -72,8 +72,9 @@ def build_cpp_runner(folder: str | os.PathLike = "pt2kit_runner", *, jobs: int |
         raise UsageError("no C++ compiler on the PATH; install one (e.g. `apt-get install g++`)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in SOURCES:
-        shutil.copyfile(TEMPLATE / name, folder / name)
+    for name in SOURCES:  # copy only what changed, so a rebuild in the same folder is incremental
+        if not (folder / name).is_file() or (folder / name).read_bytes() != (TEMPLATE / name).read_bytes():
+            shutil.copyfile(TEMPLATE / name, folder / name)
     build = folder / "build"
     prefix = torch.utils.cmake_prefix_path
     start = time.perf_counter()

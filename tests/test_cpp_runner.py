@@ -1,0 +1,55 @@
+"""The C++ runner: built once with CMake against the wheel's libtorch, it runs a package without Python."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import pt2kit
+from pt2kit import progress
+from pt2kit.cli import main
+from pt2kit.cpp import run_cpp_runner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def cpp_runner(tmp_path_factory) -> Path:
+    """`pt2kit cpp-runner -o DIR` once per session; returns the executable."""
+    folder = tmp_path_factory.mktemp("cpp") / "runner"
+    code = main(["cpp-runner", "-o", str(folder), "-q"])
+    progress.set_quiet(False)
+    assert code == 0
+    assert (folder / "pt2kit_runner.cpp").is_file() and (folder / "CMakeLists.txt").is_file()
+    return folder / "build" / "pt2kit_runner"
+
+
+def test_cpp_outputs_equal_pythons(cpp_runner, small_aoti_package):
+    model = pt2kit.load(small_aoti_package)
+    for batch in (1, 5, 64):
+        x = torch.randn(batch, 16)
+        (got,) = run_cpp_runner(cpp_runner, small_aoti_package, [x])
+        want = model(x)
+        assert got.shape == want.shape == (batch, 4)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_cpp_runner_reports_a_bad_inputs_file_in_one_line(cpp_runner, small_aoti_package, tmp_path):
+    bad = tmp_path / "inputs.pt"
+    torch.save(["not a tensor"], bad)
+    proc = subprocess.run([str(cpp_runner), str(small_aoti_package), str(bad), str(tmp_path / "out.pt")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error:") and "non-tensor" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.pt").exists()
+    usage = subprocess.run([str(cpp_runner)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_cpp_runner_json_names_the_executable(cli, cpp_runner):
+    # a rebuild into the same folder is incremental: CMake finds everything up to date
+    result = cli("cpp-runner", "-o", cpp_runner.parent.parent, "--json")
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert doc["executable"] == str(cpp_runner) and Path(doc["cmake_prefix_path"]).is_dir()
