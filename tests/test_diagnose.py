@@ -61,14 +61,33 @@ def test_case_reports_each_marked_blocker_at_its_line(path):
     assert lines == sorted(lines)  # one block per blocker, in source order
 
 
-def _forward_with_fix(target, fix: str) -> torch.nn.Module:
-    """A copy of the model whose `forward` has the branch rewrite spliced over the lines it replaces."""
-    first, last = replaced_span(fix)
-    body = fix.split("\n# or", 1)[0].splitlines()[1:]  # the rewrite, after its `# replaces lines` comment
+def _edits(fix: str) -> list[tuple[int, int, list[str]]]:
+    """(first, last, new lines) a printed fix asks for: `# replaces lines A-B` or `# add before line N`."""
+    lines = fix.splitlines()
+    for i, line in enumerate(lines):
+        body = []
+        for ln in lines[i + 1:]:
+            if ln.startswith("# or"):
+                break
+            body.append(ln)
+        if line.startswith("# replaces lines"):
+            first, last = replaced_span(line)
+            return [(first, last, body)]
+        m = re.match(r"# add before line (\d+):", line)
+        if m:
+            return [(int(m.group(1)), int(m.group(1)) - 1, [ln for ln in body if not ln.startswith("#")])]
+    return []
+
+
+def _forward_with_fixes(target, fixes: list[str]) -> torch.nn.Module:
+    """A copy of the model whose `forward` has every printed fix applied where it says."""
     path = target.source.__file__
     lines = Path(path).read_text().splitlines()
-    indent = re.match(r"\s*", lines[first - 1]).group()
-    lines[first - 1:last] = [indent + ln if ln else ln for ln in body]
+    edits = sorted((e for fix in fixes for e in _edits(fix)), key=lambda e: -e[0])
+    assert edits, fixes
+    for first, last, body in edits:
+        indent = re.match(r"\s*", lines[first - 1]).group()
+        lines[first - 1:last] = [indent + ln if ln else ln for ln in body]
     cls = type(target.module)
     tree = ast.parse("\n".join(lines))
     (fn,) = [n for c in tree.body if isinstance(c, ast.ClassDef) and c.name == cls.__name__
@@ -80,17 +99,19 @@ def _forward_with_fix(target, fix: str) -> torch.nn.Module:
     return patched
 
 
-BRANCH_CASES = [p for p in CASES if {k for k, _ in expected_blockers(p)} == {"data_dependent_branch"}
-                and "while" not in p.read_text()]
+# cases whose every blocker is a branch or a value in the model's own forward: applying all the
+# printed fixes must make export succeed with the same outputs
+REWRITE_CASES = [p for p in CASES if {k for k, _ in expected_blockers(p)} <= {"data_dependent_branch", "data_dependent_value"}
+                 and "while" not in p.read_text() and "def gate" not in p.read_text()]
 
 
-@pytest.mark.parametrize("path", BRANCH_CASES, ids=lambda p: p.stem)
-def test_branch_rewrite_makes_export_succeed(path):
+@pytest.mark.parametrize("path", REWRITE_CASES, ids=lambda p: p.stem)
+def test_applying_the_printed_fixes_makes_export_succeed(path):
     target, diagnosis = diagnosed(path)
-    (blocker,) = diagnosis.blockers
-    assert blocker.auto_fixable and "torch.cond" in blocker.fix
-    fixed = _forward_with_fix(target, blocker.fix)
-    torch.export.export(fixed, target.args, target.kwargs)
+    assert all(b.kind is not BlockerKind.DATA_DEPENDENT_BRANCH or (b.auto_fixable and "torch.cond" in b.fix)
+               for b in diagnosis.blockers)
+    fixed = _forward_with_fixes(target, [b.fix for b in diagnosis.blockers])
+    torch.export.export(fixed, target.args, target.kwargs, strict=getattr(target.source, "mode", "") == "strict")
     torch.testing.assert_close(fixed(*target.args), target.module(*target.args))
 
 
@@ -98,7 +119,7 @@ def test_shape_branch_on_dynamic_dim_rewrite_keeps_every_size():
     target, diagnosis = diagnosed(BLOCKERS / "shape_branch_dynamic.py")
     (blocker,) = diagnosis.blockers
     assert blocker.auto_fixable and "Dim('batch', min=6)" in blocker.fix
-    fixed = _forward_with_fix(target, blocker.fix)
+    fixed = _forward_with_fixes(target, [blocker.fix])
     shapes = to_dynamic_shapes(parse_dynamic(target.dynamic), target.parameter_names, target.args, target.kwargs)
     program = torch.export.export(fixed, target.args, dynamic_shapes=shapes).module()
     for n in (3, 10):  # both sides of the branch survive in one program
@@ -114,17 +135,22 @@ def test_three_blockers_in_one_run():
                                      BlockerKind.UNSUPPORTED_OPERATOR]
     operator = diagnosis.blockers[2]
     assert "@torch.library.register_fake('pt2kit_blockers::mystery')" in operator.fix
-    assert "torch._check(" in diagnosis.blockers[1].fix and "k = n.item()" in diagnosis.blockers[1].fix
+    assert "torch._check(k == 3)" in diagnosis.blockers[1].fix and "k = n.item()" in diagnosis.blockers[1].fix
     assert not diagnosis.exports and not diagnosis.successful()
 
 
 def test_fake_kernel_stub_registers_and_makes_export_succeed():
-    _, diagnosis = diagnosed(BLOCKERS / "library_op_no_meta.py")
+    target, diagnosis = diagnosed(BLOCKERS / "library_op_no_meta.py")
     (blocker,) = diagnosis.blockers
-    namespace = {"torch": torch}
-    exec(blocker.fix, namespace)  # the printed stub registers as is
-    target = pt2kit.load_target(f"{BLOCKERS / 'library_op_no_meta.py'}:model")
-    torch.export.export(target.module, target.args)
+    # register the printed stub in a scoped library, so the rest of the session still sees the op without one
+    scoped = torch.library.Library("pt2kit_blockers_lib", "FRAGMENT")
+    try:
+        exec(blocker.fix.replace("register_fake('pt2kit_blockers_lib::twice')",
+                                 "register_fake('pt2kit_blockers_lib::twice', lib=_scoped)"),
+             {"torch": torch, "_scoped": scoped})
+        torch.export.export(target.module, target.args)
+    finally:
+        scoped._destroy()
 
 
 def test_fixes_are_specific_to_the_line():
@@ -136,6 +162,7 @@ def test_fixes_are_specific_to_the_line():
     assert "torch.randn(2, 8)" in by_case["zero_one_example"][0].fix
     assert "k = size.item()" in by_case["int_as_split_size"][0].fix
     assert "torch._check(steps == 3)" in by_case["item_as_loop_count"][0].fix
+    assert "torch._check(k == 4)" in by_case["int_as_split_size"][1].fix
     assert "while_loop(cond_fn, body_fn, (x,))" in by_case["while_on_value"][0].fix
     assert "batch = 4" not in by_case["view_static_batch"][0].fix and "drop --dynamic" in by_case["view_static_batch"][0].fix
 

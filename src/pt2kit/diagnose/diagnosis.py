@@ -28,6 +28,7 @@ from pt2kit.capture import CaptureMode, SourceLocation, capture
 from pt2kit.diagnose.blockers import Blocker, BlockerKind, CompileReport, Diagnosis
 from pt2kit.diagnose.classify import Finding, chain_text, classify_exception, zero_one_dims
 from pt2kit.diagnose.fixes import FixContext, find_type, write_fix
+from pt2kit.diagnose.line_values import values_at_lines
 from pt2kit.diagnose.source_code import forward_location, return_location
 from pt2kit.diagnose.sources import draft_findings, explain_compile
 from pt2kit.diagnose.specialization import find_specializations
@@ -90,10 +91,13 @@ def diagnose(
         strict_failed = any(a.mode == "strict" and not a.ok for a in result.attempts)
         if not result.ok and (strict_failed or mode is not CaptureMode.NON_STRICT):
             findings += [b for b in breaks if b.location is not None]
+    value_lines = {(f.location.file, f.location.line) for f in findings
+                   if f.location is not None and f.kind is BlockerKind.DATA_DEPENDENT_VALUE}
     context = FixContext(
         module, args, kwargs, params, spec, target.source,
         suggestions=tuple(dict.fromkeys(s for f in findings for s in f.suggestions)),
         zero_one_dims=tuple(d for t in texts for d in zero_one_dims(t)),
+        line_values=values_at_lines(module, args, kwargs, value_lines),
     )
     blockers, notes = _blockers(findings, context, fallback)
     return Diagnosis(target.spec, tuple(blockers), result.ok, result, compile_report, tuple(notes))

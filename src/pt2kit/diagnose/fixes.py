@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -37,6 +38,7 @@ class FixContext:
     source: Any = None
     suggestions: tuple[str, ...] = ()
     zero_one_dims: tuple[str, ...] = field(default=())
+    line_values: dict = field(default_factory=dict)  # (file, line) -> Python numbers in scope there
 
 
 Written = tuple[str, str, bool]
@@ -52,7 +54,7 @@ def _branch(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     why = ("Python decides this branch on a tensor's value, which export does not know while tracing; "
            "torch.cond keeps both sides in the graph.")
     if rewrite is None:
-        return why, _check_code(f, loc) or _comment_fix(loc, "express this decision with torch.where or torch.cond"), False
+        return why, _check_code(f, loc, ctx) or _comment_fix(loc, "express this decision with torch.where or torch.cond"), False
     is_while = "while_loop" in rewrite.code
     if is_while:
         why = "A loop whose trip count depends on a tensor's value; while_loop keeps it in the graph."
@@ -62,7 +64,7 @@ def _branch(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
 def _value(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     why = ("A tensor's value becomes a Python number here (`.item()`, `.tolist()`, `int()`) and is then used "
            "where export needs to know it (a size, a count, a comparison); tell export what holds with torch._check.")
-    code = _item_instead_of_int(loc) or _check_code(f, loc)
+    code = _item_instead_of_int(loc) or _check_code(f, loc, ctx)
     if code is None:
         code = _comment_fix(loc, "bound the value, e.g. torch._check(k >= 0) and torch._check(k <= x.shape[0])")
     return why, code, bool(re.search(r"\bif\b|\bwhile\b", loc.code))
@@ -90,7 +92,9 @@ def _item_instead_of_int(loc: SourceLocation) -> str | None:
     new = rewriter.visit(ast.parse(ast.unparse(ctx.statement)))
     if not rewriter.changed:
         return None
-    return f"# line {loc.line}: int() needs a concrete number; .item() keeps it symbolic\n{ast.unparse(new)}"
+    last = ctx.statement.end_lineno or loc.line
+    return (f"# replaces lines {loc.line}-{last} of {os.path.basename(loc.file)}: int() needs a concrete number, "
+            f".item() keeps it symbolic\n{ast.unparse(new)}")
 
 
 _NEGATE = {">": "<=", "<": ">=", ">=": "<", "<=": ">", "==": "!=", "!=": "=="}
@@ -105,8 +109,12 @@ def _python_expr(expr: str) -> str:
     return expr.strip()
 
 
-def _check_code(f: Finding, loc: SourceLocation) -> str | None:
-    """`torch._check(...)` lines for a data-dependent expression, in the user's names."""
+def _check_code(f: Finding, loc: SourceLocation, context: FixContext) -> str | None:
+    """`torch._check(...)` lines for a data-dependent expression, in the user's names.
+
+    A relation (`u0 > 2`) is asserted the way the example went. Where torch needs a concrete number
+    (`range(k)`, a split size), the value itself is pinned to the example's (`torch._check(k == 3)`),
+    which export can use, unlike a pinned compound expression."""
     if not f.expr:
         return None
     ctx = statement_at(loc.file, loc.line)
@@ -119,17 +127,21 @@ def _check_code(f: Finding, loc: SourceLocation) -> str | None:
     mapping = {s: names[min(i, len(names) - 1)] for i, s in enumerate(sorted(symbols, key=lambda s: int(s[1:])))}
     expr = re.sub(r"\bu\d+\b", lambda m: mapping[m.group()], _python_expr(f.expr))
     relation = re.search(r" (==|!=|<=|>=|<|>) ", expr)
+    values = context.line_values.get((loc.file, loc.line), {})
+    pinned = [n for n in dict.fromkeys(mapping.values()) if isinstance(values.get(n), int)]
     if relation:
         if f.result.strip() == "False":
             expr = expr.replace(relation.group(0), f" {_NEGATE[relation.group(1)]} ", 1)
-        check = f"torch._check({expr})  # holds for the example; the program asserts it at run time"
+        checks = [f"torch._check({expr})  # holds for the example; the program asserts it at run time"]
+    elif pinned:
+        checks = [f"torch._check({n} == {values[n]})  # the example's value: export needs a concrete number here, "
+                  "so the program then accepts only this value (asserted at run time)" for n in pinned]
     elif f.result:
-        check = (f"torch._check({expr} == {f.result})  # pins it to the example's value; "
-                 "the program then asserts it at run time")
+        checks = [f"torch._check({expr} == {f.result})  # the example's value; asserted at run time"]
     else:
-        check = f"torch._check({expr} >= 0)"
+        checks = [f"torch._check({expr} >= 0)"]
     defined = "\n".join(f"# {n} = {bindings[n]}" for n in dict.fromkeys(mapping.values()))
-    return f"{defined}\n# add before line {loc.line}:\n{check}"
+    return f"{defined}\n# add before line {loc.line}:\n" + "\n".join(checks)
 
 
 def _operator(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
