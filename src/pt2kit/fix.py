@@ -148,7 +148,7 @@ def _next_rewrite(patch: ModelPatch, failed: Attempt, steps: list[RewriteStep], 
         return Refusal(RefusalReason.BRANCH_MISMATCH, step.location if step else user_loc,
                        f"the two sides return different tensors ({mismatch.group(3).strip(' .') or mismatch.group(1).strip()})")
     if found is None:
-        return Refusal(RefusalReason.OUTSIDE_MODEL, user_loc, f"`{location.function}` is not a method of a module class in the model"
+        return Refusal(RefusalReason.OUTSIDE_MODEL, user_loc, f"`{location.function}` is outside the model's classes and their modules"
                        f" ({failed.error_type}: {failed.message[:160]})")
     method, line = found
     key = (method.synthetic_file, method.current, line)
