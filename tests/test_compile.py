@@ -146,6 +146,8 @@ def test_inputs_are_checked_against_the_manifest(cli, small_aoti_package):
         model(torch.randn(65, 16))
     with pytest.raises(pt2kit.InputMismatchError, match="dtype float64"):
         model(torch.randn(3, 16, dtype=torch.float64))
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(model(input=x), model(x))  # by name, as the eager model accepts it
     check_one_line_error(cli("run", small_aoti_package, "-i", "input=float32[3,17]"), "`input` dim 1 has size 17")
     ok = cli("run", small_aoti_package, "-i", "input=float32[64,16]", "--json")
     assert ok.code == 0 and ok.json()["outputs"][0]["shape"] == [64, 4]
