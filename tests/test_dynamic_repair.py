@@ -170,3 +170,11 @@ def test_with_fix_the_declared_range_is_kept_and_both_sides_are_right(tmp_path):
     for batch in (2, 5, 6, 32):
         x = torch.randn(batch, 10)
         torch.testing.assert_close(model(x), x + 1 if batch > 5 else x - 1)
+
+
+def test_constant_from_an_equality_branch_in_a_submodule_is_not_applied(tmp_path):
+    with pytest.raises(ExportFailed) as info:
+        export(tmp_path, "dyn_equality_branch", "x:0=batch[2,16],x:1=feat[2,64]")
+    message = str(info.value)
+    assert "NOT applied: specialize `feat`" in message and "if x.shape[1] == 8:" in message
+    assert "--dynamic x:0=batch[2,16]" in message  # the spec with feat static, offered, not applied

@@ -3,15 +3,29 @@
 Repair (pt2kit.shape_repair) must tell a constraint forced by the model's structure (a weight's
 size, an operator combining two inputs) from one forced by `if x.shape[0] > 5:` in the user's
 code: the first may be applied, the second would bake one side of the branch into the program.
+
+`size_guards` re-traces non-strictly with every dim `Dim.AUTO` and records, from torch's
+symbolic-shapes log, each symbol's input dim (`create_symbol s0 ... for L['x'].size()[0]`) and
+each guard added from a line of user code. Symbols are mapped when they are created, so a guard
+that pins a dim to a constant (`if x.shape[1] == 8:`, after which the symbol is gone from the
+program) is still traced back to its input dim.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
+import logging
 import re
 
-from pt2kit.capture import SourceLocation
-from pt2kit.diagnose.specialization import find_specializations
+import torch
+
+from pt2kit.capture import SourceLocation, is_user_file, quiet_torch_logs
+from pt2kit.shapes import _auto_for
+
+_LOGGER = "torch.fx.experimental.symbolic_shapes"
+_TOP_LEVEL_SOURCE = re.compile(r"^L\['(\w+)'\]\.size\(\)\[(\d+)\]$")
 
 
 def is_branch(code: str) -> bool:
@@ -26,19 +40,63 @@ def is_branch(code: str) -> bool:
     return any(isinstance(n, (ast.IfExp, ast.If, ast.While, ast.Assert)) for n in ast.walk(tree))
 
 
+class _Recorder(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.symbols: dict[str, tuple[str, int]] = {}
+        self.guards: list[tuple[str, object]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message, args = str(record.msg), record.args or ()
+        if message.startswith("create_symbol") and len(args) >= 3:
+            m = _TOP_LEVEL_SOURCE.match(str(args[2]))
+            if m:
+                self.symbols.setdefault(str(args[0]), (m[1], int(m[2])))
+        elif "[guard added]" in message and len(args) >= 3:
+            self.guards.append((str(args[1]), args[2]))
+
+
 def size_guards(module, args, kwargs, param_names) -> dict[tuple[str, int], tuple[SourceLocation, bool]]:
     """(input, dim) -> the user's line that decided on that input size, and whether the line is a branch.
 
-    Re-traces with every dim dynamic (`find_specializations`); a dim no user line decided on is absent.
+    A dim that no user line decided on is absent. Best effort: guards recorded before a failed
+    re-trace still count.
     """
+    bound = dict(zip(param_names, args))
+    bound.update(kwargs)
+    recorder, logger = _Recorder(), logging.getLogger(_LOGGER)
+    with quiet_torch_logs():
+        saved = (logger.level, logger.handlers, logger.propagate)
+        logger.setLevel(logging.INFO)
+        logger.handlers, logger.propagate = [recorder], False
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                torch.export.export(module, tuple(args), dict(kwargs),
+                                    dynamic_shapes={n: _auto_for(v) for n, v in bound.items()}, strict=False)
+        except Exception:  # noqa: BLE001 - the guards seen so far are what we want
+            pass
+        finally:
+            logger.setLevel(saved[0])
+            logger.handlers, logger.propagate = saved[1], saved[2]
     found: dict[tuple[str, int], tuple[SourceLocation, bool]] = {}
-    for s in find_specializations(module, args, kwargs, param_names):
-        branch = is_branch(s.location.code)
-        for key in s.sizes:
-            m = re.fullmatch(r"(\w+)\.shape\[(\d+)\]", key)
-            if m and (not found.get((m[1], int(m[2])), (None, False))[1]):
-                found[(m[1], int(m[2]))] = (s.location, branch)
+    for expr, sloc in recorder.guards:
+        location = _user_line(sloc)
+        if location is None:
+            continue
+        branch = is_branch(location.code)
+        for symbol in re.findall(r"\bs\d+\b", expr):
+            key = recorder.symbols.get(symbol)
+            if key is not None and not found.get(key, (None, False))[1]:
+                found[key] = (location, branch)
     return found
+
+
+def _user_line(sloc) -> SourceLocation | None:
+    frame = getattr(sloc, "framework_loc", None)
+    filename = getattr(frame, "filename", None)
+    if filename and is_user_file(filename):
+        return SourceLocation(filename, frame.lineno or 0, frame.name, (frame.line or "").strip())
+    return None
 
 
 __all__ = ["is_branch", "size_guards"]
