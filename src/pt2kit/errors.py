@@ -67,3 +67,8 @@ class FixFailed(ExportFailed):
     def __init__(self, message: str, capture=None, fix=None):
         super().__init__(message, capture)
         self.fix = fix
+
+
+class BuildFailed(Pt2kitError, RuntimeError):
+    """A native build pt2kit runs (CMake and the C++ compiler for `pt2kit cpp-runner`) failed; the message ends with
+    the log's last lines and names the full log. Sits beside ExportFailed in the tree (exit_code 1)."""

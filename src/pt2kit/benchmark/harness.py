@@ -78,7 +78,7 @@ def bench(
         >>> print(report); report.to_json()["modes"]["export"]["batches"]["8"]["p50_ms"]
     """
     chosen = parse_modes(modes)
-    sizes = parse_batch_sizes(batch_sizes) if isinstance(batch_sizes, str) or batch_sizes is None else parse_batch_sizes(",".join(map(str, batch_sizes)))
+    sizes = parse_batch_sizes(batch_sizes if batch_sizes is None or isinstance(batch_sizes, str) else ",".join(map(str, batch_sizes)))
     if warmup < 0 or iters < 1:
         raise UsageError(f"`--warmup {warmup} --iters {iters}`: warm-up must be >= 0 and iters >= 1")
     device = _check_device(device)
@@ -220,7 +220,8 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
                 bs * 1000.0 / p50 if p50 > 0 else float("inf"), memory.measure(calls[mode]),
                 built[(mode, bs)].artifact_bytes, len(values),
             ))
-    notes.append(f"CPU threads: torch {torch.get_num_threads()}" + (f", onnxruntime {threads}" if threads else ", onnxruntime its default"))
+    if device == "cpu":
+        notes.append(f"CPU threads: torch {torch.get_num_threads()}" + (f", onnxruntime {threads}" if threads else ", onnxruntime its default"))
     if not memory.available:
         notes.append("peak memory was not measured: /proc/self/clear_refs is not writable here")
     order = list(BenchMode)

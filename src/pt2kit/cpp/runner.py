@@ -11,14 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pt2kit import progress
-from pt2kit.errors import Pt2kitError, UsageError
+from pt2kit.errors import BuildFailed, UsageError
 
 TEMPLATE = Path(__file__).resolve().parent
 SOURCES = ("pt2kit_runner.cpp", "CMakeLists.txt")
-
-
-class CppBuildError(Pt2kitError, RuntimeError):
-    """CMake or the C++ compiler failed; the message ends with the log's last lines."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,7 @@ def build_cpp_runner(folder: str | os.PathLike = "pt2kit_runner", *, jobs: int |
 
     Raises:
         UsageError: cmake or a C++ compiler is missing.
-        CppBuildError: the build failed (the log's tail is in the message).
+        BuildFailed: the build failed (the log's tail is in the message).
 
     Example:
         >>> runner = build_cpp_runner("out/runner")
@@ -86,7 +82,7 @@ def build_cpp_runner(folder: str | os.PathLike = "pt2kit_runner", *, jobs: int |
             _step([cmake, "--build", str(build), "--parallel", str(jobs or os.cpu_count() or 1)], out, log)
     executable = build / "pt2kit_runner"
     if not executable.is_file():
-        raise CppBuildError(f"the build finished but `{executable}` is missing; see `{log}`")
+        raise BuildFailed(f"the build finished but `{executable}` is missing; see `{log}`")
     return CppRunner(folder, executable, time.perf_counter() - start, prefix)
 
 
@@ -96,14 +92,14 @@ def _step(command: list[str], out, log: Path) -> None:
     proc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = " | ".join(log.read_text().strip().splitlines()[-5:])
-        raise CppBuildError(f"`{' '.join(command[:2])}` failed (exit {proc.returncode}); full log in `{log}`: {tail}")
+        raise BuildFailed(f"`{' '.join(command[:2])}` failed (exit {proc.returncode}); full log in `{log}`: {tail}")
 
 
 def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, inputs: list, *, timeout: float = 300) -> list:
     """Run the C++ runner on `inputs` (a list of tensors, in the package's flat order); return its output tensors.
 
     Raises:
-        CppBuildError: the runner exited with an error (its message is included).
+        BuildFailed: the runner exited with an error (its message is included).
     """
     import torch
 
@@ -113,5 +109,5 @@ def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, in
         proc = subprocess.run([str(executable), str(package), str(inputs_path), str(outputs_path)],
                               capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
-            raise CppBuildError(f"`{executable}` failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+            raise BuildFailed(f"`{executable}` failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
         return list(torch.load(outputs_path))
