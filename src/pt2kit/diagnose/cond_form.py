@@ -88,7 +88,39 @@ def _def(name: str, params: list[str], body: list[ast.stmt], tail: str | None) -
     return f"def {name}({', '.join(params)}):\n{textwrap.indent(text or 'pass', '    ')}"
 
 
-def _if_rewrite(path: str, stmt: ast.If, fn) -> BranchRewrite:
+def _static_split(test: ast.expr) -> tuple[list[ast.expr], ast.expr]:
+    """`mask is not None and mask.any()` -> ([mask is not None], mask.any()): checks Python can
+    decide at trace time (`is`, `is not`, `isinstance`) stay a Python `if` around the cond."""
+    if not (isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And)):
+        return [], test
+    static = [v for v in test.values if _is_static_check(v)]
+    dynamic = [v for v in test.values if not _is_static_check(v)]
+    if not static or not dynamic:
+        return [], test
+    return static, dynamic[0] if len(dynamic) == 1 else ast.BoolOp(ast.And(), dynamic)
+
+
+def _is_static_check(node: ast.expr) -> bool:
+    if isinstance(node, ast.Compare):
+        return all(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops)
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("isinstance", "hasattr", "callable")
+
+
+def _if_rewrite(path: str, stmt: ast.If, fn) -> BranchRewrite | None:
+    static, dynamic = _static_split(stmt.test)
+    if static:
+        inner = ast.If(test=dynamic, body=stmt.body, orelse=stmt.orelse)
+        ast.copy_location(inner, stmt)
+        inner.end_lineno = stmt.end_lineno
+        rewrite = _if_rewrite(path, inner, fn)
+        if rewrite is None:
+            return None
+        guard = ast.unparse(static[0] if len(static) == 1 else ast.BoolOp(ast.And(), static))
+        orelse = "\n".join(ast.unparse(s) for s in stmt.orelse)
+        code = f"if {guard}:\n{textwrap.indent(rewrite.code, '    ')}"
+        if orelse:
+            code += f"\nelse:\n{textwrap.indent(orelse, '    ')}"
+        return BranchRewrite(path, rewrite.first, rewrite.last, code)
     first, last = stmt.lineno, stmt.end_lineno or stmt.lineno
     true_body, false_body = list(stmt.body), list(stmt.orelse)
     pred = predicate_text(stmt.test)
@@ -105,6 +137,8 @@ def _if_rewrite(path: str, stmt: ast.If, fn) -> BranchRewrite:
         ])
         return BranchRewrite(path, first, last, code)
     outputs = list(dict.fromkeys(names_stored(true_body) + names_stored(false_body)))
+    if not outputs:  # the branches only act by side effects (`out.append(x)`): torch.cond cannot express that
+        return None
     ops = _operands(fn, first, [*true_body, *false_body], extra=outputs)
     fns = []
     for name, body in (("true_fn", true_body), ("false_fn", false_body)):

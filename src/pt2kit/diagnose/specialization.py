@@ -51,10 +51,19 @@ class _GuardRecorder(logging.Handler):
     def __init__(self):
         super().__init__(logging.INFO)
         self.guards: list[tuple[str, object]] = []
+        # symbol -> (`x.shape[1]`, example size), for dims a guard made static (absent from the program)
+        self.created: dict[str, tuple[str, int]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         if "[guard added]" in str(record.msg) and len(record.args) >= 3:
             self.guards.append((str(record.args[1]), record.args[2]))
+        elif str(record.msg).startswith("create_symbol") and len(record.args) >= 3:
+            m = _SIZE_SOURCE.fullmatch(str(record.args[2]))
+            if m and str(record.args[1]).lstrip("-").isdigit():
+                self.created[str(record.args[0])] = (f"{m[1]}{m[2]}.shape[{m[3]}]", int(str(record.args[1])))
+
+
+_SIZE_SOURCE = re.compile(r"L\['(\w+)'\]((?:\[\d+\]|\['\w+'\])*)\.size\(\)\[(\d+)\]")
 
 
 def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, param_names: list[str]) -> list[Specialization]:
@@ -80,7 +89,7 @@ def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, par
                 logger.handlers, logger.propagate = saved
     except Exception:
         return []
-    sources = _symbol_sources(ep, param_names)
+    sources = {**recorder.created, **_symbol_sources(ep, param_names)}
     found: dict[tuple, Specialization] = {}
     for expr, sloc in recorder.guards:
         location = _user_location(sloc)
@@ -89,10 +98,19 @@ def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, par
         symbols = re.findall(r"\bs\d+\b", expr)
         if not symbols or not all(s in sources for s in symbols):
             continue
-        condition = re.sub(r"\bs\d+\b", lambda m: sources[m.group()][0], expr)
+        condition = _python_condition(re.sub(r"\bs\d+\b", lambda m: sources[m.group()][0], expr))
         sizes = {sources[s][0]: sources[s][1] for s in dict.fromkeys(symbols)}
         found.setdefault((location.file, location.line), Specialization(condition, location, sizes))
     return list(found.values())
+
+
+def _python_condition(expr: str) -> str:
+    """sympy's `Eq(a, b)` / `Ne(a, b)` as Python: `a == b` / `a != b`."""
+    for name, op in (("Eq", "=="), ("Ne", "!=")):
+        m = re.fullmatch(rf"{name}\((.+), (.+)\)", expr.strip())
+        if m:
+            return f"{m.group(1)} {op} {m.group(2)}"
+    return expr
 
 
 def _symbol_sources(ep: torch.export.ExportedProgram, param_names: list[str]) -> dict[str, tuple[str, int]]:
