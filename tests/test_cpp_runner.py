@@ -43,6 +43,8 @@ def test_cpp_runner_reports_a_bad_inputs_file_in_one_line(cpp_runner, small_aoti
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error:") and "non-tensor" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.pt").exists()
+    with pytest.raises(pt2kit.ArtifactError, match="could not run `.*missing.aoti.pt2`"):
+        run_cpp_runner(cpp_runner, tmp_path / "missing.aoti.pt2", [torch.randn(2, 16)])
     usage = subprocess.run([str(cpp_runner)], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage:" in usage.stderr
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pt2kit import progress
-from pt2kit.errors import BuildFailed, UsageError
+from pt2kit.errors import ArtifactError, BuildFailed, UsageError
 
 TEMPLATE = Path(__file__).resolve().parent
 SOURCES = ("pt2kit_runner.cpp", "CMakeLists.txt")
@@ -99,7 +99,7 @@ def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, in
     """Run the C++ runner on `inputs` (a list of tensors, in the package's flat order); return its output tensors.
 
     Raises:
-        BuildFailed: the runner exited with an error (its message is included).
+        ArtifactError: the runner exited with an error (its one-line message is included).
     """
     import torch
 
@@ -109,5 +109,5 @@ def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, in
         proc = subprocess.run([str(executable), str(package), str(inputs_path), str(outputs_path)],
                               capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
-            raise BuildFailed(f"`{executable}` failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+            raise ArtifactError(f"the C++ runner could not run `{package}` (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
         return list(torch.load(outputs_path))
