@@ -112,7 +112,7 @@ def test_applying_the_printed_fixes_makes_export_succeed(path):
                for b in diagnosis.blockers)
     fixed = _forward_with_fixes(target, [b.fix for b in diagnosis.blockers])
     torch.export.export(fixed, target.args, target.kwargs, strict=getattr(target.source, "mode", "") == "strict")
-    torch.testing.assert_close(fixed(*target.args), target.module(*target.args))
+    torch.testing.assert_close(fixed(*target.args, **target.kwargs), target.module(*target.args, **target.kwargs))
 
 
 def test_shape_branch_on_dynamic_dim_rewrite_keeps_every_size():
