@@ -59,7 +59,6 @@ class BuildContext:
     tag: str  # distinguishes artifacts of several builds (one per batch size)
     threads: int | None = None  # CPU threads for onnxruntime (torch's are set by the harness)
     programs: dict[str, Any] = field(default_factory=dict)  # tag -> (.pt2, export seconds) or the export's error
-    programs: dict[str, Any] = field(default_factory=dict)  # tag -> (.pt2, export seconds) or the export's error
 
 
 def build(mode: BenchMode, ctx: BuildContext) -> Built:
@@ -115,20 +114,21 @@ def _build_aoti(ctx: BuildContext) -> Built:
     start = time.perf_counter()
     _compile_package(program, package, ctx.device)
     build_s = export_s + time.perf_counter() - start
+    index = int(ctx.device.partition(":")[2]) if ctx.device.startswith("cuda:") else -1
     start = time.perf_counter()
-    artifact = load(package)
+    artifact = load(package, device_index=index)
     load_s = time.perf_counter() - start
     size = package.stat().st_size
-    return Built(lambda a, k: artifact(*a, **k), build_s, load_s, size, raw=_load_raw(package, build_s, size))
+    return Built(lambda a, k: artifact(*a, **k), build_s, load_s, size, raw=_load_raw(package, index, build_s, size))
 
 
-def _load_raw(package: Path, build_s: float, size: int) -> Built | Exception:
+def _load_raw(package: Path, device_index: int, build_s: float, size: int) -> Built | Exception:
     """The same package through `torch._inductor.aoti_load_package`, no pt2kit in the call path."""
     import torch._inductor
 
     try:
         start = time.perf_counter()
-        runner = torch._inductor.aoti_load_package(str(package))
+        runner = torch._inductor.aoti_load_package(str(package), device_index=device_index)
         return Built(lambda a, k: runner(*a, **k), build_s, time.perf_counter() - start, size)
     except Exception as exc:  # pt2kit.load worked, so the aoti row stands; say why the raw one is missing
         return exc
