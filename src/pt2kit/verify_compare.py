@@ -48,7 +48,7 @@ TOLERANCES: dict[tuple[str, str], tuple[float, float]] = {
     ("float64", "cpu"): (1e-8, 1e-7),
     ("float64", "cuda"): (1e-8, 1e-7),
     ("float32", "cpu"): (1e-5, 1e-4),
-    ("float32", "cuda"): (1e-4, 1e-3),
+    ("float32", "cuda"): (5e-5, 5e-4),
     ("float32", "tf32"): (5e-3, 5e-3),
     ("float16", "cpu"): (1e-2, 1e-2),
     ("float16", "cuda"): (1e-2, 1e-2),
