@@ -170,3 +170,21 @@ def test_docs_list_each_presets_exact_settings():
     for preset in PRESETS.values():
         assert f"`{preset.name}`" in doc
         assert json.dumps(dict(preset.inductor_configs), sort_keys=True) in doc, preset.name
+
+
+def test_a_crash_while_opening_a_cuda_package_becomes_the_ld_preload_advice(small_aoti_package, tmp_path, monkeypatch):
+    # the GPU machine's failure mode (SIGSEGV in std::regex inside the package's .so), replayed through the probe's seam
+    from pt2kit.compile import loader
+
+    calls = []
+
+    def child(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, -11 if len(calls) == 1 else 0, "", "")
+
+    monkeypatch.setattr(loader.subprocess, "run", child)
+    with pytest.raises(pt2kit.ArtifactError, match=r"crashes the process \(SIGSEGV.*LD_PRELOAD=/\S*libstdc\+\+\.so\.6"):
+        loader.probe_load(small_aoti_package, -1, cache_dir=tmp_path)
+    loader.probe_load(small_aoti_package, -1, cache_dir=tmp_path)  # a clean child: the verdict is cached
+    loader.probe_load(small_aoti_package, -1, cache_dir=tmp_path)
+    assert len(calls) == 2
