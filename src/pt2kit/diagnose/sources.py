@@ -17,13 +17,15 @@ import contextlib
 import io
 import logging
 import re
+import sys
 from typing import Any
 
 import torch
+import torch.utils._pytree as pytree
 
 from pt2kit.capture import SourceLocation, is_user_file, quiet_torch_logs, short_message
 from pt2kit.diagnose.blockers import BlockerKind, CompileReport, GraphBreak
-from pt2kit.diagnose.classify import Finding, classify_exception, kind_for_code, operator_name
+from pt2kit.diagnose.classify import Finding, chain_text, classify_exception, kind_for_code, operator_name
 from pt2kit.diagnose.source_code import location_at, statement_at
 
 _STACK_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\w+)')
@@ -43,27 +45,68 @@ def _silenced():
 
 
 def draft_findings(module, args, kwargs, dynamic_shapes, strict: bool) -> list[Finding]:
-    """Every problem `draft_export` logs, located in the user's code; or the one it raised."""
+    """Every problem `draft_export` logs, located in the user's code, plus any it raised.
+
+    draft_export cannot trace past an input or output of a class that is not a pytree. When it
+    stops there, that is reported, the class is registered as a pytree node for the length of one
+    more try (flattened by attribute) and draft runs again, so blockers elsewhere are still found.
+    """
     draft = getattr(torch.export, "draft_export", None)
     if draft is None:
         return []
+    findings: list[Finding] = []
+    registered: list[type] = []
+    ep = None
     try:
-        with _silenced():
-            ep = draft(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
-    except Exception as exc:  # draft_export stops on what it cannot work around: that is a finding too
-        return [classify_exception(exc, "draft")]
+        for _ in range(4):
+            try:
+                with _silenced():
+                    ep = draft(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
+                break
+            except Exception as exc:  # draft_export stops on what it cannot work around: a finding too
+                finding = classify_exception(exc, "draft")
+                findings.append(finding)
+                cls = _class_named(chain_text(exc)) if finding.kind is BlockerKind.NON_PYTREE_TYPE else None
+                if cls is None or cls in registered or not _register_temporarily(cls):
+                    return findings
+                registered.append(cls)
+            finally:
+                torch._dynamo.reset()
     finally:
-        torch._dynamo.reset()
+        for cls in registered:
+            pytree._deregister_pytree_node(cls)
+    if ep is None:
+        return findings
     report = getattr(ep, "_report", None)
     failures = getattr(report, "failures", None) or []
     filenames = _interned_filenames(getattr(report, "str_to_filename", {}) or {})
     op_lines = _operator_lines(ep)
-    findings = []
     for order, failure in enumerate(failures):
         found = _draft_finding(failure, filenames, op_lines, order)
         if found is not None:
             findings.append(found)
     return findings
+
+
+def _class_named(text: str) -> type | None:
+    """The user class a pytree error names (`<class 'mod.Box'>`), from the loaded modules."""
+    m = re.search(r"<class '([\w.]+)\.(\w+)'>", text)
+    module = sys.modules.get(m.group(1)) if m else None
+    cls = getattr(module, m.group(2), None) if module else None
+    return cls if isinstance(cls, type) else None
+
+
+def _register_temporarily(cls: type) -> bool:
+    if not hasattr(pytree, "_deregister_pytree_node") or cls in pytree.SUPPORTED_NODES:
+        return False
+
+    def unflatten(values, names):
+        obj = object.__new__(cls)
+        obj.__dict__.update(zip(names, values))
+        return obj
+
+    pytree.register_pytree_node(cls, lambda obj: (list(vars(obj).values()), list(vars(obj))), unflatten)
+    return True
 
 
 def _draft_finding(failure: Any, filenames: dict, op_lines: dict, order: int) -> Finding | None:
