@@ -46,7 +46,6 @@ class Finding:
     op: str = ""
     type_name: str = ""
     suggestions: tuple[str, ...] = ()
-    order: int = 0
 
 
 _DATA_DEPENDENT = re.compile(r"Could not guard on data-dependent expression|Data-dependent branching|data-dependent")
@@ -199,13 +198,6 @@ def kind_for_code(kind: BlockerKind, location: SourceLocation | None) -> Blocker
         return kind
     branch = is_branch_statement(statement_at(location.file, location.line), location.line)
     return BlockerKind.DATA_DEPENDENT_BRANCH if branch else BlockerKind.DATA_DEPENDENT_VALUE
-
-
-def relocate(location: SourceLocation | None) -> SourceLocation | None:
-    """Fill in the source text of a location that lacks it."""
-    if location is None or location.code:
-        return location
-    return location_at(location.file, location.line, location.function)
 
 
 __all__ = ["Finding", "chain_text", "classify_exception", "kind_for_code", "kind_of", "operator_name",

@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from pt2kit import progress
 from pt2kit.capture import CaptureMode, SourceLocation, capture
-from pt2kit.diagnose.blockers import Blocker, BlockerKind, CompileReport, Diagnosis
+from pt2kit.diagnose.blockers import Blocker, BlockerKind, Diagnosis
 from pt2kit.diagnose.classify import Finding, chain_text, classify_exception, zero_one_dims
 from pt2kit.diagnose.fixes import FixContext, find_type, write_fix
 from pt2kit.diagnose.line_values import values_at_lines

@@ -81,8 +81,8 @@ def draft_findings(module, args, kwargs, dynamic_shapes, strict: bool) -> list[F
     failures = getattr(report, "failures", None) or []
     filenames = _interned_filenames(getattr(report, "str_to_filename", {}) or {})
     op_lines = _operator_lines(ep)
-    for order, failure in enumerate(failures):
-        found = _draft_finding(failure, filenames, op_lines, order)
+    for failure in failures:
+        found = _draft_finding(failure, filenames, op_lines)
         if found is not None:
             findings.append(found)
     return findings
@@ -109,7 +109,7 @@ def _register_temporarily(cls: type) -> bool:
     return True
 
 
-def _draft_finding(failure: Any, filenames: dict, op_lines: dict, order: int) -> Finding | None:
+def _draft_finding(failure: Any, filenames: dict, op_lines: dict) -> Finding | None:
     kind_name = str(getattr(failure, "failure_type", ""))
     data = getattr(failure, "data", {}) or {}
     location = _stack_location(data.get("user_stack") or [], filenames)
@@ -119,20 +119,20 @@ def _draft_finding(failure: Any, filenames: dict, op_lines: dict, order: int) ->
         kind = kind_for_code(BlockerKind.DATA_DEPENDENT_VALUE, location)
         expr = str(data.get("expr", ""))
         message = f"data-dependent expression `{expr}` (the example gives {data.get('result', '?')})"
-        return Finding(kind, location, "draft", message, expr=expr, result=str(data.get("result", "")), order=order)
+        return Finding(kind, location, "draft", message, expr=expr, result=str(data.get("result", "")))
     if kind_name.endswith("MISSING_FAKE_KERNEL") or kind_name.endswith("MISMATCHED_FAKE_KERNEL"):
         op = operator_name(None, f"unsupported operator: {data.get('op', '')}")
         reason = data.get("reason", "")
         message = f"operator `{op}` " + (f"has a fake kernel that disagrees with the real one: {reason}"
                                          if reason else "has no fake kernel")
-        return Finding(BlockerKind.UNSUPPORTED_OPERATOR, op_lines.get(op), "draft", message, op=op, order=order)
+        return Finding(BlockerKind.UNSUPPORTED_OPERATOR, op_lines.get(op), "draft", message, op=op)
     if kind_name.endswith("GUARD_ADDED"):
         sources = data.get("symbol_to_sources", {}) or {}
         expr = str(data.get("expr", ""))
         for sym, src in sources.items():
             expr = re.sub(rf"\b{sym}\b", _readable_source(str(src)), expr)
         return Finding(BlockerKind.DYNAMIC_SHAPE_VIOLATION, location, "draft", f"the code requires `{expr}`",
-                       expr=expr, order=order)
+                       expr=expr)
     return None
 
 
@@ -193,7 +193,7 @@ def explain_compile(module, args, kwargs) -> tuple[CompileReport, list[Finding]]
     finally:
         torch._dynamo.reset()
     breaks, findings = [], []
-    for order, reason in enumerate(getattr(out, "break_reasons", []) or []):
+    for reason in getattr(out, "break_reasons", []) or []:
         location = None
         for frame in reversed(list(getattr(reason, "user_stack", []) or [])):
             if is_user_file(frame.filename):
@@ -203,7 +203,7 @@ def explain_compile(module, args, kwargs) -> tuple[CompileReport, list[Finding]]
         breaks.append(GraphBreak(location, _readable_reason(text)))
         kind = _graph_break_kind(text, location)
         if kind is not None:
-            findings.append(Finding(kind, location, "strict", text, order=order))
+            findings.append(Finding(kind, location, "strict", text))
     report = CompileReport(True, int(getattr(out, "graph_count", len(breaks) + 1)), tuple(breaks))
     return report, findings
 
