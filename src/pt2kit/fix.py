@@ -18,7 +18,7 @@ from pt2kit import progress
 from pt2kit.errors import FixFailed
 from pt2kit.capture import Attempt, Capture, CaptureMode, SourceLocation, capture, is_user_file, user_location
 from pt2kit.rewrite import ModelPatch, Refusal, RefusalReason, RewriteStep, rewrite_function, unified_diff
-from pt2kit.rewrite.equivalence import EquivalenceCheck, compare, probe_inputs
+from pt2kit.rewrite.equivalence import AUTO_LABEL, EquivalenceCheck, compare, probe_inputs
 from pt2kit.shapes import DynamicSpec
 
 MAX_STEPS = 32
@@ -89,10 +89,17 @@ def fix_model(
     left: list[Refusal] = []
     seen: set[tuple] = set()
     result = None
+    auto_dims = _auto_dims(spec)
     for _ in range(max_steps + 1):
         result = capture(patch.model, args, kwargs, mode=loop_mode, dynamic_shapes=dynamic_shapes)
-        if result.ok or len(steps) >= max_steps:
+        if len(steps) >= max_steps:
             break
+        if result.ok:
+            # a dim declared `auto` that a shape branch narrowed: keep both sides too
+            narrowed = _specialized_branch(patch, args, kwargs, param_names, seen, auto_dims) if auto_dims else None
+            if narrowed is None or _rewrite_at(patch, narrowed, None, "", steps, seen) is not None:
+                break
+            continue
         failed = result.attempts[-1]
         refusal = _next_rewrite(patch, failed, steps, seen, (args, kwargs, param_names))
         if refusal is not None:
@@ -102,10 +109,10 @@ def fix_model(
     if steps and not left:
         with progress.stage("check the rewrite against the original"):
             inputs = probe_inputs(args, kwargs, param_names, spec, seed)
-            candidates = {"rewritten model": patch.model}
-            if result.ok:
-                candidates["exported program"] = result.program.module()
-            equivalence = compare(module, candidates, inputs)
+            equivalence = compare(module, {"rewritten model": patch.model}, inputs)
+            if result.ok:  # a size a dim declared `auto` may not take is no fault of the program
+                in_range = [i for i in inputs if not i[0].startswith(AUTO_LABEL)]
+                equivalence = equivalence.merge(compare(module, {"exported program": result.program.module()}, in_range))
         if not equivalence.ok:
             left.append(Refusal(RefusalReason.NOT_EQUIVALENT, None, str(equivalence)))
     diff = unified_diff(list(patch.methods.values()), patch.needs_torch_import)
@@ -138,6 +145,12 @@ def _next_rewrite(patch: ModelPatch, failed: Attempt, steps: list[RewriteStep], 
     if location is None and "Constraints violated" in failed.message:
         # a branch on a dynamic dim narrowed its range; the guard's origin names the branch
         location = _specialized_branch(patch, *inputs, seen)
+    if location is None and steps and "Constraints violated" in failed.message:
+        # torch.cond merges sides of different sizes by constraining the dim: the rewrite cannot keep the range
+        guard = re.search(r"generated guard ([^.]*)", failed.message)
+        return Refusal(RefusalReason.BRANCH_MISMATCH, steps[-1].location,
+                       f"after the rewrite export still needs `{guard.group(1) if guard else 'a guard'}` on a dynamic dim: "
+                       "the two sides most likely return tensors of different sizes")
     if location is None:
         return Refusal(RefusalReason.NO_RULE, None, f"{failed.error_type} with no line of user code: {failed.message}")
     found = patch.locate(location)
@@ -147,19 +160,27 @@ def _next_rewrite(patch: ModelPatch, failed: Attempt, steps: list[RewriteStep], 
         step = next((s for s in steps if s.condition in location.code), None)
         return Refusal(RefusalReason.BRANCH_MISMATCH, step.location if step else user_loc,
                        f"the two sides return different tensors ({mismatch.group(3).strip(' .') or mismatch.group(1).strip()})")
+    return _rewrite_at(patch, location, frame_locals, f"{failed.error_type}: {failed.message[:200]}", steps, seen)
+
+
+def _rewrite_at(patch: ModelPatch, location: SourceLocation, frame_locals: dict | None, why: str,
+                steps: list[RewriteStep], seen: set) -> Refusal | None:
+    """Rewrite the branch at `location` on the copy; a Refusal when it cannot be rewritten."""
+    found = patch.locate(location)
+    user_loc = _user_facing(patch, location)
+    suffix = f" ({why})" if why else ""
     if found is None:
-        return Refusal(RefusalReason.OUTSIDE_MODEL, user_loc, f"`{location.function}` is outside the model's classes and their modules"
-                       f" ({failed.error_type}: {failed.message[:160]})")
+        return Refusal(RefusalReason.OUTSIDE_MODEL, user_loc, f"`{location.function}` is outside the model's classes and their modules{suffix}")
     method, line = found
     key = (method.synthetic_file, method.current, line)
     if key in seen:
-        return Refusal(RefusalReason.NO_RULE, user_loc, f"rewriting did not help: {failed.error_type}: {failed.message[:200]}")
+        return Refusal(RefusalReason.NO_RULE, user_loc, f"rewriting did not help{suffix}")
     seen.add(key)
     outcome = rewrite_function(method.current, line, location=user_loc, frame_locals=frame_locals,
                                module_attrs=patch.module_attrs(method.cls))
     if isinstance(outcome, Refusal):
         if outcome.reason is RefusalReason.NO_RULE:
-            return Refusal(outcome.reason, outcome.location, f"{outcome.detail} ({failed.error_type}: {failed.message[:160]})")
+            return Refusal(outcome.reason, outcome.location, f"{outcome.detail}{suffix}")
         return outcome
     text, replacement = outcome
     patch.update(method, text)
@@ -168,10 +189,22 @@ def _next_rewrite(patch: ModelPatch, failed: Attempt, steps: list[RewriteStep], 
     return None
 
 
-def _specialized_branch(patch: ModelPatch, args, kwargs, param_names, seen) -> SourceLocation | None:
+def _auto_dims(spec: DynamicSpec | None) -> set[str] | None:
+    """`x.shape[0]`-style names of the dims declared `auto` (None: none; `{"*"}`: every dim)."""
+    if spec is None:
+        return None
+    if spec.all_auto:
+        return {"*"}
+    return {f"{e.input}.shape[{e.dim}]" for e in spec.entries if e.is_auto} or None
+
+
+def _specialized_branch(patch: ModelPatch, args, kwargs, param_names, seen, dims: set[str] | None = None) -> SourceLocation | None:
+    """The first branch of the model's code that decided a size once (on `dims` only, when given)."""
     from pt2kit.diagnose.specialization import find_specializations
 
     for found in find_specializations(patch.model, args, kwargs, param_names):
+        if dims and "*" not in dims and not set(found.sizes) & dims:
+            continue
         site = patch.locate(found.location)
         if site is not None and (site[0].synthetic_file, site[0].current, site[1]) not in seen:
             return found.location

@@ -5,6 +5,7 @@ only what changed."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +13,8 @@ import torch
 from pt2kit.capture import SourceLocation
 from pt2kit.rewrite import analysis
 from pt2kit.rewrite.refusal import Refusal, RefusalReason
-from pt2kit.rewrite.rules import RULES, Replacement, RuleContext, drop_needless_clones, item_to_tensor
+from pt2kit.rewrite.rules import RULES, Replacement, RuleContext, item_to_tensor
+from pt2kit.rewrite.text import GENERATED, drop_needless_clones
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def rewrite_function(
     def refuse(reason: RefusalReason, detail: str) -> Refusal:
         return Refusal(reason, location, detail)
 
-    site = _find_site(tree, line)
+    site = _find_site(tree, line) or _conditional_expression_site(tree, line)
     if site is None:
         stmt = _statement_at(tree, line)
         kind = type(stmt).__name__.lower() if stmt is not None else "line"
@@ -92,6 +94,8 @@ def rewrite_function(
         if isinstance(outcome, Refusal):
             return outcome
         if outcome is not None:
+            if getattr(node, GENERATED, False):
+                outcome = dataclasses.replace(outcome, rule="conditional-expression", condition=ast.unparse(node.test))
             return drop_needless_clones(_splice(lines, site, outcome, item_changes)), outcome
     return refuse(RefusalReason.NO_RULE, "no rule fits this `if`")
 
@@ -145,6 +149,48 @@ def _find_site(tree: ast.Module, line: int) -> _Site | None:
 
     visit(tree.body, None, False)
     return best
+
+
+def _conditional_expression_site(tree: ast.Module, line: int) -> _Site | None:
+    """`y = a if c else b` / `return a if c else b` on `line`, as the `if` statement it means (put in place
+    of the statement in the parsed tree, so the rules see an ordinary `if`)."""
+    for func in ast.walk(tree):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for block, in_loop in _blocks(func.body, False):
+            for index, stmt in enumerate(block):
+                if not (stmt.lineno <= line <= stmt.end_lineno and isinstance(stmt, (ast.Assign, ast.Return))):
+                    continue
+                value = stmt.value
+                if not isinstance(value, ast.IfExp):
+                    continue
+                def side(expr):
+                    new = ast.Assign(stmt.targets, expr) if isinstance(stmt, ast.Assign) else ast.Return(expr)
+                    setattr(new, GENERATED, True)
+                    return new
+                branch = ast.If(value.test, [side(value.body)], [side(value.orelse)])
+                setattr(branch, GENERATED, True)
+                ast.copy_location(branch, stmt)
+                branch.end_lineno, branch.end_col_offset = stmt.end_lineno, stmt.end_col_offset
+                ast.fix_missing_locations(branch)
+                block[index] = branch
+                return _Site(branch, func, block, index, in_loop)
+    return None
+
+
+def _blocks(block: list[ast.stmt], in_loop: bool):
+    """Every statement list of a function body (not entering nested functions), with whether it is in a loop."""
+    yield block, in_loop
+    for stmt in block:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        loops = in_loop or isinstance(stmt, (ast.For, ast.While, ast.AsyncFor))
+        for child in ("body", "orelse", "finalbody"):
+            inner = getattr(stmt, child, None)
+            if inner and isinstance(inner, list) and isinstance(inner[0], ast.stmt):
+                yield from _blocks(inner, loops)
+        for handler in getattr(stmt, "handlers", []) or []:
+            yield from _blocks(handler.body, in_loop)
 
 
 def _statement_at(tree: ast.Module, line: int) -> ast.stmt | None:

@@ -15,6 +15,7 @@ from pt2kit.inputs import random_tensor
 from pt2kit.shapes import DynamicSpec
 
 _SCALES = (1.0, 0.01, 100.0)
+AUTO_LABEL = "auto dim "  # input sets at sizes only the eager models must accept
 _SHIFTS = (3.0, -3.0)
 
 
@@ -35,6 +36,11 @@ class EquivalenceCheck:
     @property
     def ok(self) -> bool:
         return not self.mismatches and self.inputs > 0
+
+    def merge(self, other: "EquivalenceCheck") -> "EquivalenceCheck":
+        """Both checks as one: the input sets of the larger, every mismatch of both."""
+        return EquivalenceCheck(max(self.inputs, other.inputs), max(self.max_abs_diff, other.max_abs_diff),
+                                self.mismatches + other.mismatches)
 
     def __str__(self) -> str:
         if self.ok:
@@ -85,6 +91,13 @@ def _dynamic_shapes(args, kwargs, param_names, spec: DynamicSpec | None) -> list
     values = dict(zip(param_names, args), **kwargs)
     roots = spec.roots()
     found = []
+    for e in spec.entries:  # a dim torch decides (`auto`): a smaller and a larger size than the example's
+        value = values.get(e.input)
+        if e.is_auto and isinstance(value, torch.Tensor) and e.dim < value.dim():
+            for size in sorted({max(2, value.shape[e.dim] // 3), value.shape[e.dim] * 2}):
+                shape = list(value.shape)
+                shape[e.dim] = size
+                found.append((f"{AUTO_LABEL}{e.input}.shape[{e.dim}]={size}", {e.input: shape}))
     for name, (low, high) in roots.items():
         example = next((values[e.input].shape[e.dim] for e in spec.entries if e.name == name and not e.is_derived
                         and isinstance(values.get(e.input), torch.Tensor)), None)
