@@ -115,8 +115,9 @@ SURVEY = {
     "albert": _encoder(tf.AlbertConfig, embedding_size=16),
     "electra": _encoder(tf.ElectraConfig, embedding_size=16),
     "deberta-v2": _encoder(tf.DebertaV2Config, max_relative_positions=16, position_buckets=8),
-    "mobilebert": _encoder(tf.MobileBertConfig, embedding_size=16, intra_bottleneck_size=32, true_hidden_size=32,
-                           num_feedforward_networks=1),
+    # seq from 3: MobileBERT's trigram input embedding guards `seq - 1 != 1` (docs/architectures.md)
+    "mobilebert": dict(_encoder(tf.MobileBertConfig, embedding_size=16, intra_bottleneck_size=32, true_hidden_size=32,
+                                num_feedforward_networks=1), dynamic=_TEXT_DYNAMIC.replace("seq[2,32]", "seq[3,32]")),
     # decoders (use_cache=True: the output carries the cache)
     "gpt2": _decoder(tf.GPT2Config, n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=1, eos_token_id=2),
     "llama": _llama_like(tf.LlamaConfig),

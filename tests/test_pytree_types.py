@@ -98,3 +98,15 @@ def test_transformers_cache_round_trips_through_a_fresh_process(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[:2] == ["DynamicCache", "5"] and proc.stdout.split()[2].startswith("(3,")
     assert transformers is not None
+
+
+def test_number_attributes_come_back_as_numbers_from_a_runtime_that_returns_tensors():
+    """AOTInductor packages return number outputs as 0-dim tensors; the registered type turns them back."""
+    target = pt2kit.load_target(f"{case('dataclass_output')}:model")
+    out = target.module(*target.args)
+    register_pytree_types(out)
+    leaves, spec = pytree.tree_flatten(out)
+    as_runtime = [torch.tensor(v) if isinstance(v, int) else v for v in leaves]
+    back = pytree.tree_unflatten(as_runtime, spec)
+    assert type(back.count) is int and back.count == 2
+    assert type(back.stats.label) is str and back.dtype is torch.float32

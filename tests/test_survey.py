@@ -55,7 +55,8 @@ def test_cli_json_is_one_document_with_the_documented_fields(cli):
     result = cli("survey", f"{SURVEY_FILE}:mlp", "--json", "--stages", "export")
     assert result.code == 0, result.err
     data = result.json()
-    assert set(data) == {"ok", "stages", "device", "torch", "created", "seconds", "counts", "rows"}
+    assert set(data) == {"ok", "stages", "device", "torch", "created", "seconds", "interrupted", "planned", "counts", "rows"}
+    assert not data["interrupted"] and data["planned"] == 1
     (row,) = data["rows"]
     assert set(row) == {"name", "target", "shapes", "dynamic", "ok", "blocker", "seconds", "stages", "pytree_types", "notes"}
     assert row["target"] == f"{SURVEY_FILE}:mlp" and row["stages"]["export"]["status"] == "ok"

@@ -33,6 +33,8 @@ _EXPORTS = {
     "Target": "pt2kit.target", "load_target": "pt2kit.target",
     "CaseError": "pt2kit.verify", "Mismatch": "pt2kit.verify", "OutputCheck": "pt2kit.verify",
     "VerifyReport": "pt2kit.verify", "verify_outputs": "pt2kit.verify", "MismatchKind": "pt2kit.verify_compare",
+    "SurveyOptions": "pt2kit.survey", "SurveyReport": "pt2kit.survey", "survey": "pt2kit.survey",
+    "collect_entries": "pt2kit.survey_targets", "TypeReport": "pt2kit.pytree_types", "find_non_pytree": "pt2kit.pytree_types",
 }
 
 
@@ -88,17 +90,22 @@ __all__ = [
     "ShapeInference",
     "ShapeRepair",
     "SourceLocation",
+    "SurveyOptions",
+    "SurveyReport",
     "Target",
     "TargetError",
     "TensorFileError",
+    "TypeReport",
     "UsageError",
     "VerifyReport",
     "__version__",
     "bench",
     "capture",
+    "collect_entries",
     "compile_package",
     "diagnose",
     "export_program",
+    "find_non_pytree",
     "fix_model",
     "infer_dynamic",
     "infer_shapes",
@@ -107,5 +114,6 @@ __all__ = [
     "load_target",
     "parse_dynamic",
     "parse_input",
+    "survey",
     "verify_outputs",
 ]

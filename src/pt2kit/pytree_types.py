@@ -295,19 +295,29 @@ def _attributes(obj: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _is_data(value: Any) -> bool:
+    """A child (a program input/output) when it holds only tensors and numbers (plain or symbolic)."""
     leaves = pytree.tree_leaves(value)
     return all(isinstance(leaf, _DATA_LEAVES) and not isinstance(leaf, enum.Enum) for leaf in leaves)
 
 
+_NUMBER_KINDS = {torch.SymInt: "int", torch.SymFloat: "float", torch.SymBool: "bool", int: "int", float: "float", bool: "bool"}
+_NUMBER_TYPES = {"int": int, "float": float, "bool": bool}
+
+
 def _flatten(obj: Any) -> tuple[list[Any], Any]:
-    names, children, constants = [], [], []
+    """Children: tensors and numbers. Context: their names, the other attributes (constants), and which
+    children are numbers (an AOTInductor package returns a number output as a 0-dim tensor; unflatten
+    turns it back)."""
+    names, children, constants, numbers = [], [], [], []
     for name, value in _attributes(obj):
         if _is_data(value):
             names.append(name)
             children.append(value)
+            if type(value) in _NUMBER_KINDS:
+                numbers.append((name, _NUMBER_KINDS[type(value)]))
         else:
             constants.append((name, value))
-    return children, (tuple(names), tuple(constants))
+    return children, (tuple(names), tuple(constants), tuple(numbers))
 
 
 def _flatten_with_keys(obj: Any):
@@ -317,9 +327,12 @@ def _flatten_with_keys(obj: Any):
 
 def _unflatten_for(cls: type):
     def unflatten(children, context):
-        names, constants = context
+        names, constants, numbers = context
+        kinds = dict(numbers)
         obj = cls.__new__(cls)
         for name, value in list(zip(names, children)) + list(constants):
+            if name in kinds and isinstance(value, torch.Tensor) and value.dim() == 0:
+                value = _NUMBER_TYPES[kinds[name]](value.item())
             if hasattr(obj, "__dict__") and name not in _slot_names(cls):
                 obj.__dict__[name] = value
             else:
@@ -330,12 +343,14 @@ def _unflatten_for(cls: type):
 
 
 def _to_dumpable(context) -> Any:
-    names, constants = context
-    return {"children": list(names), "constants": [[name, _encode(value)] for name, value in constants]}
+    names, constants, numbers = context
+    return {"children": list(names), "constants": [[name, _encode(value)] for name, value in constants],
+            "numbers": [list(n) for n in numbers]}
 
 
 def _from_dumpable(data) -> Any:
-    return tuple(data["children"]), tuple((name, _decode(value)) for name, value in data["constants"])
+    return (tuple(data["children"]), tuple((name, _decode(value)) for name, value in data["constants"]),
+            tuple(tuple(n) for n in data.get("numbers", ())))
 
 
 def _register(cls: type, serialized_name: str | None = None) -> None:

@@ -120,10 +120,12 @@ class SurveyReport:
     torch_version: str
     created: str
     seconds: float
+    interrupted: bool = False  # stopped early (Ctrl-C, SIGTERM): `rows` holds the rows done
+    planned: int = 0
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.rows)
+        return all(r.ok for r in self.rows) and not self.interrupted
 
     def counts(self) -> dict[str, int]:
         """Per stage, how many rows passed it; plus `rows` and `ok` (rows that passed every stage)."""
@@ -142,6 +144,8 @@ class SurveyReport:
         lines.append(f"{counts['ok']}/{counts['rows']} rows passed every stage; "
                      + ", ".join(f"{s} {counts[s]}/{counts['rows']}" for s in self.stages)
                      + f"  (torch {self.torch_version}, {self.device}, {self.seconds:.0f}s)")
+        if self.interrupted:
+            lines.append(f"interrupted after {len(self.rows)} of {self.planned} rows")
         failures = [r for r in self.rows if not r.ok]
         if failures:
             lines.append("failures:")
@@ -153,7 +157,8 @@ class SurveyReport:
     def to_json(self) -> dict:
         return {
             "ok": self.ok, "stages": list(self.stages), "device": self.device, "torch": self.torch_version,
-            "created": self.created, "seconds": round(self.seconds, 3), "counts": self.counts(),
+            "created": self.created, "seconds": round(self.seconds, 3), "interrupted": self.interrupted,
+            "planned": self.planned, "counts": self.counts(),
             "rows": [r.to_json() for r in self.rows],
         }
 
@@ -198,23 +203,32 @@ def survey(entries: list[SurveyEntry], options: SurveyOptions = SurveyOptions())
     _check_options(options)
     start = time.perf_counter()
     rows: list[SurveyRow] = []
+    interrupted = False
     with tempfile.TemporaryDirectory(prefix="pt2kit-survey-") as scratch:
         workdir = Path(options.workdir or scratch)
         workdir.mkdir(parents=True, exist_ok=True)
         total = len(entries) * len(options.shapes)
-        for entry in entries:
-            for shapes in options.shapes:
-                quiet = progress._quiet
-                progress.set_quiet(True)  # one line per row below, not every inner stage
-                try:
-                    row = _run_isolated(entry, shapes, options) if options.isolate else run_row(entry, shapes, options, workdir)
-                finally:
-                    progress.set_quiet(quiet)
-                rows.append(row)
-                progress.info(f"[{len(rows)}/{total}] {row.name} {shapes}: "
-                              + ", ".join(f"{s.stage} {s.cell()}" for s in row.stages if s.status is not Status.NOT_RUN))
+        try:
+            _run_all(entries, options, workdir, rows, total)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: report the rows done so far
+            interrupted = True
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return SurveyReport(tuple(rows), options.stages, options.device, torch.__version__, created, time.perf_counter() - start)
+    return SurveyReport(tuple(rows), options.stages, options.device, torch.__version__, created, time.perf_counter() - start,
+                        interrupted, total)
+
+
+def _run_all(entries: list[SurveyEntry], options: SurveyOptions, workdir: Path, rows: list[SurveyRow], total: int) -> None:
+    for entry in entries:
+        for shapes in options.shapes:
+            quiet = progress._quiet
+            progress.set_quiet(True)  # one line per row below, not every inner stage
+            try:
+                row = _run_isolated(entry, shapes, options) if options.isolate else run_row(entry, shapes, options, workdir)
+            finally:
+                progress.set_quiet(quiet)
+            rows.append(row)
+            progress.info(f"[{len(rows)}/{total}] {row.name} {shapes}: "
+                          + ", ".join(f"{s.stage} {s.cell()}" for s in row.stages if s.status is not Status.NOT_RUN))
 
 
 def _check_options(options: SurveyOptions) -> None:

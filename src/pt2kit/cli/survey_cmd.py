@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from pt2kit.cli.common import add_json_argument, emit
 
@@ -43,6 +44,15 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout, workdir=args.workdir,
     )
     entries = collect_entries(args.targets, args.from_file, args.input, args.dynamic, args.seed)
-    report = survey(entries, options)
+    # `timeout` and job schedulers stop with SIGTERM: end like Ctrl-C, with the table of the rows done so far
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = survey(entries, options)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     emit(report, args.json)
     return 0 if report.ok else 1
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU coverage sweep (results: benchmarks/gpu_survey.md). On the GPU machine, from the repo root:
+#
+#     OUT=results bash benchmarks/gpu_survey.sh sweep     # export + verify: torchvision/timm, transformers set
+#     OUT=results bash benchmarks/gpu_survey.sh compile   # export + verify + AOTInductor compile, a subset
+#
+# then here: python benchmarks/survey_table.py results/*.json > benchmarks/gpu_survey.md (plus the header).
+# Every part runs under `timeout`: pt2kit survey turns SIGTERM into a report of the rows done so far.
+set -u
+OUT=${OUT:-survey-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=src TRANSFORMERS_VERBOSITY=error
+# aoti_load_package segfaults there without the system libstdc++ (../shared/GPU.md)
+export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
+part=${1:-sweep}
+python3 - > "$OUT/versions.txt" 2>&1 <<'PY'
+import torch, transformers
+import importlib
+print("torch", torch.__version__, "| transformers", transformers.__version__, end="")
+for name in ("torchvision", "timm"):
+    try:
+        print(f" | {name}", importlib.import_module(name).__version__, end="")
+    except Exception as exc:
+        print(f" | {name} missing ({exc})", end="")
+print(" | card", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
+PY
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$OUT/versions.txt" 2>&1
+if [ "$part" = sweep ]; then
+  timeout 290 python3 -m pt2kit survey --from benchmarks/gpu_survey_targets.txt --device cuda --dynamic-batch \
+    --json > "$OUT/vision.json" 2> "$OUT/vision.log"
+  timeout 200 python3 -m pt2kit survey tests/architectures.py --device cuda --shapes static,dynamic \
+    --json > "$OUT/transformers.json" 2> "$OUT/transformers.log"
+fi
+if [ "$part" = compile ]; then
+  timeout 330 python3 -m pt2kit survey --from benchmarks/gpu_compile_targets.txt --device cuda --dynamic-batch \
+    --stages export,verify,compile --isolate --timeout 160 --json > "$OUT/compile.json" 2> "$OUT/compile.log"
+fi
+cat "$OUT/versions.txt"; grep -h '^\[' "$OUT"/*.log | tail -n 100
