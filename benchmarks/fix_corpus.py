@@ -37,7 +37,11 @@ def matches(program_module, source) -> str:
     """'' when the program equals the eager model on every probe, else why not."""
     for i, probe in enumerate(source.probe_args):
         with torch.no_grad():
-            expected, got = source.model(*probe), program_module(*probe)
+            expected = source.model(*probe)
+            try:
+                got = program_module(*probe)
+            except Exception as exc:  # a size the program's guards reject: export narrowed a dim
+                return f"rejects probe {i} ({type(exc).__name__})"
         for a, b in zip(pytree.tree_leaves(expected), pytree.tree_leaves(got)):
             a, b = torch.as_tensor(a), torch.as_tensor(b)
             if a.shape != b.shape or not torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-5, equal_nan=True):
