@@ -130,7 +130,8 @@ def _check_code(f: Finding, loc: SourceLocation, context: FixContext) -> str | N
     values = context.line_values.get((loc.file, loc.line), {})
     pinned = [n for n in dict.fromkeys(mapping.values()) if isinstance(values.get(n), int)]
     if relation:
-        if f.result.strip() == "False":
+        holds = _evaluate(expr, values)  # the example's own values beat torch's note of the result
+        if holds is False or (holds is None and f.result.strip() == "False"):
             expr = expr.replace(relation.group(0), f" {_NEGATE[relation.group(1)]} ", 1)
         checks = [f"torch._check({expr})  # holds for the example; the program asserts it at run time"]
     elif pinned:
@@ -142,6 +143,20 @@ def _check_code(f: Finding, loc: SourceLocation, context: FixContext) -> str | N
         checks = [f"torch._check({expr} >= 0)"]
     defined = "\n".join(f"# {n} = {bindings[n]}" for n in dict.fromkeys(mapping.values()))
     return f"{defined}\n# add before line {loc.line}:\n" + "\n".join(checks)
+
+
+def _evaluate(expr: str, values: dict) -> bool | None:
+    """`expr` on the example's values, or None when it reads a name without one."""
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        return None
+    if any(n.id not in values for n in ast.walk(tree) if isinstance(n, ast.Name)):
+        return None
+    try:
+        return bool(eval(compile(tree, "<check>", "eval"), {"__builtins__": {}}, dict(values)))
+    except Exception:
+        return None
 
 
 def _operator(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
