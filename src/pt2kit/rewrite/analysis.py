@@ -239,6 +239,8 @@ def is_tensor_expr(expr: ast.AST, env: TypeEnv, module_attrs: dict[str, bool]) -
     if isinstance(expr, ast.UnaryOp):
         return is_tensor_expr(expr.operand, env, module_attrs)
     if isinstance(expr, ast.Compare):
+        if any(isinstance(op, (ast.Is, ast.IsNot, ast.In, ast.NotIn)) for op in expr.ops):
+            return False  # identity and membership tests are Python booleans
         return any(is_tensor_expr(e, env, module_attrs) for e in [expr.left, *expr.comparators])
     if isinstance(expr, ast.BoolOp):
         return any(is_tensor_expr(e, env, module_attrs) for e in expr.values)

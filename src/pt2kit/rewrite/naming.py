@@ -60,7 +60,7 @@ def branch_names(test: ast.AST) -> tuple[str, str]:
         parts = [_phrase(v) for v in test.values]
         phrase = f"_{joiner}_".join(p for p in parts if p)
         if len(parts) == len(test.values) and all(parts) and len(phrase) <= 2 * _MAX_LEN:
-            return f"_if_{phrase}", f"_if_not_{phrase}"
+            return f"_if_{phrase}", f"_if_not_{phrase}".replace("_if_not_not_", "_if_")
         return (f"_if_all_conditions", "_if_not_all_conditions") if joiner == "and" else ("_if_any_condition", "_if_no_condition")
     subject = _clip(expression_words(test))
     return f"_if_{subject}", f"_if_not_{subject}"
@@ -75,6 +75,12 @@ def _phrase(test: ast.AST) -> str:
         op = _OP_WORD[type(test.ops[0])]
         op = _NEGATED[op] if negate else op
         return f"{_clip(expression_words(test.left))}_{op}_{_clip(_number_words(test.comparators[0]))}"
+    if (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], (ast.Is, ast.IsNot))
+            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None):
+        given = isinstance(test.ops[0], ast.IsNot) != negate
+        return f"{_clip(expression_words(test.left))}_{'given' if given else 'missing'}"
+    if isinstance(test, (ast.Name, ast.Attribute, ast.Call)):
+        return ("not_" if negate else "") + _clip(expression_words(test))
     return ""
 
 

@@ -75,12 +75,19 @@ def tensor_predicate(test: ast.expr, ctx: RuleContext) -> ast.expr:
     def convert(node: ast.expr) -> ast.expr:
         node = strip_python_number(node)
         if isinstance(node, ast.BoolOp):
+            # leading Python values keep `and`/`or` (short-circuit: `mask is not None and mask.any()`);
+            # from the first tensor on, `&`/`|`, since `and` would call bool() on the tensor
+            first = next((i for i, v in enumerate(node.values) if analysis.is_tensor_expr(v, ctx.env, ctx.module_attrs)), None)
+            if first is None:
+                return node
             op = ast.BitAnd() if isinstance(node.op, ast.And) else ast.BitOr()
-            result = convert(node.values[0])
-            for value in node.values[1:]:
+            result = convert(node.values[first])
+            for value in node.values[first + 1:]:
                 result = ast.BinOp(result, op, convert(value))
-            return result
+            return ast.BoolOp(node.op, node.values[:first] + [result]) if first else result
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            if not analysis.is_tensor_expr(node.operand, ctx.env, ctx.module_attrs):
+                return node
             return ast.UnaryOp(ast.Invert(), convert(node.operand))
         if isinstance(node, ast.Compare):
             node = ast.Compare(strip_python_number(node.left), node.ops, [strip_python_number(c) for c in node.comparators])
@@ -114,8 +121,10 @@ def _is_boolean_call(node: ast.expr) -> bool:
     if not isinstance(node, ast.Call):
         return False
     name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+    # a helper named like a predicate (`self.is_large(x)`) returns a boolean tensor
     return name in {"any", "all", "isnan", "isinf", "isfinite", "is_nonzero", "logical_and", "logical_or", "logical_not",
-                    "gt", "lt", "ge", "le", "eq", "ne", "greater", "less", "isclose", "allclose"}
+                    "gt", "lt", "ge", "le", "eq", "ne", "greater", "less", "isclose", "allclose"} or \
+        name.startswith(("is_", "has_", "should_", "can_"))
 
 
 def item_to_tensor(func: ast.FunctionDef, test: ast.expr, before_line: int) -> dict[ast.stmt, ast.stmt]:

@@ -13,10 +13,12 @@ GENERATED = "_pt2kit_generated"  # set on statements the driver made up (they ha
 
 def branch_lines(body: list[ast.stmt], operands: set[str], source_lines: list[str]) -> list[str]:
     """The branch's statements as text: original lines where untouched, returns of operands cloned
-    (torch.cond outputs may not alias its inputs)."""
+    (torch.cond outputs may not alias its inputs), `x += 1` on an operand as `x = x + 1` (a branch may not
+    change its inputs in place)."""
     aliases = set(operands)
     lines: list[str] = []
     for stmt in body:
+        fixed = _OutOfPlace(set(aliases)).visit(_copy(stmt))
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
             name = stmt.targets[0].id
             if _aliases(stmt.value, aliases):
@@ -25,7 +27,7 @@ def branch_lines(body: list[ast.stmt], operands: set[str], source_lines: list[st
                 aliases.discard(name)
         elif isinstance(stmt, (ast.AugAssign,)) and isinstance(stmt.target, ast.Name):
             aliases.discard(stmt.target.id)
-        fixed = _CloneReturns(aliases).visit(_copy(stmt))
+        fixed = _CloneReturns(aliases).visit(fixed)
         lines += statement_text(stmt, source_lines) if ast.dump(fixed) == ast.dump(stmt) else _unparse(fixed)
     return lines
 
@@ -51,6 +53,22 @@ def _aliases(expr: ast.expr, aliases: set[str]) -> bool:
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr in analysis.VIEW_METHODS:
         return _aliases(expr.func.value, aliases)
     return False
+
+
+class _OutOfPlace(ast.NodeTransformer):
+    """`x += y` -> `x = x + y` where `x` may still be an operand."""
+
+    def __init__(self, aliases: set[str]):
+        self.aliases = aliases
+
+    def visit_FunctionDef(self, node):
+        return node
+
+    def visit_AugAssign(self, node):
+        if isinstance(node.target, ast.Name) and node.target.id in self.aliases:
+            value = ast.BinOp(ast.Name(node.target.id, ast.Load()), node.op, node.value)
+            return ast.copy_location(ast.Assign([ast.Name(node.target.id, ast.Store())], value), node)
+        return node
 
 
 class _CloneReturns(ast.NodeTransformer):
