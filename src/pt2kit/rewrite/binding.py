@@ -93,7 +93,7 @@ class ModelPatch:
         seen_modules = set()
         for cls in self._user_classes():
             for name, fn in vars(cls).items():
-                fn = getattr(fn, "__func__", fn)
+                fn = inspect.unwrap(getattr(fn, "__func__", fn))  # a decorated method: its own code
                 if isinstance(fn, types.FunctionType):
                     yield cls, name, fn
             module = sys.modules.get(cls.__module__)
@@ -176,7 +176,7 @@ class ModelPatch:
             method = self.methods.get((cls, name))
             if method is not None and method.changed:
                 members[name] = self._compile(method, namespace or self._namespace_for_method(method))
-            elif namespace is not None and isinstance(fn, types.FunctionType):
+            elif namespace is not None and isinstance(fn, types.FunctionType) and fn.__globals__ is _globals_of(cls):
                 members[name] = _rebound(fn, namespace)
         sub = type(cls.__name__, (cls,), {"__module__": cls.__module__, "__qualname__": cls.__qualname__, **members})
         old = self._subclasses.get(cls)
