@@ -29,7 +29,7 @@ from pt2kit.diagnose.blockers import Blocker, BlockerKind, Diagnosis
 from pt2kit.diagnose.classify import Finding, chain_text, classify_exception, zero_one_dims
 from pt2kit.diagnose.fixes import FixContext, find_type, write_fix
 from pt2kit.diagnose.line_values import values_at_lines
-from pt2kit.diagnose.source_code import forward_location, return_location
+from pt2kit.diagnose.source_code import definition_location, forward_location, return_location
 from pt2kit.diagnose.sources import draft_findings, explain_compile
 from pt2kit.diagnose.specialization import find_specializations
 from pt2kit.shapes import DynamicSpec, parse_dynamic, to_dynamic_shapes
@@ -68,7 +68,9 @@ def diagnose(
     params = target.parameter_names
     module, args, kwargs = target.module, target.args, target.kwargs
     dynamic_shapes = to_dynamic_shapes(spec, params, args, kwargs)
-    fallback = forward_location(module)
+    # where a blocker with no line of its own is pinned: the model's `def forward`, or else the
+    # line of the target file that defines NAME (a model built from torch's own modules)
+    fallback = forward_location(module) or definition_location(target.source, target.spec.rpartition(":")[2])
     with progress.stage("diagnose: export"):
         result = capture(module, args, kwargs, mode=mode, dynamic_shapes=dynamic_shapes)
     findings: list[Finding] = []
@@ -178,7 +180,7 @@ def _default_location(finding: Finding, context: FixContext) -> SourceLocation |
     if finding.kind is BlockerKind.NON_PYTREE_TYPE:
         in_inputs = find_type(finding.type_name, context, inputs_only=True) is not None
         return forward_location(context.module) if in_inputs else return_location(context.module)
-    return forward_location(context.module)
+    return None  # the caller falls back to `def forward` or the definition of NAME
 
 
 def _blocker(kind: BlockerKind, group: list[Finding], context: FixContext) -> Blocker:

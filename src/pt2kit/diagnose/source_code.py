@@ -12,7 +12,7 @@ import inspect
 import linecache
 from dataclasses import dataclass
 
-from pt2kit.capture import SourceLocation
+from pt2kit.capture import SourceLocation, is_user_file
 
 # in-place methods that change a tensor's metadata (shape, strides) rather than its values
 METADATA_MUTATIONS = ("unsqueeze_", "squeeze_", "t_", "transpose_", "resize_", "resize_as_", "as_strided_",
@@ -141,8 +141,24 @@ def forward_location(module) -> SourceLocation | None:
         path = inspect.getsourcefile(fn)
     except (TypeError, OSError):
         return None
+    if not path or not is_user_file(path):  # nn.Sequential and friends: torch's forward, not the user's
+        return None
     offset = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith(("def ", "async def "))), 0)
     return SourceLocation(path, first + offset, "forward", lines[offset].strip())
+
+
+def definition_location(source_module, name: str) -> SourceLocation | None:
+    """Where the target file defines `name` (`model = nn.Sequential(...)`, `def make():`, `class Net`)."""
+    path = getattr(source_module, "__file__", None)
+    tree = parse_file(path) if path else None
+    if tree is None:
+        return None
+    for node in tree.body:
+        names = names_stored(node.targets) if isinstance(node, ast.Assign) else \
+            [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else []
+        if name in names:
+            return location_at(path, node.lineno, "<module>")
+    return None
 
 
 def return_location(module) -> SourceLocation | None:
@@ -160,7 +176,7 @@ def return_location(module) -> SourceLocation | None:
 
 
 __all__ = [
-    "METADATA_MUTATIONS", "StatementContext", "forward_location", "is_branch_statement", "line_text",
+    "METADATA_MUTATIONS", "StatementContext", "definition_location", "forward_location", "is_branch_statement", "line_text",
     "local_names_before", "location_at", "names_loaded", "names_stored", "parse_file", "return_location",
     "statement_at", "value_bindings",
 ]
