@@ -214,7 +214,7 @@ def _splice(lines: list[str], site: _Site, replacement: Replacement, item_change
         indent = " " * col
         new = [(indent + ln) if ln.strip() else "" for ln in new_lines]
         before = out[start - 2].rstrip() if start > 1 else ""
-        if new[0].lstrip().startswith("def ") and before and not before.endswith(":"):
+        if new[0].lstrip().startswith("def ") and before and not before.endswith(":") and not before.lstrip().startswith("#"):
             new.insert(0, "")  # a blank line sets the branch functions off from the code above
         out[start - 1:end] = new
     return "\n".join(out) + "\n"

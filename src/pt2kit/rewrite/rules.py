@@ -259,11 +259,15 @@ def _rebound_non_tensors(ctx, body, operands) -> str | None:
 
 
 def _output_is_tensor(name: str, node: ast.If, ctx: RuleContext) -> bool:
-    for stmt in ast.walk(ast.Module(node.body + node.orelse, [])):
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == name:
-            if not analysis.is_tensor_expr(stmt.value, ctx.env, ctx.module_attrs):
-                return False
-    return name not in ctx.env.bound or ctx.env.is_tensor(name) or name in ctx.env.known and ctx.env.known[name]
+    """Whether a variable the branch assigns holds a tensor: known at the branch, or any of its
+    assignments is a tensor expression (`y = x * 2`, then `y = y + 1`)."""
+    if name in ctx.env.bound and ctx.env.is_tensor(name):
+        return True
+    values = [stmt.value for stmt in ast.walk(ast.Module(node.body + node.orelse, []))
+              if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets)]
+    if not values:
+        return name not in ctx.env.bound  # bound by a loop or `with`: judge it a tensor unless known otherwise
+    return any(analysis.is_tensor_expr(v, ctx.env, ctx.module_attrs) for v in values)
 
 
 def _cond(node, ctx, true_body, false_body, operands, target, consumed, rule) -> Replacement:

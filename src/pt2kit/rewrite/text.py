@@ -28,8 +28,21 @@ def branch_lines(body: list[ast.stmt], operands: set[str], source_lines: list[st
         elif isinstance(stmt, (ast.AugAssign,)) and isinstance(stmt.target, ast.Name):
             aliases.discard(stmt.target.id)
         fixed = _CloneReturns(aliases).visit(fixed)
+        lines += _comments_above(stmt, source_lines)
         lines += statement_text(stmt, source_lines) if ast.dump(fixed) == ast.dump(stmt) else _unparse(fixed)
     return lines
+
+
+def _comments_above(stmt: ast.stmt, source_lines: list[str]) -> list[str]:
+    """The comment lines right above a statement of the user's, so they move into the branch with it."""
+    if getattr(stmt, "lineno", None) is None or getattr(stmt, GENERATED, False):
+        return []
+    found = []
+    line = stmt.lineno - 2
+    while line >= 0 and source_lines[line].strip().startswith("#"):
+        found.insert(0, source_lines[line].strip())
+        line -= 1
+    return found
 
 
 def _unparse(stmt: ast.stmt) -> list[str]:
