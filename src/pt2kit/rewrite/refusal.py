@@ -19,6 +19,7 @@ class RefusalReason(str, Enum):
     NON_TENSOR_OUTPUT = "non-tensor-output"    # a side produces a Python value used later
     UNBOUND_OUTPUT = "unbound-output"          # a variable assigned on one side has no value on the other
     NO_OUTPUT = "no-output"                    # the branch changes nothing used later
+    RAISES = "raises"                          # a side raises: a run-time check, not a branch
     NO_RULE = "no-rule"                        # the failing line is not a branch pt2kit knows how to rewrite
     OUTSIDE_MODEL = "outside-model"            # the line is not in a method of a module class of the model
     NOT_EQUIVALENT = "not-equivalent"          # the rewritten model disagrees with the original
@@ -56,6 +57,10 @@ _OPTIONS = {
     ),
     RefusalReason.NO_OUTPUT: (
         "delete the branch if it has no effect, or return what it computes",
+    ),
+    RefusalReason.RAISES: (
+        "check at run time without a branch: `torch._assert_async(~(cond), \"message\")` (exported, raises RuntimeError)",
+        "or drop the check from the exported model",
     ),
     RefusalReason.NO_RULE: (
         "rewrite the condition with `torch.cond(pred, true_fn, false_fn, (x,))` or `torch.where(pred, a, b)`",

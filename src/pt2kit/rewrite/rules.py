@@ -159,6 +159,12 @@ def _python_number_uses(func: ast.FunctionDef) -> set[str]:
 
 def refuse_inexpressible(node: ast.If, ctx: RuleContext) -> Refusal | None:
     """Branches torch.cond cannot express, whatever their shape."""
+    raised = next((n for n in ast.walk(ast.Module(node.body + node.orelse, [])) if isinstance(n, ast.Raise)), None)
+    if raised is not None:
+        message = raised.exc.args[0] if isinstance(raised.exc, ast.Call) and raised.exc.args else ast.Constant("check failed")
+        check = f"torch._assert_async(~({ast.unparse(tensor_predicate(node.test, ctx))}), {ast.unparse(message)})"
+        detail = f"`{ast.unparse(raised)}` is a run-time check, which torch.cond cannot raise"
+        return ctx.refuse(RefusalReason.RAISES, detail + (f"; write `{check}`" if node.body == [raised] and not node.orelse else ""))
     for side in (node.body, node.orelse):
         hit = analysis.side_effect(side, set(analysis.stored_names(side)))
         if hit is not None:
