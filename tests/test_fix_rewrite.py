@@ -107,3 +107,18 @@ def test_refusal_is_typed_with_options():
     assert refusal.location.line == 14 and "self.last_peak = x.max()" in refusal.detail
     assert refusal.options and refusal.to_json()["reason"] == "side-effect"
     assert isinstance(pt2kit.FixFailed("x"), pt2kit.ExportFailed)
+
+
+def test_strict_mode_fixes_nested_branches_without_python_frames(cli, tmp_path):
+    # strict capture (TorchDynamo) keeps no Python frame: which values are tensors is read off the source
+    path = CASES_DIR / "c09_nested_return.py"
+    out = tmp_path / "strict.pt2"
+    result = cli("export", f"{path}:model", "--fix", "--mode", "strict", "-o", out, "--json", "-q")
+    assert result.code == 0, result.err
+    assert len(result.json()["fix"]["steps"]) == 3
+    from pt2kit.target import load_target
+
+    source = load_target(f"{path}:model").source
+    program = torch.export.load(str(out)).module()
+    for probe in source.probe_args:
+        assert_same_outputs(source.model(*probe), program(*probe), "strict")
