@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
         diagnosis = diagnose(target, args.dynamic, mode=args.mode)
         emit_failure({"ok": False, "error": str(exc), "capture": exc.capture.to_json() if exc.capture else None,
-                      "diagnosis": diagnosis.to_json()}, args.json)
+                      "diagnosis": diagnosis.to_json(), "fix": exc.fix.to_json() if getattr(exc, "fix", None) else None},
+                     args.json)
         if not args.json:
             print(diagnosis)
         print(f"error: {exc}", file=sys.stderr)
