@@ -122,3 +122,11 @@ def test_strict_mode_fixes_nested_branches_without_python_frames(cli, tmp_path):
     program = torch.export.load(str(out)).module()
     for probe in source.probe_args:
         assert_same_outputs(source.model(*probe), program(*probe), "strict")
+
+
+def test_refusal_as_json_is_one_document_with_the_fix_report(cli, tmp_path):
+    result = cli("export", f"{CASES_DIR / 'r04_return_in_loop.py'}:model", "--fix", "-o", tmp_path / "out.pt2", "--json", "-q")
+    assert result.code == 1
+    report = json.loads(result.out)
+    assert report["ok"] is False
+    assert report["fix"]["left"][0]["reason"] == "return-in-loop" and report["fix"]["left"][0]["options"]
