@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from pt2kit import progress
-from pt2kit.errors import FixFailed
 from pt2kit.capture import Attempt, Capture, CaptureMode, SourceLocation, capture, is_user_file, user_location
+from pt2kit.errors import FixFailed
 from pt2kit.rewrite import ModelPatch, Refusal, RefusalReason, RewriteStep, rewrite_function, unified_diff
 from pt2kit.rewrite.equivalence import AUTO_LABEL, EquivalenceCheck, compare, probe_inputs
 from pt2kit.shapes import DynamicSpec
@@ -34,7 +34,7 @@ class FixResult:
         steps: each branch rewritten, in order.
         left: what stopped the fix (empty when the model now exports).
         diff: the rewritten methods as a unified diff against the user's files.
-        equivalence: the comparison with the original (None when capture never succeeded).
+        equivalence: the comparison with the original (None when nothing was rewritten or a branch was refused).
         capture: the last capture of the rewritten copy.
         module: the rewritten copy of the model.
     """
@@ -93,6 +93,8 @@ def fix_model(
     for _ in range(max_steps + 1):
         result = capture(patch.model, args, kwargs, mode=loop_mode, dynamic_shapes=dynamic_shapes)
         if len(steps) >= max_steps:
+            if not result.ok:
+                left.append(Refusal(RefusalReason.NO_RULE, steps[-1].location, f"gave up after {max_steps} rewrites"))
             break
         if result.ok:
             # a dim declared `auto` that a shape branch narrowed: keep both sides too
