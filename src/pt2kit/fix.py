@@ -94,7 +94,7 @@ def fix_model(
         result = capture(patch.model, args, kwargs, mode=loop_mode, dynamic_shapes=dynamic_shapes)
         if len(steps) >= max_steps:
             if not result.ok:
-                left.append(Refusal(RefusalReason.NO_RULE, steps[-1].location, f"gave up after {max_steps} rewrites"))
+                left.append(Refusal(RefusalReason.NO_RULE, steps[-1].location if steps else None, f"gave up after {max_steps} rewrites"))
             break
         if result.ok:
             # a dim declared `auto` that a shape branch narrowed: keep both sides too
