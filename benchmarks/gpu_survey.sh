@@ -32,7 +32,11 @@ if [ "$part" = sweep ]; then
     --json > "$OUT/transformers.json" 2> "$OUT/transformers.log"
 fi
 if [ "$part" = compile ]; then
-  timeout 330 python3 -m pt2kit survey --from benchmarks/gpu_compile_targets.txt --device cuda --dynamic-batch \
-    --stages export,verify,compile --isolate --timeout 160 --json > "$OUT/compile.json" 2> "$OUT/compile.log"
+  timeout 250 python3 -m pt2kit survey --from benchmarks/gpu_compile_targets.txt --device cuda --dynamic-batch \
+    --stages export,verify,compile --isolate --timeout 150 --json > "$OUT/compile_vision.json" 2> "$OUT/compile_vision.log"
+  timeout 170 python3 -m pt2kit survey tests/architectures.py:gpt2 tests/architectures.py:t5 --device cuda --shapes static \
+    --stages export,verify,compile --isolate --timeout 150 --json > "$OUT/compile_transformers.json" 2> "$OUT/compile_transformers.log"
+  timeout 100 python3 benchmarks/gpu_dynamic_probe.py bert gpt2 bloom whisper > "$OUT/probe.log" 2>&1
+  grep -h "attn=" "$OUT/probe.log"
 fi
 cat "$OUT/versions.txt"; grep -h '^\[' "$OUT"/*.log | tail -n 100
