@@ -71,7 +71,8 @@ def probe_inputs(args: tuple, kwargs: dict, param_names: list[str], spec: Dynami
         return random_tensor(value.dtype, shape, low, max(high, low + 1), generator=gen)
 
     def variant(label, transform, shapes=None):
-        new_args = tuple(remake(v, transform, (shapes or {}).get(name)) for name, v in zip(param_names, args))
+        names = list(param_names) + [f"*args[{i}]" for i in range(len(param_names), len(args))]
+        new_args = tuple(remake(v, transform, (shapes or {}).get(name)) for name, v in zip(names, args))
         new_kwargs = {k: remake(v, transform, (shapes or {}).get(k)) for k, v in kwargs.items()}
         sets.append((label, new_args, new_kwargs))
 
