@@ -13,6 +13,7 @@ a `Refusal` (torch.cond cannot express this branch, and why), or None (the rule 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pt2kit.rewrite import analysis
@@ -37,7 +38,7 @@ class RuleContext:
     module_attrs: dict[str, bool]
     source_lines: list[str]
     taken: set[str] = field(default_factory=set)
-    refuse: callable = None  # (reason, detail) -> Refusal, bound to the failing location
+    refuse: Callable[[RefusalReason, str], Refusal] | None = None  # bound to the failing location
 
     @property
     def node(self) -> ast.If:
