@@ -31,7 +31,7 @@ for name in sys.argv[1:] or ["bert", "gpt2"]:
             for m in target.module.modules():
                 if hasattr(m, "config") and hasattr(m.config, "_attn_implementation"):
                     m.config._attn_implementation = "eager"
-        target = target.__class__(target.spec, target.module.to(DEVICE), target.args,
+        target = target.__class__(target.spec, target.module.to(DEVICE), tuple(a.to(DEVICE) for a in target.args),
                                   {k: v.to(DEVICE) for k, v in target.kwargs.items()}, None, target.dynamic)
         try:
             export_program(target, None, dynamic=entry.dynamic, check_specialization=False, repair=False)

@@ -110,3 +110,20 @@ def test_number_attributes_come_back_as_numbers_from_a_runtime_that_returns_tens
     back = pytree.tree_unflatten(as_runtime, spec)
     assert type(back.count) is int and back.count == 2
     assert type(back.stats.label) is str and back.dtype is torch.float32
+
+
+class _Flags:
+    def __init__(self, t):
+        self.t = t
+        self.updated = {0: True, 1: False}  # as EncoderDecoderCache.is_updated
+        self.sizes = [3, (4, 5)]
+
+
+def test_numbers_nested_in_containers_are_restored_too():
+    obj = _Flags(torch.ones(2))
+    register_pytree_types(obj)
+    leaves, spec = pytree.tree_flatten(obj)
+    spec = pytree.treespec_loads(pytree.treespec_dumps(spec))  # as a saved program's spec
+    back = pytree.tree_unflatten([v if isinstance(v, torch.Tensor) else torch.tensor(v) for v in leaves], spec)
+    assert back.updated == {0: True, 1: False} and type(back.updated[0]) is bool
+    assert back.sizes == [3, (4, 5)] and type(back.sizes[1][0]) is int

@@ -313,8 +313,9 @@ def _flatten(obj: Any) -> tuple[list[Any], Any]:
         if _is_data(value):
             names.append(name)
             children.append(value)
-            if type(value) in _NUMBER_KINDS:
-                numbers.append((name, _NUMBER_KINDS[type(value)]))
+            mask = _number_mask(value)
+            if _has_number(mask):
+                numbers.append((name, mask))
         else:
             constants.append((name, value))
     return children, (tuple(names), tuple(constants), tuple(numbers))
@@ -331,8 +332,8 @@ def _unflatten_for(cls: type):
         kinds = dict(numbers)
         obj = cls.__new__(cls)
         for name, value in list(zip(names, children)) + list(constants):
-            if name in kinds and isinstance(value, torch.Tensor) and value.dim() == 0:
-                value = _NUMBER_TYPES[kinds[name]](value.item())
+            if name in kinds:
+                value = _restore_numbers(value, kinds[name])
             if hasattr(obj, "__dict__") and name not in _slot_names(cls):
                 obj.__dict__[name] = value
             else:
@@ -342,15 +343,50 @@ def _unflatten_for(cls: type):
     return unflatten
 
 
+def _number_mask(value: Any) -> Any:
+    """The kind (`"int"`, ...) of each number in `value`, in its dict/list/tuple structure, as hashable
+    tuples: `("d", ((key, mask), ...))`, `("l", (mask, ...))`; None where there is no number."""
+    if type(value) in _NUMBER_KINDS:
+        return _NUMBER_KINDS[type(value)]
+    if type(value) is dict:
+        return ("d", tuple((k, _number_mask(v)) for k, v in value.items()))
+    if type(value) in (list, tuple):
+        return ("l", tuple(_number_mask(v) for v in value))
+    return None
+
+
+def _has_number(mask: Any) -> bool:
+    if isinstance(mask, str):
+        return True
+    if isinstance(mask, tuple) and len(mask) == 2:
+        items = (m for _, m in mask[1]) if mask[0] == "d" else mask[1]
+        return any(_has_number(m) for m in items)
+    return False
+
+
+def _restore_numbers(value: Any, mask: Any) -> Any:
+    """Undo a runtime's numbers-as-0-dim-tensors where `mask` says eager had a number."""
+    if isinstance(mask, str):
+        return _NUMBER_TYPES[mask](value.item()) if isinstance(value, torch.Tensor) and value.dim() == 0 else value
+    if not (isinstance(mask, tuple) and len(mask) == 2):
+        return value
+    if type(value) is dict and mask[0] == "d":
+        kinds = dict(mask[1])
+        return {k: _restore_numbers(v, kinds.get(k)) for k, v in value.items()}
+    if type(value) in (list, tuple) and mask[0] == "l":
+        return type(value)(_restore_numbers(v, m) for v, m in zip(value, mask[1]))
+    return value
+
+
 def _to_dumpable(context) -> Any:
     names, constants, numbers = context
     return {"children": list(names), "constants": [[name, _encode(value)] for name, value in constants],
-            "numbers": [list(n) for n in numbers]}
+            "numbers": [[name, _encode(mask)] for name, mask in numbers]}
 
 
 def _from_dumpable(data) -> Any:
     return (tuple(data["children"]), tuple((name, _decode(value)) for name, value in data["constants"]),
-            tuple(tuple(n) for n in data.get("numbers", ())))
+            tuple((name, _decode(mask)) for name, mask in data.get("numbers", ())))
 
 
 def _register(cls: type, serialized_name: str | None = None) -> None:
