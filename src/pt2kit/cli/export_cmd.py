@@ -74,13 +74,25 @@ def run(args: argparse.Namespace) -> int:
             return 0
         return run_verified(args, export, target, inputs)
     except ExportFailed as exc:
-        from pt2kit.diagnose import diagnose  # every blocker with its line and fix, not only the first
-
-        diagnosis = diagnose(target, args.dynamic, mode=args.mode)
+        fix = getattr(exc, "fix", None)
+        # a refused --fix already says what blocks it and what to do by hand; otherwise diagnose
+        # reports every blocker with its line and fix, not only the first
+        diagnosis = None if fix is not None else _diagnose_quietly(target, args)
         emit_failure({"ok": False, "error": str(exc), "capture": exc.capture.to_json() if exc.capture else None,
-                      "diagnosis": diagnosis.to_json(), "fix": exc.fix.to_json() if getattr(exc, "fix", None) else None},
+                      "diagnosis": diagnosis.to_json() if diagnosis else None, "fix": fix.to_json() if fix else None},
                      args.json)
-        if not args.json:
+        if diagnosis is not None and not args.json:
             print(diagnosis)
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _diagnose_quietly(target, args):
+    """The diagnosis of a failed export, or None if diagnosing itself fails (the export error still stands)."""
+    from pt2kit.diagnose import diagnose
+
+    try:
+        return diagnose(target, args.dynamic, mode=args.mode)
+    except Exception as exc:  # never let the report hide the original failure
+        print(f"note: diagnose could not run ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None

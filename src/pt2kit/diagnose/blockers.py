@@ -137,7 +137,7 @@ class CompileReport:
         n = len(self.graph_breaks)
         if n == 0:
             return "torch.compile: one graph, no graph breaks"
-        lines = [f"torch.compile: runs it as {self.graph_count} graphs with {n} graph break{'s' * (n != 1)} "
+        lines = [f"torch.compile: runs it as {self.graph_count} graph{'s' * (self.graph_count != 1)} with {n} graph break{'s' * (n != 1)} "
                  "(Python runs between them); torch.export needs one whole graph, so none may remain:"]
         lines += [f"  - {b}" for b in self.graph_breaks]
         return "\n".join(lines)
