@@ -37,3 +37,5 @@ class GatedMLP(nn.Module):
 
 cnn = SmallCNN().eval()
 example_args = (torch.randn(4, 3, 32, 32),)
+
+gated = GatedMLP().eval()

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 # (subcommand, module, one-line help), in pipeline order
 COMMANDS: list[tuple[str, str, str]] = [
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     from pt2kit.errors import Pt2kitError
 
     progress.set_quiet(args.quiet)
+    # torch's own deprecation chatter from its pickling of pytree specs: nothing a user can act on
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     try:
         return args._run(args)
     except Pt2kitError as exc:
