@@ -11,8 +11,9 @@ The CLI turns each into one line on stderr and the exit code below.
     │   ├── TensorFileError          a tensor file that cannot be read
     │   ├── ArtifactError            a `.pt2` that is missing, corrupt or not pt2kit's
     │   └── InputMismatchError       a tensor of the wrong rank, dtype or size at run time
-    └── ExportFailed(RuntimeError)   (exit_code 1)  the model could not be captured
-        └── FixFailed                `--fix` left a branch it cannot rewrite, or its rewrite did not match
+    ├── ExportFailed(RuntimeError)   (exit_code 1)  the model could not be captured
+    │   └── FixFailed                `--fix` left a branch it cannot rewrite, or its rewrite did not match
+    └── BuildFailed(RuntimeError)    (exit_code 1)  a native build (CMake, the C++ compiler) failed
 
 Messages follow one shape: what failed, the offending name in backticks, and the fix.
 """
