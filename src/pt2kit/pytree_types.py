@@ -25,6 +25,8 @@ from typing import Any, Iterator
 import torch
 from torch.utils import _pytree as pytree
 
+from pt2kit.spec_codec import decode, encode, import_type, type_name
+
 _PREFIX = "pt2kit:"
 # leaves torch.export passes through as they are (graph values or constants)
 _DATA_LEAVES = (torch.Tensor, torch.SymInt, torch.SymFloat, torch.SymBool, bool, int, float)
@@ -104,7 +106,7 @@ def register_pytree_types(tree: Any, root: str = "output") -> list[TypeReport]:
     reports = []
     for report in find_non_pytree(tree, root):
         if report.supported:
-            _register(_import_type(report.type_name))
+            _register(import_type(report.type_name))
             report = dataclasses.replace(report, registered=True)
         reports.append(report)
     return reports
@@ -141,7 +143,7 @@ def restore_registrations(records: list[dict] | tuple[dict, ...], imports: list[
         if serialized in pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE:
             continue
         try:
-            cls = _import_type(record["type"])
+            cls = import_type(record["type"])
         except (ImportError, AttributeError):
             cls = type(record["type"].rpartition(".")[2], (_StandIn,), {"__module__": "pt2kit.pytree_types"})
             notes.append(f"`{record['type']}` is not importable here; it comes back as a plain object with the same attributes")
@@ -188,8 +190,8 @@ def manifest_fields(program: torch.export.ExportedProgram) -> dict[str, tuple]:
             continue
         for cls in _spec_types(spec):
             if _is_ours(cls):
-                records.setdefault(_type_name(cls), {
-                    "type": _type_name(cls), "serialized_name": _PREFIX + _type_name(cls), "strategy": "attributes",
+                records.setdefault(type_name(cls), {
+                    "type": type_name(cls), "serialized_name": _PREFIX + type_name(cls), "strategy": "attributes",
                 })
         imports.update(dict.fromkeys(spec_imports(spec)))
     return {"pytree_types": tuple(records.values()), "pytree_imports": tuple(imports)}
@@ -229,7 +231,7 @@ def _walk(obj: Any, path: str, found: dict[type, TypeReport], seen: set[int]) ->
     cls = type(obj)
     if cls not in found:
         reason = _unsupported_reason(obj)
-        found[cls] = TypeReport(_type_name(cls), path, not reason, reason=reason)
+        found[cls] = TypeReport(type_name(cls), path, not reason, reason=reason)
     for name, value in _attributes(obj):
         _walk(value, f"{path}.{name}", found, seen)
 
@@ -261,7 +263,7 @@ def _unsupported_reason(obj: Any) -> str:
     for name, value in _attributes(obj):
         if not _is_data_shaped(value):
             try:
-                _encode(value)
+                encode(value)
             except TypeError as exc:
                 return f"attribute `{name}`: {exc}"
     return ""
@@ -380,13 +382,13 @@ def _restore_numbers(value: Any, mask: Any) -> Any:
 
 def _to_dumpable(context) -> Any:
     names, constants, numbers = context
-    return {"children": list(names), "constants": [[name, _encode(value)] for name, value in constants],
-            "numbers": [[name, _encode(mask)] for name, mask in numbers]}
+    return {"children": list(names), "constants": [[name, encode(value)] for name, value in constants],
+            "numbers": [[name, encode(mask)] for name, mask in numbers]}
 
 
 def _from_dumpable(data) -> Any:
-    return (tuple(data["children"]), tuple((name, _decode(value)) for name, value in data["constants"]),
-            tuple((name, _decode(mask)) for name, mask in data.get("numbers", ())))
+    return (tuple(data["children"]), tuple((name, decode(value)) for name, value in data["constants"]),
+            tuple((name, decode(mask)) for name, mask in data.get("numbers", ())))
 
 
 def _register(cls: type, serialized_name: str | None = None) -> None:
@@ -394,66 +396,10 @@ def _register(cls: type, serialized_name: str | None = None) -> None:
         return
     pytree.register_pytree_node(
         cls, _flatten, _unflatten_for(cls),
-        serialized_type_name=serialized_name or _PREFIX + _type_name(cls),
+        serialized_type_name=serialized_name or _PREFIX + type_name(cls),
         to_dumpable_context=_to_dumpable, from_dumpable_context=_from_dumpable,
         flatten_with_keys_fn=_flatten_with_keys,
     )
-
-
-# --- constants in the spec: a small JSON codec -------------------------------------------------
-
-def _encode(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)) and not isinstance(value, enum.Enum):
-        return value
-    if isinstance(value, enum.Enum):
-        return {"enum": _type_name(type(value)), "name": value.name}
-    if isinstance(value, torch.dtype):
-        return {"dtype": str(value).removeprefix("torch.")}
-    if isinstance(value, torch.device):
-        return {"device": str(value)}
-    if isinstance(value, type):
-        return {"type": _type_name(value)}
-    if isinstance(value, (tuple, list)):
-        return {type(value).__name__ if type(value) in (tuple, list) else "tuple": [_encode(v) for v in value]}
-    if isinstance(value, dict) and all(isinstance(k, (str, int)) for k in value):
-        return {"dict": [[k, _encode(v)] for k, v in value.items()]}
-    raise TypeError(f"a {type(value).__name__} cannot be stored in a program's spec")
-
-
-def _decode(value: Any) -> Any:
-    if not isinstance(value, dict):
-        return value
-    (tag, payload), *_ = value.items()
-    if tag == "enum":
-        return _import_type(payload)[value["name"]]
-    if tag == "dtype":
-        return getattr(torch, payload)
-    if tag == "device":
-        return torch.device(payload)
-    if tag == "type":
-        return _import_type(payload)
-    if tag in ("tuple", "list"):
-        items = [_decode(v) for v in payload]
-        return tuple(items) if tag == "tuple" else items
-    return {k: _decode(v) for k, v in payload}
-
-
-def _type_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _import_type(name: str) -> type:
-    """`pkg.mod.Outer.Inner` -> the class: the longest importable module prefix, then attributes."""
-    parts = name.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(f"cannot import `{name}`")
 
 
 __all__ = [
