@@ -82,3 +82,12 @@ def test_run_in_a_fresh_process_never_imports_the_source(linear_program, tmp_pat
 def test_console_script_entry_point(linear_program):
     result = run_subprocess("inspect", linear_program)
     assert result.code == 0 and "batch" in result.out
+
+
+def test_varargs_forward_keeps_every_input(cli, tmp_path):
+    out = tmp_path / "va.pt2"
+    assert cli("export", f"{case('varargs_sum')}:model", "-o", out).code == 0
+    model = pt2kit.load(out)
+    assert [leaf.name for leaf in model.manifest.inputs] == ["args[0]", "args[1]"]
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    assert torch.allclose(model(a, b), a + b)

@@ -173,7 +173,8 @@ def capture_with_repair(
     """
     module_mode = CaptureMode(mode)
     repairs: list[ShapeRepair] = []
-    state = _State(module, dict(zip(param_names, args)) | dict(kwargs), param_names, len(args), spec)
+    state = _State(module, dict(zip(param_names, args)) | dict(kwargs), param_names, len(args), spec,
+                   extra_args=tuple(args[len(param_names):]))
     result = None
     for rounds in range(1, max_rounds + 1):
         dynamic_shapes = to_dynamic_shapes(state.spec, param_names, state.args, state.kwargs)
@@ -198,14 +199,16 @@ def capture_with_repair(
 class _State:
     """The spec and example inputs being repaired, and the branch guards found (computed once)."""
 
-    def __init__(self, module, bound: dict[str, Any], param_names: list[str], n_args: int, spec: DynamicSpec):
+    def __init__(self, module, bound: dict[str, Any], param_names: list[str], n_args: int, spec: DynamicSpec,
+                 extra_args: tuple = ()):
         self.module, self.bound, self.param_names, self.n_args, self.spec = module, bound, param_names, n_args, spec
+        self.extra_args = extra_args  # what `forward(*args)` collects: no name to key it by
         self.original = dict(bound)
         self._guards: dict[tuple[str, int], tuple[SourceLocation, bool]] | None = None
 
     @property
     def args(self) -> tuple:
-        return tuple(self.bound[n] for n in self.param_names[: self.n_args])
+        return tuple(self.bound[n] for n in self.param_names[: self.n_args]) + self.extra_args
 
     @property
     def kwargs(self) -> dict:
