@@ -16,7 +16,7 @@ import torch
 
 import pt2kit
 from pt2kit.diagnose import BlockerKind
-from pt2kit.diagnose.cond_form import replaced_span
+from pt2kit.diagnose.branch_fix import replaced_span
 from pt2kit.shapes import parse_dynamic, to_dynamic_shapes
 from conftest import check_one_line_error
 

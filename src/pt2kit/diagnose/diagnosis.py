@@ -26,12 +26,14 @@ from dataclasses import replace
 from pt2kit import progress
 from pt2kit.capture import CaptureMode, SourceLocation, capture
 from pt2kit.diagnose.blockers import Blocker, BlockerKind, Diagnosis
+from pt2kit.diagnose.branch_fix import BranchRewriter
 from pt2kit.diagnose.classify import Finding, chain_text, classify_exception, zero_one_dims
 from pt2kit.diagnose.fixes import FixContext, find_type, write_fix
 from pt2kit.diagnose.line_values import values_at_lines
 from pt2kit.diagnose.source_code import definition_location, forward_location, return_location
 from pt2kit.diagnose.sources import draft_findings, explain_compile
 from pt2kit.diagnose.specialization import find_specializations
+from pt2kit.fix import failure_site
 from pt2kit.shapes import DynamicSpec, parse_dynamic, to_dynamic_shapes
 from pt2kit.target import Target
 
@@ -100,9 +102,21 @@ def diagnose(
         suggestions=tuple(dict.fromkeys(s for f in findings for s in f.suggestions)),
         zero_one_dims=tuple(d for t in texts for d in zero_one_dims(t)),
         line_values=values_at_lines(module, args, kwargs, value_lines),
+        branches=BranchRewriter(module, args, kwargs, param_names=params, spec=spec, dynamic_shapes=dynamic_shapes,
+                                mode=mode, frame_locals=_failure_frames(result)),
     )
     blockers, notes = _blockers(findings, context, fallback)
     return Diagnosis(target.spec, tuple(blockers), result.ok, result, compile_report, tuple(notes))
+
+
+def _failure_frames(result) -> dict[tuple[str, int], dict]:
+    """(file, line) -> the locals of the user's frame each failed capture stopped in (as `--fix` reads them)."""
+    frames = {}
+    for attempt in result.attempts if not result.ok else ():
+        location, frame_locals = failure_site(attempt.exception) if attempt.exception else (None, None)
+        if location is not None and frame_locals is not None:
+            frames.setdefault((location.file, location.line), frame_locals)
+    return frames
 
 
 def _specialization_findings(target: Target, spec: DynamicSpec) -> list[Finding]:

@@ -1,8 +1,9 @@
 """For each blocker: a short explanation and the fix as paste-able Python specific to its line.
 
 One function per kind, chosen from `_WRITERS`; each returns (explanation, fix code, auto_fixable).
-`auto_fixable` is True for what `pt2kit export --fix` rewrites: data-dependent `if`s and ternaries
-(including `.item()` predicates) into `torch.cond`, and Python branches on sizes of dynamic dims.
+`auto_fixable` is True exactly where `pt2kit export --fix` rewrites the branch: the branch fixes come
+from `--fix`'s own rule driver and verdict (`branch_fix.BranchRewriter`); a refused branch says why,
+with the refusal's manual options.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from pt2kit.capture import SourceLocation
 from pt2kit.diagnose.blockers import BlockerKind
 from pt2kit.diagnose.classify import Finding
 from pt2kit.diagnose.checks import check_code, item_instead_of_int, python_expr
-from pt2kit.diagnose.cond_form import branch_rewrite
-from pt2kit.diagnose.source_code import local_names_before, names_loaded, statement_at
-from pt2kit.shapes import DimEntry, DynamicSpec, dynamic_shapes_code
+from pt2kit.diagnose.branch_fix import BranchRewrite, BranchRewriter, while_loop_form
+from pt2kit.diagnose.source_code import is_branch_statement, local_names_before, names_loaded, statement_at
+from pt2kit.rewrite import Refusal
+from pt2kit.shapes import DimEntry, DynamicSpec, dynamic_shapes_code, to_dynamic_shapes
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class FixContext:
     suggestions: tuple[str, ...] = ()
     zero_one_dims: tuple[str, ...] = field(default=())
     line_values: dict = field(default_factory=dict)  # (file, line) -> Python numbers in scope there
+    branches: BranchRewriter | None = None  # `--fix`'s rewrites of the model's branches (made here when None)
 
 
 Written = tuple[str, str, bool]
@@ -47,16 +50,32 @@ def write_fix(finding: Finding, location: SourceLocation, context: FixContext) -
     return _WRITERS[finding.kind](finding, location, context)
 
 
+def _rewrite(loc: SourceLocation, ctx: FixContext) -> BranchRewrite | Refusal:
+    """`--fix`'s rewrite of the branch at `loc`, or its refusal."""
+    branches = ctx.branches or BranchRewriter(
+        ctx.module, ctx.args, ctx.kwargs, param_names=ctx.parameter_names, spec=ctx.spec,
+        dynamic_shapes=to_dynamic_shapes(ctx.spec, ctx.parameter_names, ctx.args, ctx.kwargs))
+    return branches.rewrite(loc)
+
+
+def _refused(refusal: Refusal) -> str:
+    """`--fix`'s reason for leaving a branch, and what to do by hand (one option a line)."""
+    text = f"`pt2kit export --fix` does not rewrite it ({refusal.reason}): {refusal.detail.rstrip('.')}."
+    return "\n".join([text] + [f"    option: {o}" for o in refusal.options])
+
+
 def _branch(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
-    rewrite = branch_rewrite(loc.file, loc.line)
+    outcome = _rewrite(loc, ctx)
     why = ("Python decides this branch on a tensor's value, which export does not know while tracing; "
            "torch.cond keeps both sides in the graph.")
-    if rewrite is None:
-        return why, check_code(f, loc, ctx.line_values) or _comment_fix(loc, "express this decision with torch.where or torch.cond"), False
-    is_while = "while_loop" in rewrite.code
-    if is_while:
+    if isinstance(outcome, BranchRewrite):
+        return why, str(outcome), True
+    loop = while_loop_form(loc.file, loc.line)
+    if loop is not None:
         why = "A loop whose trip count depends on a tensor's value; while_loop keeps it in the graph."
-    return why, str(rewrite), not is_while
+        return f"{why} {_refused(outcome)}", str(loop), False
+    fix = check_code(f, loc, ctx.line_values) or _comment_fix(loc, outcome.options[0])
+    return f"{why} {_refused(outcome)}", fix, False
 
 
 def _value(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
@@ -65,7 +84,8 @@ def _value(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     code = item_instead_of_int(loc) or check_code(f, loc, ctx.line_values)
     if code is None:
         code = _comment_fix(loc, "bound the value, e.g. torch._check(k >= 0) and torch._check(k <= x.shape[0])")
-    return why, code, bool(re.search(r"\bif\b|\bwhile\b", loc.code))
+    auto = is_branch_statement(statement_at(loc.file, loc.line), loc.line) and isinstance(_rewrite(loc, ctx), BranchRewrite)
+    return why, code, auto
 
 
 def _operator(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
@@ -102,13 +122,17 @@ def _shape_violation(f: Finding, loc: SourceLocation, ctx: FixContext) -> Writte
     why = (f"The dims declared dynamic do not allow what this line needs (`{python_expr(f.expr) or f.message}`); "
            "narrow or correct the declared dims as torch suggests")
     parts = []
-    rewrite = branch_rewrite(loc.file, loc.line)
-    if rewrite is not None:
+    branch = is_branch_statement(statement_at(loc.file, loc.line), loc.line)
+    rewrite = _rewrite(loc, ctx) if branch else None
+    if isinstance(rewrite, BranchRewrite):
         why += ", or keep both sides of the branch with torch.cond"
         parts.append("# either keep every size and both sides of the branch:\n" + str(rewrite))
         parts.append("# or narrow the dims to the side the example took:")
+    why += "."
+    if isinstance(rewrite, Refusal):
+        why += f" {_refused(rewrite)}"
     parts.append(_dims_code(spec, extra))
-    return why + ".", "\n".join(parts), rewrite is not None
+    return why, "\n".join(parts), isinstance(rewrite, BranchRewrite)
 
 
 def apply_suggestions(spec: DynamicSpec, suggestions: tuple[str, ...]) -> tuple[DynamicSpec, list[str]]:
@@ -272,10 +296,10 @@ def _specialized(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     why = (f"`{f.expr}` was decided once, at export, on the example's sizes ({f.message}); the program keeps only "
            "that side. Declare the dim dynamic and keep both sides with torch.cond.")
     parts = [dynamic_shapes_code(DynamicSpec(entries)), f"# pt2kit: --dynamic {DynamicSpec(entries)}"]
-    rewrite = branch_rewrite(loc.file, loc.line)
-    if rewrite is not None:
+    rewrite = _rewrite(loc, ctx) if is_branch_statement(statement_at(loc.file, loc.line), loc.line) else None
+    if isinstance(rewrite, BranchRewrite):
         parts.append(str(rewrite))
-    return why, "\n".join(parts), rewrite is not None
+    return why, "\n".join(parts), isinstance(rewrite, BranchRewrite)
 
 
 def _eager(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:

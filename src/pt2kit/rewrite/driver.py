@@ -206,7 +206,11 @@ def _splice(lines: list[str], site: _Site, replacement: Replacement, item_change
     """Apply the replacement and the `.item()` edits to the text, bottom up."""
     first = site.block[site.index]
     last = site.block[site.index + replacement.consumed - 1]
-    edits = [(first.lineno, last.end_lineno, first.col_offset, replacement.text)]
+    new_text = replacement.text
+    if lines[first.lineno - 1][first.col_offset:].startswith("elif"):
+        # an `elif` branch is the `else:` of the `if` above: its replacement stays inside that `else:`
+        new_text = ["else:"] + [f"    {ln}" if ln.strip() else ln for ln in new_text]
+    edits = [(first.lineno, last.end_lineno, first.col_offset, new_text)]
     for old, new in item_changes.items():
         edits.append((old.lineno, old.end_lineno, old.col_offset, ast.unparse(new).splitlines()))
     out = list(lines)
