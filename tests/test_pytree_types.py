@@ -91,7 +91,8 @@ def test_transformers_cache_round_trips_through_a_fresh_process(tmp_path, cli):
     assert "transformers.modeling_outputs" in manifest["pytree_imports"]
     code = (
         "import torch, pt2kit; m = pt2kit.load(r'%s'); o = m(torch.randint(0, 99, (3, 5))); "
-        "print(type(o.cache).__name__, o.cache.get_seq_length(), tuple(o.cache.layers[0].keys.shape))" % out
+        "c = o.cache if hasattr(o, 'cache') else o.past_key_values; "  # transformers 5.24 / 5.17 field names
+        "print(type(c).__name__, c.get_seq_length(), tuple(c.layers[0].keys.shape))" % out
     )
     env = dict(os.environ, TRANSFORMERS_VERBOSITY="error")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
