@@ -27,7 +27,8 @@ import torch
 
 from pt2kit import progress
 from pt2kit.capture import CaptureMode, SourceLocation
-from pt2kit.diagnose.source_code import local_names_before, names_loaded, names_stored, statement_at
+from pt2kit.diagnose.source_code import local_names_before, names_stored, statement_at
+from pt2kit.rewrite.analysis import loaded_names
 from pt2kit.fix import FixResult, fix_model
 from pt2kit.rewrite import ModelPatch, Refusal, RefusalReason, rewrite_function
 from pt2kit.shapes import DynamicSpec
@@ -180,7 +181,7 @@ def while_loop_form(path: str, line: int) -> BranchRewrite | None:
         return None
     carried = list(dict.fromkeys(names_stored(stmt.body)))
     known = set(local_names_before(fn, stmt.lineno))
-    ops = [n for n in dict.fromkeys(names_loaded([stmt.test, *stmt.body]) + carried) if n in known and n != "self"]
+    ops = [n for n in dict.fromkeys(loaded_names([stmt.test, *stmt.body]) + carried) if n in known and n != "self"]
     if not ops:
         return None
     params = ", ".join(ops)

@@ -13,7 +13,8 @@ import re
 
 from pt2kit.capture import SourceLocation
 from pt2kit.diagnose.classify import Finding
-from pt2kit.diagnose.source_code import names_loaded, statement_at, value_bindings
+from pt2kit.diagnose.source_code import statement_at, value_bindings
+from pt2kit.rewrite.analysis import loaded_names
 
 
 class _IntToItem(ast.NodeTransformer):
@@ -65,7 +66,7 @@ def check_code(f: Finding, loc: SourceLocation, line_values: dict) -> str | None
         return None
     ctx = statement_at(loc.file, loc.line)
     bindings = value_bindings(ctx.function if ctx else None, loc.line)
-    read_here = [n for n in names_loaded([ctx.statement]) if n in bindings] if ctx else []
+    read_here = [n for n in loaded_names([ctx.statement]) if n in bindings] if ctx else []
     names = read_here or list(bindings)
     symbols = list(dict.fromkeys(re.findall(r"\bu\d+\b", f.expr)))
     if not symbols or not names:

@@ -21,7 +21,8 @@ from pt2kit.diagnose.blockers import BlockerKind
 from pt2kit.diagnose.classify import Finding
 from pt2kit.diagnose.checks import check_code, item_instead_of_int, python_expr
 from pt2kit.diagnose.branch_fix import BranchRewrite, BranchRewriter, while_loop_form
-from pt2kit.diagnose.source_code import is_branch_statement, local_names_before, names_loaded, statement_at
+from pt2kit.diagnose.source_code import is_branch_statement, local_names_before, statement_at
+from pt2kit.rewrite.analysis import loaded_names
 from pt2kit.rewrite import Refusal
 from pt2kit.shapes import DimEntry, DynamicSpec, dynamic_shapes_code, to_dynamic_shapes
 
@@ -197,7 +198,7 @@ def _mutation(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     elif text.startswith("return "):
         code = f"return ({text.removeprefix('return ')}).clone()  # a new tensor, not an alias of the input"
     else:
-        name = next(iter(names_loaded([ctx.statement]) if ctx else []), "x")
+        name = next(iter(loaded_names([ctx.statement]) if ctx else []), "x")
         code = f"{name} = {name}.clone()  # before line {loc.line}: modify a copy, not the input"
     return why, code, False
 
@@ -271,7 +272,7 @@ def _custom_op_wrapper(loc: SourceLocation) -> str:
     value = getattr(stmt, "value", None)
     if value is None or not isinstance(stmt, (ast.Assign, ast.Return)):
         return f"# rewrite line {loc.line} with torch operations: {loc.code}"
-    params = [n for n in names_loaded([value]) if n in set(local_names_before(ctx.function, loc.line)) and n != "self"]
+    params = [n for n in loaded_names([value]) if n in set(local_names_before(ctx.function, loc.line)) and n != "self"]
     name = f"forward_line_{loc.line}"
     typed = ", ".join(f"{p}: torch.Tensor" for p in params)
     call = f"{name}({', '.join(params)})"

@@ -79,15 +79,6 @@ def is_branch_statement(ctx: StatementContext | None, line: int) -> bool:
     return any(isinstance(n, ast.IfExp) for n in ast.walk(stmt) if getattr(n, "lineno", 0) == line)
 
 
-def names_loaded(nodes: list[ast.AST]) -> list[str]:
-    found: dict[str, None] = {}
-    for root in nodes:
-        for node in ast.walk(root):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-                found.setdefault(node.id)
-    return list(found)
-
-
 def names_stored(nodes: list[ast.AST]) -> list[str]:
     found: dict[str, None] = {}
     for root in nodes:
@@ -177,6 +168,6 @@ def return_location(module) -> SourceLocation | None:
 
 __all__ = [
     "METADATA_MUTATIONS", "StatementContext", "definition_location", "forward_location", "is_branch_statement", "line_text",
-    "local_names_before", "location_at", "names_loaded", "names_stored", "parse_file", "return_location",
+    "local_names_before", "location_at", "names_stored", "parse_file", "return_location",
     "statement_at", "value_bindings",
 ]
