@@ -68,11 +68,11 @@ def check_inputs(manifest: Manifest, leaves: list[Any]) -> None:
                 raise InputMismatchError(f"input `{spec.name}` was fixed to {spec.value!r} at export, got {value!r}; export again with the value you need")
             continue
         if not isinstance(value, torch.Tensor):
-            raise InputMismatchError(f"input `{spec.name}` must be a tensor ({spec.dtype}[{', '.join(map(str, spec.shape))}]), got {type(value).__name__}")
+            raise InputMismatchError(f"input `{spec.name}` must be a tensor ({manifest.describe(spec).split(': ', 1)[-1]}), got {type(value).__name__}")
         if dtype_name(value.dtype) != spec.dtype:
             raise InputMismatchError(f"input `{spec.name}` has dtype {dtype_name(value.dtype)}, expected {spec.dtype}; convert it with .to(torch.{spec.dtype})")
         if value.dim() != len(spec.shape):
-            raise InputMismatchError(f"input `{spec.name}` has {value.dim()} dims {list(value.shape)}, expected {len(spec.shape)}: [{', '.join(map(str, spec.shape))}]")
+            raise InputMismatchError(f"input `{spec.name}` has {value.dim()} dims {list(value.shape)}, expected {len(spec.shape)}: {manifest.describe(spec).split(': ', 1)[-1]}")
         for d, (want, got) in enumerate(zip(spec.shape, value.shape)):
             got = int(got)
             if isinstance(want, int):
