@@ -1,6 +1,5 @@
 """export -> inspect -> run through the CLI, and the manifest contract."""
 
-import os
 import sys
 
 import pytest

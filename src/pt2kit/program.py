@@ -11,11 +11,12 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from pt2kit import progress
-from pt2kit.capture import Capture, CaptureMode, capture, failure_message
+from pt2kit.capture import Capture, CaptureMode, failure_message
 from pt2kit.diagnose.specialization import Specialization, find_specializations
 from pt2kit.errors import ExportFailed, InputSpecError
 from pt2kit.manifest import Manifest, build_manifest, with_value_ranges
@@ -25,6 +26,9 @@ from pt2kit.shape_inference import ShapeInference, infer_shapes
 from pt2kit.shape_repair import RepairReport, capture_with_repair
 from pt2kit.shapes import DynamicSpec, parse_dynamic, to_dynamic_shapes
 from pt2kit.target import Target
+
+if TYPE_CHECKING:
+    from pt2kit.fix import FixResult
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,10 @@ from typing import Any, Iterator
 import torch
 from torch.utils import _pytree as pytree
 
-from pt2kit.spec_codec import decode, encode, import_type, type_name
+from pt2kit.pytree_nodes import DATA_LEAVES, PREFIX, attributes, register_attribute_node, slot_names
+from pt2kit.spec_codec import encode, import_type, type_name
 
-_PREFIX = "pt2kit:"
-# leaves torch.export passes through as they are (graph values or constants)
-_DATA_LEAVES = (torch.Tensor, torch.SymInt, torch.SymFloat, torch.SymBool, bool, int, float)
-_PRIMITIVE_LEAVES = _DATA_LEAVES + (str, bytes, complex, torch.dtype, torch.device, torch.layout,
+_PRIMITIVE_LEAVES = DATA_LEAVES + (str, bytes, complex, torch.dtype, torch.device, torch.layout,
                                     torch.memory_format, type, enum.Enum, type(Ellipsis), slice, range,
                                     types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)
 # torch's, the standard library's and pt2kit's own containers need no import at load time
@@ -69,7 +67,7 @@ class TypeReport:
 
     def record(self) -> dict:
         """The manifest entry `pt2kit.load` uses to register the type again."""
-        return {"type": self.type_name, "serialized_name": _PREFIX + self.type_name, "strategy": "attributes", "path": self.path}
+        return {"type": self.type_name, "serialized_name": PREFIX + self.type_name, "strategy": "attributes", "path": self.path}
 
 
 def find_non_pytree(tree: Any, root: str = "output") -> list[TypeReport]:
@@ -106,7 +104,7 @@ def register_pytree_types(tree: Any, root: str = "output") -> list[TypeReport]:
     reports = []
     for report in find_non_pytree(tree, root):
         if report.supported:
-            _register(import_type(report.type_name))
+            register_attribute_node(import_type(report.type_name))
             report = dataclasses.replace(report, registered=True)
         reports.append(report)
     return reports
@@ -139,7 +137,7 @@ def restore_registrations(records: list[dict] | tuple[dict, ...], imports: list[
         except Exception as exc:  # any import failure only matters if the program needs the type
             notes.append(f"cannot import `{name}` ({type(exc).__name__}); outputs of its types will not load")
     for record in records:
-        serialized = record.get("serialized_name") or _PREFIX + record["type"]
+        serialized = record.get("serialized_name") or PREFIX + record["type"]
         if serialized in pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE:
             continue
         try:
@@ -147,10 +145,10 @@ def restore_registrations(records: list[dict] | tuple[dict, ...], imports: list[
         except (ImportError, AttributeError):
             cls = type(record["type"].rpartition(".")[2], (_StandIn,), {"__module__": "pt2kit.pytree_types"})
             notes.append(f"`{record['type']}` is not importable here; it comes back as a plain object with the same attributes")
-            _register(cls, serialized)
+            register_attribute_node(cls, serialized)
             continue
         if cls not in pytree.SUPPORTED_NODES:
-            _register(cls, serialized)
+            register_attribute_node(cls, serialized)
     return notes
 
 
@@ -191,7 +189,7 @@ def manifest_fields(program: torch.export.ExportedProgram) -> dict[str, tuple]:
         for cls in _spec_types(spec):
             if _is_ours(cls):
                 records.setdefault(type_name(cls), {
-                    "type": type_name(cls), "serialized_name": _PREFIX + type_name(cls), "strategy": "attributes",
+                    "type": type_name(cls), "serialized_name": PREFIX + type_name(cls), "strategy": "attributes",
                 })
         imports.update(dict.fromkeys(spec_imports(spec)))
     return {"pytree_types": tuple(records.values()), "pytree_imports": tuple(imports)}
@@ -219,7 +217,7 @@ def _walk(obj: Any, path: str, found: dict[type, TypeReport], seen: set[int]) ->
         return
     seen.add(id(obj))
     if _is_ours(type(obj)):  # registered earlier: its attributes may hold types not registered yet
-        for name, value in _attributes(obj):
+        for name, value in attributes(obj):
             _walk(value, f"{path}.{name}", found, seen)
         return
     if _is_node(obj):
@@ -232,13 +230,13 @@ def _walk(obj: Any, path: str, found: dict[type, TypeReport], seen: set[int]) ->
     if cls not in found:
         reason = _unsupported_reason(obj)
         found[cls] = TypeReport(type_name(cls), path, not reason, reason=reason)
-    for name, value in _attributes(obj):
+    for name, value in attributes(obj):
         _walk(value, f"{path}.{name}", found, seen)
 
 
 def _is_ours(cls: type) -> bool:
     node = pytree.SUPPORTED_SERIALIZED_TYPES.get(cls)
-    return node is not None and str(node.serialized_type_name).startswith(_PREFIX)
+    return node is not None and str(node.serialized_type_name).startswith(PREFIX)
 
 
 def _is_node(obj: Any) -> bool:
@@ -256,11 +254,11 @@ def _unsupported_reason(obj: Any) -> str:
         return "an nn.Module; return its tensors instead"
     if callable(obj) and not hasattr(obj, "__dict__"):
         return "a function or builtin object"
-    if not hasattr(obj, "__dict__") and not _slot_names(cls):
+    if not hasattr(obj, "__dict__") and not slot_names(cls):
         return "it has neither __dict__ nor __slots__"
     if "<locals>" in cls.__qualname__:
         return "it is defined inside a function, so it cannot be imported by name at load time"
-    for name, value in _attributes(obj):
+    for name, value in attributes(obj):
         if not _is_data_shaped(value):
             try:
                 encode(value)
@@ -271,135 +269,13 @@ def _unsupported_reason(obj: Any) -> str:
 
 def _is_data_shaped(value: Any) -> bool:
     """Whether `value` will hold only graph values once nested types are registered."""
-    if isinstance(value, _DATA_LEAVES) and not isinstance(value, enum.Enum):
+    if isinstance(value, DATA_LEAVES) and not isinstance(value, enum.Enum):
         return True
     if _is_node(value):
         return all(_is_data_shaped(c) for _, c in _children_with_keys(value))
     # an object that will be registered itself (its own problems are reported on its own line)
-    return not isinstance(value, _PRIMITIVE_LEAVES) and value is not None and (hasattr(value, "__dict__") or bool(_slot_names(type(value))))
+    return not isinstance(value, _PRIMITIVE_LEAVES) and value is not None and (hasattr(value, "__dict__") or bool(slot_names(type(value))))
 
-
-# --- the attribute flattening ------------------------------------------------------------------
-
-def _slot_names(cls: type) -> list[str]:
-    names = []
-    for klass in cls.__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        names += [slots] if isinstance(slots, str) else [s for s in slots if s not in ("__dict__", "__weakref__")]
-    return names
-
-
-def _attributes(obj: Any) -> Iterator[tuple[str, Any]]:
-    for name in _slot_names(type(obj)):
-        if hasattr(obj, name):
-            yield name, getattr(obj, name)
-    yield from getattr(obj, "__dict__", {}).items()
-
-
-def _is_data(value: Any) -> bool:
-    """A child (a program input/output) when it holds only tensors and numbers (plain or symbolic)."""
-    leaves = pytree.tree_leaves(value)
-    return all(isinstance(leaf, _DATA_LEAVES) and not isinstance(leaf, enum.Enum) for leaf in leaves)
-
-
-_NUMBER_KINDS = {torch.SymInt: "int", torch.SymFloat: "float", torch.SymBool: "bool", int: "int", float: "float", bool: "bool"}
-_NUMBER_TYPES = {"int": int, "float": float, "bool": bool}
-
-
-def _flatten(obj: Any) -> tuple[list[Any], Any]:
-    """Children: tensors and numbers. Context: their names, the other attributes (constants), and which
-    children are numbers (an AOTInductor package returns a number output as a 0-dim tensor; unflatten
-    turns it back)."""
-    names, children, constants, numbers = [], [], [], []
-    for name, value in _attributes(obj):
-        if _is_data(value):
-            names.append(name)
-            children.append(value)
-            mask = _number_mask(value)
-            if _has_number(mask):
-                numbers.append((name, mask))
-        else:
-            constants.append((name, value))
-    return children, (tuple(names), tuple(constants), tuple(numbers))
-
-
-def _flatten_with_keys(obj: Any):
-    children, context = _flatten(obj)
-    return [(pytree.GetAttrKey(name), child) for name, child in zip(context[0], children)], context
-
-
-def _unflatten_for(cls: type):
-    def unflatten(children, context):
-        names, constants, numbers = context
-        kinds = dict(numbers)
-        obj = cls.__new__(cls)
-        for name, value in list(zip(names, children)) + list(constants):
-            if name in kinds:
-                value = _restore_numbers(value, kinds[name])
-            if hasattr(obj, "__dict__") and name not in _slot_names(cls):
-                obj.__dict__[name] = value
-            else:
-                object.__setattr__(obj, name, value)
-        return obj
-
-    return unflatten
-
-
-def _number_mask(value: Any) -> Any:
-    """The kind (`"int"`, ...) of each number in `value`, in its dict/list/tuple structure, as hashable
-    tuples: `("d", ((key, mask), ...))`, `("l", (mask, ...))`; None where there is no number."""
-    if type(value) in _NUMBER_KINDS:
-        return _NUMBER_KINDS[type(value)]
-    if type(value) is dict:
-        return ("d", tuple((k, _number_mask(v)) for k, v in value.items()))
-    if type(value) in (list, tuple):
-        return ("l", tuple(_number_mask(v) for v in value))
-    return None
-
-
-def _has_number(mask: Any) -> bool:
-    if isinstance(mask, str):
-        return True
-    if isinstance(mask, tuple) and len(mask) == 2:
-        items = (m for _, m in mask[1]) if mask[0] == "d" else mask[1]
-        return any(_has_number(m) for m in items)
-    return False
-
-
-def _restore_numbers(value: Any, mask: Any) -> Any:
-    """Undo a runtime's numbers-as-0-dim-tensors where `mask` says eager had a number."""
-    if isinstance(mask, str):
-        return _NUMBER_TYPES[mask](value.item()) if isinstance(value, torch.Tensor) and value.dim() == 0 else value
-    if not (isinstance(mask, tuple) and len(mask) == 2):
-        return value
-    if type(value) is dict and mask[0] == "d":
-        kinds = dict(mask[1])
-        return {k: _restore_numbers(v, kinds.get(k)) for k, v in value.items()}
-    if type(value) in (list, tuple) and mask[0] == "l":
-        return type(value)(_restore_numbers(v, m) for v, m in zip(value, mask[1]))
-    return value
-
-
-def _to_dumpable(context) -> Any:
-    names, constants, numbers = context
-    return {"children": list(names), "constants": [[name, encode(value)] for name, value in constants],
-            "numbers": [[name, encode(mask)] for name, mask in numbers]}
-
-
-def _from_dumpable(data) -> Any:
-    return (tuple(data["children"]), tuple((name, decode(value)) for name, value in data["constants"]),
-            tuple((name, decode(mask)) for name, mask in data.get("numbers", ())))
-
-
-def _register(cls: type, serialized_name: str | None = None) -> None:
-    if cls in pytree.SUPPORTED_NODES:
-        return
-    pytree.register_pytree_node(
-        cls, _flatten, _unflatten_for(cls),
-        serialized_type_name=serialized_name or _PREFIX + type_name(cls),
-        to_dumpable_context=_to_dumpable, from_dumpable_context=_from_dumpable,
-        flatten_with_keys_fn=_flatten_with_keys,
-    )
 
 
 __all__ = [

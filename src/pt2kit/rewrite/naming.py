@@ -61,7 +61,7 @@ def branch_names(test: ast.AST) -> tuple[str, str]:
         phrase = f"_{joiner}_".join(p for p in parts if p)
         if len(parts) == len(test.values) and all(parts) and len(phrase) <= 2 * _MAX_LEN:
             return f"_if_{phrase}", f"_if_not_{phrase}".replace("_if_not_not_", "_if_")
-        return (f"_if_all_conditions", "_if_not_all_conditions") if joiner == "and" else ("_if_any_condition", "_if_no_condition")
+        return ("_if_all_conditions", "_if_not_all_conditions") if joiner == "and" else ("_if_any_condition", "_if_no_condition")
     subject = _clip(expression_words(test))
     return f"_if_{subject}", f"_if_not_{subject}"
 
