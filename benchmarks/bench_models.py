@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pt2kit.target import Target
+from pt2kit.target.resolve import Target
 
 
 class SmallCNN(nn.Module):

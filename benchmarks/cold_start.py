@@ -3,7 +3,7 @@
     python benchmarks/cold_start.py [PACKAGE.aoti.pt2] [--repeat 3]
 
 Four cases, each in a new process with TORCHINDUCTOR_CACHE_DIR set to a new empty folder;
-imports (torch, torch._inductor.package, pt2kit.runtime) happen before the clock starts:
+imports (torch, torch._inductor.package, pt2kit.artifact.runtime) happen before the clock starts:
   plain aoti_load_package, g++ on the PATH / no compiler on the PATH
   pt2kit.load,             g++ on the PATH / no compiler on the PATH
 Results: benchmarks/cold_start.md.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 CHILD = r"""
 import json, sys, time
-import torch, torch._inductor, torch._inductor.package, pt2kit, pt2kit.runtime
+import torch, torch._inductor, torch._inductor.package, pt2kit, pt2kit.artifact.runtime
 path, how = sys.argv[1], sys.argv[2]
 x = torch.randn(4, 16)
 t = time.perf_counter()

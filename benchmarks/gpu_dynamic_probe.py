@@ -17,8 +17,8 @@ import torch  # noqa: E402
 
 import architectures  # noqa: E402
 from pt2kit import progress  # noqa: E402
-from pt2kit.program import export_program  # noqa: E402
-from pt2kit.survey_targets import collect_entries  # noqa: E402
+from pt2kit.export.program import export_program  # noqa: E402
+from pt2kit.survey.targets import collect_entries  # noqa: E402
 
 progress.set_quiet(True)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -60,7 +60,7 @@ def main() -> None:
         direct = torch._inductor.aoti_load_package(str(path))
         raw = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
         x = torch.randn(args.batch, *[s for s in artifact.manifest.inputs[0].shape[1:]])
-        from pt2kit.contract import check_inputs
+        from pt2kit.artifact.contract import check_inputs
 
         runner, manifest = artifact._runner, artifact.manifest
 

@@ -11,8 +11,8 @@ pytest.importorskip("transformers")
 import architectures  # noqa: E402  (tests/ is on sys.path through conftest)
 
 from pt2kit import progress  # noqa: E402
-from pt2kit.survey import SurveyOptions, survey  # noqa: E402
-from pt2kit.survey_targets import collect_entries  # noqa: E402
+from pt2kit.survey.run import SurveyOptions, survey  # noqa: E402
+from pt2kit.survey.targets import collect_entries  # noqa: E402
 
 FILE = str(Path(architectures.__file__))
 NAMES = list(architectures.SURVEY)

@@ -21,7 +21,7 @@ from pt2kit.benchmark.batching import batch_layout, parse_batch_sizes
 from pt2kit.benchmark.timing import Timer, interleaved, percentile
 from pt2kit.cli import main
 from pt2kit.errors import UsageError
-from pt2kit.target import Target
+from pt2kit.target.resolve import Target
 
 from conftest import case, check_one_line_error
 

@@ -20,7 +20,7 @@ import pt2kit
 from conftest import ROOT, check_one_line_error
 from pt2kit.compile import PRESETS, build as build_module, compile_package
 from pt2kit.compile.build import add_manifest
-from pt2kit.package import ArtifactKind, artifact_kind, read_manifest
+from pt2kit.artifact.package import ArtifactKind, artifact_kind, read_manifest
 
 pytestmark = pytest.mark.slow
 

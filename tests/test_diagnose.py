@@ -17,7 +17,7 @@ import torch
 import pt2kit
 from pt2kit.diagnose import BlockerKind
 from pt2kit.diagnose.branch_fix import replaced_span
-from pt2kit.shapes import parse_dynamic, to_dynamic_shapes
+from pt2kit.shapes.spec import parse_dynamic, to_dynamic_shapes
 from conftest import check_one_line_error
 
 BLOCKERS = Path(__file__).resolve().parent / "blockers"

@@ -11,9 +11,9 @@ import torch
 
 import pt2kit
 from pt2kit.diagnose import BlockerKind
-from pt2kit.fix import fix_model
+from pt2kit.rewrite.fix import fix_model
 from pt2kit.rewrite import rewrite_function
-from pt2kit.shapes import parse_dynamic, to_dynamic_shapes
+from pt2kit.shapes.spec import parse_dynamic, to_dynamic_shapes
 from fix_cases import CASES_DIR, case_files
 
 FIXED = case_files(prefix="c")

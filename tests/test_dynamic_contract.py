@@ -5,7 +5,7 @@ import torch
 
 import pt2kit
 from conftest import case, check_one_line_error
-from pt2kit.manifest import Manifest
+from pt2kit.artifact.manifest import Manifest
 
 
 @pytest.fixture(scope="module")

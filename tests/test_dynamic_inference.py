@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 import pt2kit
 from conftest import case, check_one_line_error
 from pt2kit.errors import InputSpecError
-from pt2kit.shape_inference import infer_shapes, parse_sample
+from pt2kit.shapes.inference import infer_shapes, parse_sample
 
 
 def sample(*tensors, **named):

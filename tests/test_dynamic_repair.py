@@ -6,9 +6,9 @@ import torch
 import pt2kit
 from conftest import case, check_one_line_error
 from pt2kit.errors import ExportFailed
-from pt2kit.diagnose.shape_branches import is_branch
-from pt2kit.shape_repair import FixKind
-from pt2kit.suggested_fixes import parse_suggested_fixes
+from pt2kit.export.shape_branches import is_branch
+from pt2kit.shapes.repair import FixKind
+from pt2kit.shapes.suggested_fixes import parse_suggested_fixes
 
 SEED = case("seed")
 

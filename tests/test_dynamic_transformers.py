@@ -10,7 +10,7 @@ import torch
 
 import pt2kit
 from conftest import case, check_one_line_error
-from pt2kit.shape_repair import FixKind
+from pt2kit.shapes.repair import FixKind
 
 pytestmark = pytest.mark.slow  # each export takes ~10-20 s on a CI core
 

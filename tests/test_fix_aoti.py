@@ -14,7 +14,7 @@ CASES = ["c10_module_list_assign", "c16_dynamic_dim"]
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CASES)
 def test_fixed_program_compiles_with_aotinductor(cli, tmp_path, name):
-    from pt2kit.target import load_target
+    from pt2kit.target.resolve import load_target
 
     path = CASES_DIR / f"{name}.py"
     check_fixed(cli, path, tmp_path / "fixed.pt2")

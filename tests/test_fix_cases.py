@@ -22,7 +22,7 @@ def test_case_is_fixed(cli, path, tmp_path):
 
 @pytest.mark.parametrize("path", REFUSED, ids=[p.stem for p in REFUSED])
 def test_case_is_refused_with_reason_and_options(cli, path, tmp_path):
-    from pt2kit.target import load_target
+    from pt2kit.target.resolve import load_target
 
     source = load_target(f"{path}:model").source
     out = tmp_path / "out.pt2"

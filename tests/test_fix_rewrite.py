@@ -116,7 +116,7 @@ def test_strict_mode_fixes_nested_branches_without_python_frames(cli, tmp_path):
     result = cli("export", f"{path}:model", "--fix", "--mode", "strict", "-o", out, "--json", "-q")
     assert result.code == 0, result.err
     assert len(result.json()["fix"]["steps"]) == 3
-    from pt2kit.target import load_target
+    from pt2kit.target.resolve import load_target
 
     source = load_target(f"{path}:model").source
     program = torch.export.load(str(out)).module()

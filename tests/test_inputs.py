@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import save_file
 
 from pt2kit.errors import InputSpecError, TensorFileError
-from pt2kit.inputs import parse_input, read_tensors, resolve_inputs
+from pt2kit.target.inputs import parse_input, read_tensors, resolve_inputs
 
 
 def test_random_float_tensor_has_dtype_and_shape():

@@ -11,7 +11,7 @@ from torch.utils import _pytree as pytree
 
 import pt2kit
 from conftest import case
-from pt2kit.pytree_types import find_non_pytree, register_pytree_types
+from pt2kit.pytrees.types import find_non_pytree, register_pytree_types
 
 TESTS = Path(__file__).resolve().parent
 

@@ -3,7 +3,7 @@ import torch
 from torch.export import Dim
 
 from pt2kit.errors import InputSpecError
-from pt2kit.shapes import DimEntry, dynamic_shapes_code, parse_dynamic, to_dynamic_shapes
+from pt2kit.shapes.spec import DimEntry, dynamic_shapes_code, parse_dynamic, to_dynamic_shapes
 
 
 def test_single_entry():

@@ -11,8 +11,8 @@ SURVEY_FILE = case("survey_models")
 def survey_json(tmp_path_factory):
     """The three models of tests/cases/survey_models.py, static and with a dynamic batch."""
     from pt2kit import progress
-    from pt2kit.survey import SurveyOptions, survey
-    from pt2kit.survey_targets import collect_entries
+    from pt2kit.survey.run import SurveyOptions, survey
+    from pt2kit.survey.targets import collect_entries
 
     progress.set_quiet(True)
     try:

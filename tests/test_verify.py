@@ -9,10 +9,10 @@ import torch
 
 import pt2kit
 from conftest import case, check_one_line_error
-from pt2kit.manifest import DimRange, LeafSpec, Manifest
-from pt2kit.verify import verify_outputs
-from pt2kit.verify_cases import HUGE_SIZE, max_tested_size, plan_cases
-from pt2kit.verify_compare import MismatchKind, Tolerance, compare_leaf, default_tolerance
+from pt2kit.artifact.manifest import DimRange, LeafSpec, Manifest
+from pt2kit.verify.outputs import verify_outputs
+from pt2kit.verify.cases import HUGE_SIZE, max_tested_size, plan_cases
+from pt2kit.verify.compare import MismatchKind, Tolerance, compare_leaf, default_tolerance
 
 
 def export(name: str, tmp_path, attr: str = "model", **options):

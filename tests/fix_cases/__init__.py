@@ -62,7 +62,7 @@ def check_golden(path: Path, diff: str) -> None:
 def check_fixed(cli, path: Path, out: Path) -> dict:
     """`pt2kit export PATH:model --fix` succeeds; plain `torch.export.load(out).module()` equals the eager
     model on every probe; the user's model is unchanged. Returns the export's JSON."""
-    from pt2kit.target import load_target
+    from pt2kit.target.resolve import load_target
 
     source = load_target(f"{path}:model").source
     before = classes_of(source.model)

@@ -29,8 +29,8 @@ from pt2kit.benchmark.modes import BuildContext, Built, ModeUnavailable, build
 from pt2kit.benchmark.report import BenchMode, BenchReport, BenchRow, Machine, ModeOutcome, ModeStatus
 from pt2kit.benchmark.timing import MemoryProbe, Timer, interleaved, percentile
 from pt2kit.errors import UsageError
-from pt2kit.inputs import DTYPES, InputSpec, dtype_name
-from pt2kit.target import Target, load_target
+from pt2kit.target.inputs import DTYPES, InputSpec, dtype_name
+from pt2kit.target.resolve import Target, load_target
 
 DEFAULT_MODES = (BenchMode.EAGER, BenchMode.COMPILE, BenchMode.EXPORT, BenchMode.AOTI, BenchMode.ONNXRUNTIME)
 _ARTIFACT_MODES = (BenchMode.EXPORT, BenchMode.AOTI, BenchMode.ONNXRUNTIME)

@@ -23,7 +23,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.benchmark.report import BenchMode
-from pt2kit.target import Target
+from pt2kit.target.resolve import Target
 
 
 class ModeUnavailable(Exception):
@@ -81,7 +81,7 @@ def build(mode: BenchMode, ctx: BuildContext) -> Built:
 def _program(ctx: BuildContext) -> tuple[Path, float]:
     """The `.pt2` for this build (exported once, shared by export and aoti) and its export seconds."""
     if ctx.tag not in ctx.programs:
-        from pt2kit.program import export_program
+        from pt2kit.export.program import export_program
 
         path = ctx.workdir / f"program{ctx.tag}.pt2"
         target = dataclasses.replace(ctx.target, args=ctx.args, kwargs=ctx.kwargs)
@@ -97,7 +97,7 @@ def _program(ctx: BuildContext) -> tuple[Path, float]:
 
 
 def _build_export(ctx: BuildContext) -> Built:
-    from pt2kit.runtime import load
+    from pt2kit.artifact.runtime import load
 
     path, export_s = _program(ctx)
     start = time.perf_counter()
@@ -107,7 +107,7 @@ def _build_export(ctx: BuildContext) -> Built:
 
 
 def _build_aoti(ctx: BuildContext) -> Built:
-    from pt2kit.runtime import load
+    from pt2kit.artifact.runtime import load
 
     program, export_s = _program(ctx)
     package = ctx.workdir / f"package{ctx.tag}.pt2"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pt2kit.benchmark.report import BenchMode, BenchReport
 from pt2kit.errors import UsageError
-from pt2kit.package import atomic_path
+from pt2kit.artifact.package import atomic_path
 
 
 def check_plot_path(path: str | os.PathLike) -> Path:

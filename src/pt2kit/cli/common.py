@@ -22,7 +22,7 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def parsed_inputs(args: argparse.Namespace):
-    from pt2kit.inputs import parse_input
+    from pt2kit.target.inputs import parse_input
 
     return [parse_input(text) for text in args.input]
 

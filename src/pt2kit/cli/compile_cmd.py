@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     source = args.source
     if ":" in source and not source.endswith(".pt2"):
-        from pt2kit.target import load_target
+        from pt2kit.target.resolve import load_target
 
         source = load_target(source, parsed_inputs(args), seed=args.seed)
         source.dynamic = args.dynamic or source.dynamic
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
                                use_cache=not args.no_cache)
 
     if args.verify:
-        from pt2kit.verify import program_target
+        from pt2kit.verify.outputs import program_target
 
         reference = program_target(source) if isinstance(source, str) else source
         return run_verified(args, build, reference, parsed_inputs(args))

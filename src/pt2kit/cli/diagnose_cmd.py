@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pt2kit.diagnose import diagnose
-    from pt2kit.target import load_target
+    from pt2kit.target.resolve import load_target
 
     target = load_target(args.target, parsed_inputs(args), seed=args.seed)
     result = diagnose(target, args.dynamic, mode=args.mode, check_compile=not args.no_compile_check)

@@ -37,14 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pt2kit.errors import ExportFailed
-    from pt2kit.manifest import declared_value_ranges
-    from pt2kit.program import export_program
-    from pt2kit.target import load_target
+    from pt2kit.artifact.manifest import declared_value_ranges
+    from pt2kit.export.program import export_program
+    from pt2kit.target.resolve import load_target
 
     inputs = parsed_inputs(args)
     samples = None
     if args.sample:  # the model's own example_args are not needed: the samples are the examples
-        from pt2kit.shape_inference import load_samples, parse_sample
+        from pt2kit.shapes.inference import load_samples, parse_sample
 
         inputs = inputs or parse_sample(args.sample[0])
     target = load_target(args.target, inputs, seed=args.seed)
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             fix=args.fix or args.show_diff or bool(args.write_patch),
         )
         if result.fix is not None:  # the rewrite, shown or saved only once it exported and matched
-            from pt2kit.fix import write_patch
+            from pt2kit.rewrite.fix import write_patch
 
             if args.write_patch:
                 write_patch(result.fix, args.write_patch)

@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pt2kit.inspection import inspect_artifact
+    from pt2kit.artifact.inspection import inspect_artifact
 
     emit(inspect_artifact(args.artifact, graph=args.graph), args.json)
     return 0

@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pt2kit.execution import run_artifact
+    from pt2kit.artifact.execution import run_artifact
 
     emit(run_artifact(args.artifact, parsed_inputs(args), out=args.out, seed=args.seed), args.json)
     return 0

@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pt2kit.survey import SurveyOptions, survey
-    from pt2kit.survey_targets import collect_entries
+    from pt2kit.survey.run import SurveyOptions, survey
+    from pt2kit.survey.targets import collect_entries
 
     split = lambda text: tuple(s.strip() for s in text.split(",") if s.strip())  # noqa: E731
     shapes = split(args.shapes) if args.shapes else (("dynamic",) if args.dynamic_batch else ("static",))

@@ -18,7 +18,7 @@ def add_verify_options(p: argparse.ArgumentParser) -> None:
 
 def verify_options(args: argparse.Namespace, inputs, parameters: list[str]) -> dict:
     """The keyword arguments of `verify_outputs` from parsed flags."""
-    from pt2kit.manifest import declared_value_ranges
+    from pt2kit.artifact.manifest import declared_value_ranges
 
     return {
         "samples": args.samples, "seed": args.seed, "atol": args.atol, "rtol": args.rtol, "max_size": args.max_size,
@@ -35,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pt2kit.target import load_target
-    from pt2kit.verify import verify_outputs
+    from pt2kit.target.resolve import load_target
+    from pt2kit.verify.outputs import verify_outputs
 
     inputs = parsed_inputs(args)
     target = load_target(args.target, inputs, seed=args.seed)
@@ -51,7 +51,7 @@ def run_verified(args: argparse.Namespace, write, target, inputs) -> int:
     import json
     import sys
 
-    from pt2kit.verify import write_verified
+    from pt2kit.verify.outputs import write_verified
 
     result, report = write_verified(args.output, write, target, **verify_options(args, inputs, target.parameter_names))
     if args.json:

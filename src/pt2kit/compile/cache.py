@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from pt2kit.package import atomic_path
+from pt2kit.artifact.package import atomic_path
 
 
 def default_cache_dir() -> Path:

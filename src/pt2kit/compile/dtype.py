@@ -17,7 +17,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.errors import UsageError
-from pt2kit.manifest import Manifest, build_manifest
+from pt2kit.artifact.manifest import Manifest, build_manifest
 
 
 class DType(str, Enum):

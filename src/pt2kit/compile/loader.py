@@ -25,7 +25,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.errors import ArtifactError
-from pt2kit.manifest import Manifest
+from pt2kit.artifact.manifest import Manifest
 
 SYSTEM_LIBSTDCXX = ("/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6", "/usr/lib/aarch64-linux-gnu/libstdc++.so.6")
 

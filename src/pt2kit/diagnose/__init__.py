@@ -11,7 +11,7 @@ import types
 
 from pt2kit.diagnose.blockers import Blocker, BlockerKind, CompileReport, Diagnosis, GraphBreak
 from pt2kit.diagnose.diagnosis import diagnose
-from pt2kit.diagnose.specialization import Specialization, find_specializations
+from pt2kit.export.specialization import Specialization, find_specializations
 
 
 class _CallablePackage(types.ModuleType):

@@ -26,12 +26,12 @@ from typing import Any
 import torch
 
 from pt2kit import progress
-from pt2kit.capture import CaptureMode, SourceLocation
+from pt2kit.export.capture import CaptureMode, SourceLocation
 from pt2kit.diagnose.source_code import local_names_before, names_stored, statement_at
 from pt2kit.rewrite.analysis import loaded_names
-from pt2kit.fix import FixResult, fix_model
+from pt2kit.rewrite.fix import FixResult, fix_model
 from pt2kit.rewrite import ModelPatch, Refusal, RefusalReason, rewrite_function
-from pt2kit.shapes import DynamicSpec
+from pt2kit.shapes.spec import DynamicSpec
 
 _SPAN = re.compile(r"^# replaces lines (\d+)-(\d+) of (.+?):?$", re.MULTILINE)
 

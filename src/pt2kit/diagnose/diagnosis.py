@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from pt2kit import progress
-from pt2kit.capture import CaptureMode, SourceLocation, capture
+from pt2kit.export.capture import CaptureMode, SourceLocation, capture
 from pt2kit.diagnose.blockers import Blocker, BlockerKind, Diagnosis
 from pt2kit.diagnose.branch_fix import BranchRewriter
 from pt2kit.diagnose.classify import Finding, chain_text, classify_exception, zero_one_dims
@@ -32,10 +32,10 @@ from pt2kit.diagnose.fixes import FixContext, find_type, write_fix
 from pt2kit.diagnose.line_values import values_at_lines
 from pt2kit.diagnose.source_code import definition_location, forward_location, return_location
 from pt2kit.diagnose.sources import draft_findings, explain_compile
-from pt2kit.diagnose.specialization import find_specializations
-from pt2kit.fix import failure_site
-from pt2kit.shapes import DynamicSpec, parse_dynamic, to_dynamic_shapes
-from pt2kit.target import Target
+from pt2kit.export.specialization import find_specializations
+from pt2kit.rewrite.fix import failure_site
+from pt2kit.shapes.spec import DynamicSpec, parse_dynamic, to_dynamic_shapes
+from pt2kit.target.resolve import Target
 
 _DATA_DEPENDENT = (BlockerKind.DATA_DEPENDENT_BRANCH, BlockerKind.DATA_DEPENDENT_VALUE)
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from pt2kit.capture import SourceLocation
+from pt2kit.export.capture import SourceLocation
 from pt2kit.diagnose.blockers import BlockerKind
 from pt2kit.diagnose.classify import Finding
 from pt2kit.diagnose.checks import check_code, item_instead_of_int, python_expr
@@ -24,7 +24,7 @@ from pt2kit.diagnose.branch_fix import BranchRewrite, BranchRewriter, while_loop
 from pt2kit.diagnose.source_code import is_branch_statement, local_names_before, statement_at
 from pt2kit.rewrite.analysis import loaded_names
 from pt2kit.rewrite import Refusal
-from pt2kit.shapes import DimEntry, DynamicSpec, dynamic_shapes_code, to_dynamic_shapes
+from pt2kit.shapes.spec import DimEntry, DynamicSpec, dynamic_shapes_code, to_dynamic_shapes
 
 
 @dataclass(frozen=True)

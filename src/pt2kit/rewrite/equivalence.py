@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from pt2kit.inputs import random_tensor
-from pt2kit.shapes import DynamicSpec
+from pt2kit.target.inputs import random_tensor
+from pt2kit.shapes.spec import DynamicSpec
 
 _SCALES = (1.0, 0.01, 100.0)
 AUTO_LABEL = "auto dim "  # input sets at sizes only the eager models must accept

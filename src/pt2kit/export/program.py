@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING
 import torch
 
 from pt2kit import progress
-from pt2kit.capture import Capture, CaptureMode, failure_message
-from pt2kit.diagnose.specialization import Specialization, find_specializations
+from pt2kit.export.capture import Capture, CaptureMode, failure_message
+from pt2kit.export.specialization import Specialization, find_specializations
 from pt2kit.errors import ExportFailed, InputSpecError
-from pt2kit.manifest import Manifest, build_manifest, with_value_ranges
-from pt2kit.package import save_program
-from pt2kit.pytree_types import manifest_fields, register_model_types
-from pt2kit.shape_inference import ShapeInference, infer_shapes
-from pt2kit.shape_repair import RepairReport, capture_with_repair
-from pt2kit.shapes import DynamicSpec, parse_dynamic, to_dynamic_shapes
-from pt2kit.target import Target
+from pt2kit.artifact.manifest import Manifest, build_manifest, with_value_ranges
+from pt2kit.artifact.package import save_program
+from pt2kit.pytrees.types import manifest_fields, register_model_types
+from pt2kit.shapes.inference import ShapeInference, infer_shapes
+from pt2kit.shapes.repair import RepairReport, capture_with_repair
+from pt2kit.shapes.spec import DynamicSpec, parse_dynamic, to_dynamic_shapes
+from pt2kit.target.resolve import Target
 
 if TYPE_CHECKING:
-    from pt2kit.fix import FixResult
+    from pt2kit.rewrite.fix import FixResult
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class ExportResult:
     manifest: Manifest
     capture: Capture
     specializations: tuple[Specialization, ...] = field(default=())
-    shape_repair: RepairReport | None = None  # what repair changed in the dynamic shapes (pt2kit.shape_repair)
-    inferred: ShapeInference | None = None  # the spec proposed from `samples` (pt2kit.shape_inference)
-    fix: "FixResult | None" = None  # the branches `--fix` rewrote into torch.cond (pt2kit.fix)
+    shape_repair: RepairReport | None = None  # what repair changed in the dynamic shapes (pt2kit.shapes.repair)
+    inferred: ShapeInference | None = None  # the spec proposed from `samples` (pt2kit.shapes.inference)
+    fix: "FixResult | None" = None  # the branches `--fix` rewrote into torch.cond (pt2kit.rewrite.fix)
 
     def __str__(self) -> str:
         m = self.manifest
@@ -122,7 +122,7 @@ def export_program(
         >>> result = export_program(load_target("model.py:model"), "model.pt2", dynamic="x:0=batch[1,64]")
     """
     inferred = None
-    if samples:  # propose the dynamic dims from the samples (pt2kit.shape_inference)
+    if samples:  # propose the dynamic dims from the samples (pt2kit.shapes.inference)
         if dynamic is not None:
             raise InputSpecError("give either a dynamic spec or samples to infer it from, not both")
         inferred = infer_shapes(samples, target.parameter_names)
@@ -132,12 +132,12 @@ def export_program(
     params = target.parameter_names
     dynamic_shapes = to_dynamic_shapes(spec, params, target.args, target.kwargs)
     fixed = None
-    if fix:  # rewrite data-dependent branches into torch.cond on a copy of the model (pt2kit.fix)
-        from pt2kit.fix import fix_target
+    if fix:  # rewrite data-dependent branches into torch.cond on a copy of the model (pt2kit.rewrite.fix)
+        from pt2kit.rewrite.fix import fix_target
 
         fixed = fix_target(target, dynamic_shapes=dynamic_shapes, spec=spec, mode=mode)
         target = dataclasses.replace(target, module=fixed.module)
-    register_model_types(target.module, target.args, target.kwargs, params)  # caches, dataclasses: pt2kit.pytree_types
+    register_model_types(target.module, target.args, target.kwargs, params)  # caches, dataclasses: pt2kit.pytrees.types
     with progress.stage(f"export ({CaptureMode(mode).value})"):
         repaired = capture_with_repair(target.module, target.args, target.kwargs, spec, params, mode=mode, repair=repair,
                                        fix_applied=fix)

@@ -1,4 +1,4 @@
-"""Constants kept in a program's pytree spec, as JSON: what `pt2kit.pytree_types` stores for the
+"""Constants kept in a program's pytree spec, as JSON: what `pt2kit.pytrees.types` stores for the
 attributes it does not make program inputs or outputs (a dtype, a device, a class, an enum, a string)
 so that `torch.export.save` can write the spec and `torch.export.load` can read it back.
 

@@ -9,7 +9,7 @@ torch prints each fix as a line of Python::
     _b = Dim('_b', min=1, max=32)           # a new root, used by the next line
     b = 2*_b
 
-`parse_suggested_fixes` turns them into `SuggestedFix` records; `pt2kit.shape_repair` applies them.
+`parse_suggested_fixes` turns them into `SuggestedFix` records; `pt2kit.shapes.repair` applies them.
 """
 
 from __future__ import annotations

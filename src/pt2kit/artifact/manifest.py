@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from pt2kit.inputs import dtype_name
+from pt2kit.target.inputs import dtype_name
 
 MANIFEST_NAME = "pt2kit/manifest.json"
 FORMAT_VERSION = 1
@@ -100,7 +100,7 @@ class Manifest:
     relations: tuple[DimRelation, ...] = ()  # derived dims (`2*seq`); equal dims share one DimRange
     in_spec: str = ""  # pytree spec of (args, kwargs), torch.utils._pytree.treespec_dumps
     out_spec: str = ""
-    # types pt2kit registered as pytree nodes (pt2kit.pytree_types) and modules whose import registers
+    # types pt2kit registered as pytree nodes (pt2kit.pytrees.types) and modules whose import registers
     # the rest; pt2kit.load repeats both before reading the program
     pytree_types: tuple[dict, ...] = ()
     pytree_imports: tuple[str, ...] = ()

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pt2kit.capture import SourceLocation, is_user_file, quiet_torch_logs
-from pt2kit.shapes import _auto_for
+from pt2kit.export.capture import SourceLocation, is_user_file, quiet_torch_logs
+from pt2kit.shapes.spec import _auto_for
 
 _GUARD_LOGGER = "torch.fx.experimental.symbolic_shapes"
 
@@ -117,7 +117,7 @@ def _symbol_sources(ep: torch.export.ExportedProgram, param_names: list[str]) ->
     """symbol -> (`x.shape[0]`, example size) for every input dim the re-trace made symbolic."""
     from torch.utils import _pytree as pytree
 
-    from pt2kit.manifest import leaf_name
+    from pt2kit.artifact.manifest import leaf_name
 
     example_args, example_kwargs = ep.example_inputs
     flat = pytree.tree_flatten_with_path((example_args, example_kwargs))[0]

@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from pt2kit.errors import InputSpecError, TargetError
-from pt2kit.inputs import InputSpec, resolve_inputs
+from pt2kit.target.inputs import InputSpec, resolve_inputs
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Which input sizes the user's code decides on, and whether by a Python branch.
 
-Repair (pt2kit.shape_repair) must tell a constraint forced by the model's structure (a weight's
+Repair (pt2kit.shapes.repair) must tell a constraint forced by the model's structure (a weight's
 size, an operator combining two inputs) from one forced by `if x.shape[0] > 5:` in the user's
 code: the first may be applied, the second would bake one side of the branch into the program.
 
@@ -21,8 +21,8 @@ import re
 
 import torch
 
-from pt2kit.capture import SourceLocation, is_user_file, quiet_torch_logs
-from pt2kit.shapes import _auto_for
+from pt2kit.export.capture import SourceLocation, is_user_file, quiet_torch_logs
+from pt2kit.shapes.spec import _auto_for
 
 _LOGGER = "torch.fx.experimental.symbolic_shapes"
 _TOP_LEVEL_SOURCE = re.compile(r"^L\['(\w+)'\]\.size\(\)\[(\d+)\]$")

@@ -1,8 +1,8 @@
 """Verify an artifact's numerics against the eager model, for every output, across the dynamic range.
 
 `verify_outputs` runs the original model and the artifact (a `.pt2` program or an AOTInductor package) on the
-example inputs and on `samples` random inputs at sizes across each dynamic dim's range (`pt2kit.verify_cases`),
-compares every leaf of the output pytree (`pt2kit.verify_compare`), and reports every mismatch at once.
+example inputs and on `samples` random inputs at sizes across each dynamic dim's range (`pt2kit.verify.cases`),
+compares every leaf of the output pytree (`pt2kit.verify.compare`), and reports every mismatch at once.
 
     >>> report = pt2kit.verify_outputs(pt2kit.load_target("model.py:model"), "model.pt2")
     >>> print(report); report.ok
@@ -21,13 +21,13 @@ from torch.utils import _pytree as pytree
 
 from pt2kit import progress
 from pt2kit.errors import Pt2kitError, UsageError
-from pt2kit.inputs import dtype_name
-from pt2kit.package import atomic_path
-from pt2kit.runtime import Artifact, load
-from pt2kit.target import Target
-from pt2kit.verify_cases import VerifyCase, leaves_and_names, plan_cases
-from pt2kit.verify_compare import MismatchKind, Tolerance, compare_leaf, default_tolerance, least_precise
-from pt2kit.verify_report import CaseError, Mismatch, OutputCheck, VerifyReport
+from pt2kit.target.inputs import dtype_name
+from pt2kit.artifact.package import atomic_path
+from pt2kit.artifact.runtime import Artifact, load
+from pt2kit.target.resolve import Target
+from pt2kit.verify.cases import VerifyCase, leaves_and_names, plan_cases
+from pt2kit.verify.compare import MismatchKind, Tolerance, compare_leaf, default_tolerance, least_precise
+from pt2kit.verify.report import CaseError, Mismatch, OutputCheck, VerifyReport
 
 R = TypeVar("R")
 
@@ -222,7 +222,7 @@ def program_target(path: str | os.PathLike) -> Target:
     import inspect
 
     from pt2kit.errors import ArtifactError
-    from pt2kit.package import load_program, read_manifest
+    from pt2kit.artifact.package import load_program, read_manifest
 
     program = load_program(path)
     manifest = read_manifest(path)

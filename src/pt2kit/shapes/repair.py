@@ -1,7 +1,7 @@
 """Repair a dynamic-shape spec from torch's own suggested fixes, and re-export.
 
 When `torch.export` finds that the declared dims do not fit the model it raises a constraint
-violation whose message ends with a "Suggested fixes:" block of Python (pt2kit.suggested_fixes
+violation whose message ends with a "Suggested fixes:" block of Python (pt2kit.shapes.suggested_fixes
 parses it: ranges, constants, equalities, derived dims, new roots).
 
 `capture_with_repair` reads that block, applies each fix to the `DynamicSpec`, re-exports,
@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from pt2kit.capture import Capture, CaptureMode, SourceLocation, capture, quiet_torch_logs
-from pt2kit.diagnose.shape_branches import size_guards
-from pt2kit.shapes import DimEntry, DynamicSpec, to_dynamic_shapes
-from pt2kit.suggested_fixes import SuggestedFix, parse_suggested_fixes
+from pt2kit.export.capture import Capture, CaptureMode, SourceLocation, capture, quiet_torch_logs
+from pt2kit.export.shape_branches import size_guards
+from pt2kit.shapes.spec import DimEntry, DynamicSpec, to_dynamic_shapes
+from pt2kit.shapes.suggested_fixes import SuggestedFix, parse_suggested_fixes
 
 MAX_ROUNDS = 6
 

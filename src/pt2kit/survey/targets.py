@@ -23,8 +23,8 @@ from typing import Any, Callable
 from torch import nn
 
 from pt2kit.errors import TargetError, UsageError
-from pt2kit.inputs import InputSpec, parse_input, resolve_inputs
-from pt2kit.target import Target, _bind, _import_source, load_target
+from pt2kit.target.inputs import InputSpec, parse_input, resolve_inputs
+from pt2kit.target.resolve import Target, _bind, _import_source, load_target
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ dims are one. The range proposed is the span the samples cover, `[smallest, larg
 Names follow the dim's position where that suggests one (dim 0 of a batched input is `batch`,
 dim 1 of token ids is `seq`, dims 2 and 3 of an image are `height` and `width`); the names are
 cosmetic, the grouping comes from the sizes alone. Relations such as `2*seq` are not guessed
-from a few samples: export finds them, and repair applies them (pt2kit.shape_repair).
+from a few samples: export finds them, and repair applies them (pt2kit.shapes.repair).
 
 A `--sample` value is one input set: a tensor file (`a.safetensors`, every tensor bound by
 its key; `.pt` holding a dict) or `--input` specs separated by spaces, e.g.
@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from pt2kit.errors import InputSpecError
-from pt2kit.inputs import InputSpec, dtype_name, parse_input, resolve_inputs
-from pt2kit.shapes import DimEntry, DynamicSpec
+from pt2kit.target.inputs import InputSpec, dtype_name, parse_input, resolve_inputs
+from pt2kit.shapes.spec import DimEntry, DynamicSpec
 
 Sample = tuple[tuple, dict]
 

@@ -210,7 +210,7 @@ def short_message(exc: BaseException) -> str:
 _LIBRARY_DIRS = tuple(
     os.path.dirname(os.path.dirname(p))
     for p in (torch.__file__, os.__file__, contextlib.__file__)
-) + (os.path.dirname(os.path.abspath(__file__)),)
+) + (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),)  # all of pt2kit, not only export/
 
 
 def is_user_file(filename: str) -> bool:

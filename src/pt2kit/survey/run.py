@@ -1,6 +1,6 @@
 """`pt2kit survey`: run the pipeline stages over many models and report coverage.
 
-Each entry (see `pt2kit.survey_targets`) runs once per shape variant (`static`: no dynamic dims;
+Each entry (see `pt2kit.survey.targets`) runs once per shape variant (`static`: no dynamic dims;
 `dynamic`: the entry's `--dynamic` spec, or with `dynamic_batch` dim 0 of every tensor input) through
 the chosen stages: `export` (`export_program`), `verify` (`verify_outputs` against eager, on the
 example and on inputs at the dynamic dims' bounds), `compile` (`compile_package`, then verified).
@@ -33,8 +33,8 @@ import torch
 
 from pt2kit import progress
 from pt2kit.errors import ExportFailed, Pt2kitError, UsageError
-from pt2kit.survey_targets import SurveyEntry
-from pt2kit.target import Target
+from pt2kit.survey.targets import SurveyEntry
+from pt2kit.target.resolve import Target
 
 STAGES = ("export", "verify", "compile")
 _PARTIAL_ENV = "PT2KIT_SURVEY_ROW_FILE"
@@ -244,7 +244,7 @@ def _check_options(options: SurveyOptions) -> None:
 
 def run_row(entry: SurveyEntry, shapes: str, options: SurveyOptions, workdir: Path) -> SurveyRow:
     """One entry at one shape variant, in this process. Every exception becomes a failed stage."""
-    from pt2kit.program import export_program
+    from pt2kit.export.program import export_program
 
     start = time.perf_counter()
     results: dict[str, StageResult] = {}
@@ -329,7 +329,7 @@ def _on_device(target: Target, device: str) -> Target:
 
 
 def _verify(stage: str, target: Target, artifact: Path, options: SurveyOptions) -> StageResult:
-    from pt2kit.verify import verify_outputs
+    from pt2kit.verify.outputs import verify_outputs
 
     t0 = time.perf_counter()
     try:

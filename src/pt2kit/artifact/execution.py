@@ -11,9 +11,9 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit import progress
-from pt2kit.inputs import InputSpec, dtype_name, resolve_inputs
-from pt2kit.package import atomic_path
-from pt2kit.runtime import load
+from pt2kit.target.inputs import InputSpec, dtype_name, resolve_inputs
+from pt2kit.artifact.package import atomic_path
+from pt2kit.artifact.runtime import load
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pt2kit.manifest import Manifest
-from pt2kit.package import ArtifactKind, artifact_kind, load_program, read_manifest
+from pt2kit.artifact.manifest import Manifest
+from pt2kit.artifact.package import ArtifactKind, artifact_kind, load_program, read_manifest
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,6 @@ def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspect
 
 
 def _derived_manifest(ep) -> Manifest:
-    from pt2kit.manifest import build_manifest
+    from pt2kit.artifact.manifest import build_manifest
 
     return build_manifest(ep, parameters=[], notes=["derived by pt2kit inspect: this file carries no pt2kit manifest"])

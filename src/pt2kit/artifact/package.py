@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 
 from pt2kit.errors import ArtifactError
-from pt2kit.manifest import MANIFEST_NAME, Manifest
+from pt2kit.artifact.manifest import MANIFEST_NAME, Manifest
 
 
 class ArtifactKind(str, Enum):

@@ -14,8 +14,8 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.errors import InputMismatchError
-from pt2kit.inputs import dtype_name
-from pt2kit.manifest import DimRange, LeafSpec, Manifest
+from pt2kit.target.inputs import dtype_name
+from pt2kit.artifact.manifest import DimRange, LeafSpec, Manifest
 
 
 def bind_inputs(manifest: Manifest, positional: list[Any], named: dict[str, Any]) -> list[Any]:

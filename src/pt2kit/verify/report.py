@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pt2kit.verify_cases import DimPlan, InputDraw, VerifyCase
-from pt2kit.verify_compare import MismatchKind, Tolerance
+from pt2kit.verify.cases import DimPlan, InputDraw, VerifyCase
+from pt2kit.verify.compare import MismatchKind, Tolerance
 
 SHOWN_MISMATCHES = 3  # per output in the text report; to_json() has all
 

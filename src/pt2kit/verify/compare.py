@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pt2kit.inputs import dtype_name
+from pt2kit.target.inputs import dtype_name
 
 
 class MismatchKind(str, Enum):

@@ -1,7 +1,7 @@
 """Register a class as a pytree node that flattens by attribute.
 
 Children are the attributes that hold only tensors and numbers (graph values); every other attribute
-(a dtype, a string, an enum, a class) rides in the context as a constant. `pt2kit.pytree_types` decides
+(a dtype, a string, an enum, a class) rides in the context as a constant. `pt2kit.pytrees.types` decides
 which classes need this; this module is the flattening itself.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils import _pytree as pytree
 
-from pt2kit.spec_codec import decode, encode, type_name
+from pt2kit.pytrees.spec_codec import decode, encode, type_name
 
 PREFIX = "pt2kit:"  # serialized type names of the nodes pt2kit registers start with this
 # leaves torch.export passes through as they are (graph values or constants)

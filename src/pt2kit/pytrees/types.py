@@ -25,8 +25,8 @@ from typing import Any, Iterator
 import torch
 from torch.utils import _pytree as pytree
 
-from pt2kit.pytree_nodes import DATA_LEAVES, PREFIX, attributes, register_attribute_node, slot_names
-from pt2kit.spec_codec import encode, import_type, type_name
+from pt2kit.pytrees.nodes import DATA_LEAVES, PREFIX, attributes, register_attribute_node, slot_names
+from pt2kit.pytrees.spec_codec import encode, import_type, type_name
 
 _PRIMITIVE_LEAVES = DATA_LEAVES + (str, bytes, complex, torch.dtype, torch.device, torch.layout,
                                     torch.memory_format, type, enum.Enum, type(Ellipsis), slice, range,
@@ -143,7 +143,7 @@ def restore_registrations(records: list[dict] | tuple[dict, ...], imports: list[
         try:
             cls = import_type(record["type"])
         except (ImportError, AttributeError):
-            cls = type(record["type"].rpartition(".")[2], (_StandIn,), {"__module__": "pt2kit.pytree_types"})
+            cls = type(record["type"].rpartition(".")[2], (_StandIn,), {"__module__": "pt2kit.pytrees.types"})
             notes.append(f"`{record['type']}` is not importable here; it comes back as a plain object with the same attributes")
             register_attribute_node(cls, serialized)
             continue

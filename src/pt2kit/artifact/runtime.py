@@ -15,11 +15,11 @@ from typing import Any, Callable
 from torch.utils import _pytree as pytree
 
 from pt2kit.compile.loader import AotiRunner, load_aoti
-from pt2kit.contract import bind_inputs, check_inputs
+from pt2kit.artifact.contract import bind_inputs, check_inputs
 from pt2kit.errors import ArtifactError
-from pt2kit.manifest import Manifest
-from pt2kit.package import ArtifactKind, artifact_kind, load_program, read_manifest
-from pt2kit.pytree_types import restore_registrations
+from pt2kit.artifact.manifest import Manifest
+from pt2kit.artifact.package import ArtifactKind, artifact_kind, load_program, read_manifest
+from pt2kit.pytrees.types import restore_registrations
 
 
 class Artifact:
@@ -107,7 +107,7 @@ def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
 
 
 def _check_weights(path: Path, program, manifest: Manifest) -> None:
-    from pt2kit.manifest import weights_summary
+    from pt2kit.artifact.manifest import weights_summary
 
     if weights_summary(program)[2] != manifest.weights_sha256:
         raise ArtifactError(

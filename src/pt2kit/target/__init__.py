@@ -1,0 +1,5 @@
+"""Stage 1, the target: resolve `file.py:NAME` / `pkg.mod:NAME` to a module, its example inputs, and the
+`--input` grammar with tensor files.
+
+May import: `pt2kit.errors`, `pt2kit.progress`.
+"""
