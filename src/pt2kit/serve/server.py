@@ -29,13 +29,14 @@ class ServeOptions:
     device: str | None = None
     warm_up: bool = True
     drain_timeout_s: float = 30.0
+    threads: int | None = None  # torch intra-op threads (default: torch's choice)
     load_options: dict[str, Any] | None = None
 
     def check(self) -> None:
         """Raise `UsageError` naming the first option out of range."""
         for name, value, low in (("--max-batch-size", self.max_batch_size, 1), ("--max-queue", self.max_queue, 1),
                                  ("--max-queue-delay-ms", self.max_queue_delay_ms, 0), ("--max-body-mb", self.max_body_mb, 0.001),
-                                 ("--port", self.port, 0)):
+                                 ("--port", self.port, 0), ("--threads", self.threads or 1, 1)):
             if value < low:
                 raise UsageError(f"`{name}` must be at least {low}, got {value}")
         if self.port > 65535:
@@ -50,6 +51,10 @@ def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = Se
     from pt2kit.serve.service import load_services
 
     options.check()
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
     with progress.stage("load " + ", ".join(map(str, artifacts))):
         services = load_services(artifacts, names=names, device=options.device, max_batch_size=options.max_batch_size,
                                  load_options=options.load_options)
