@@ -44,6 +44,10 @@ def main() -> None:
                             stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc=proc)
+    import psutil
+
+    server = psutil.Process(proc.pid)
+    rss: dict[str, int] = {}
     codes: Counter = Counter()
     failures: list[str] = []
     start = time.time()
@@ -64,6 +68,8 @@ def main() -> None:
                     failures.append(f"{model}: {type(exc).__name__} for {body[:200]!r} {headers}")
                     return
                 codes[response.status_code] += 1
+                if sum(codes.values()) == 1000:  # past warm-up: caches and the allocator have settled
+                    rss["after_1000"] = server.memory_info().rss
                 ok = response.status_code < 500
                 if ok and response.status_code != 200:
                     try:
@@ -75,12 +81,14 @@ def main() -> None:
 
             case()
         alive = client.get("/v2/health/live").status_code == 200
+        rss["end"] = server.memory_info().rss
     proc.send_signal(signal.SIGTERM)
     exit_code = proc.wait(timeout=60)
     total = sum(codes.values())
     result = {"cases": total, "seconds": round(time.time() - start, 1), "answers": {str(k): v for k, v in sorted(codes.items(), key=str)},
               "failures": len(failures), "server_errors_5xx": sum(v for k, v in codes.items() if isinstance(k, int) and k >= 500),
-              "dropped": codes.get("dropped", 0), "alive_after": alive, "exit_code_on_sigterm": exit_code,
+              "dropped": codes.get("dropped", 0), "rss_mib_after_1000": round(rss.get("after_1000", 0) / 2**20, 1),
+              "rss_mib_end": round(rss["end"] / 2**20, 1), "alive_after": alive, "exit_code_on_sigterm": exit_code,
               "first_failures": failures[:5]}
     print(json.dumps(result, indent=2))
     sys.exit(0 if not failures and alive and exit_code == 0 else 1)

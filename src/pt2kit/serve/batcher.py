@@ -10,6 +10,7 @@ delay of 0 batches still grow with the load.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,9 @@ import torch
 from pt2kit.serve.metrics import ServeMetrics
 from pt2kit.serve.protocol import InferRequest
 from pt2kit.serve.service import ModelService
+
+
+INLINE_BELOW_S = float(os.environ.get("PT2KIT_SERVE_INLINE_MS", "2")) / 1000
 
 
 class QueueFullError(Exception):
@@ -50,6 +54,7 @@ class _ModelQueue:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pt2kit-serve-{service.name}")
         self.task: asyncio.Task | None = None
         self.closing = False
+        self.single_call_s = INLINE_BELOW_S  # moving average of one-request calls; on the thread until measured
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -63,22 +68,33 @@ class _ModelQueue:
             batch = await self._collect()
             if not batch:
                 continue
-            started = time.perf_counter()
+            started = time.perf_counter()  # queue time ends here
             if self.metrics:
                 for item in batch:
                     self.metrics.queue_seconds(self.service.name, started - item.enqueued)
+            requests = [item.request for item in batch]
             try:
-                results = await loop.run_in_executor(self.executor, self.service.run_batch, [item.request for item in batch])
+                if len(batch) == 1 and not self.pending and self.single_call_s < INLINE_BELOW_S:
+                    # alone and short: run on the loop, saving two thread hand-offs (most of the latency at low load)
+                    results, seconds = self._timed_run(requests)
+                else:
+                    results, seconds = await loop.run_in_executor(self.executor, self._timed_run, requests)
             except Exception as exc:  # the model itself failed: every request of the batch gets the error
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 continue
+            if len(batch) == 1:
+                self.single_call_s = 0.8 * self.single_call_s + 0.2 * seconds
             if self.metrics:
-                self.metrics.batch(self.service.name, sum(i.request.batch for i in batch), time.perf_counter() - started)
+                self.metrics.batch(self.service.name, sum(r.batch for r in requests), seconds)
             for item, result in zip(batch, results):
                 if not item.future.done():  # the client may have gone away
                     item.future.set_result(result)
+
+    def _timed_run(self, requests: list[InferRequest]) -> tuple[list, float]:
+        start = time.perf_counter()
+        return self.service.run_batch(requests), time.perf_counter() - start
 
     async def _collect(self) -> list[_Pending]:
         """The oldest request and queued ones of its group, waiting up to the delay for the batch to fill."""
