@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from pt2kit.tables import render_table
+
 
 class Status(str, Enum):
     OK = "ok"
@@ -104,8 +106,7 @@ class SurveyReport:
     def __str__(self) -> str:
         head = ["target", "shapes", *self.stages, "time", "note"]
         body = [[r.name, r.shapes, *(r.stage(s).cell() for s in self.stages), f"{r.seconds:.1f}s", _note(r)] for r in self.rows]
-        widths = [max(len(str(row[i])) for row in [head] + body) for i in range(len(head) - 1)]
-        lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in [head] + body]
+        lines = [render_table(head, body)]
         counts = self.counts()
         lines.append("")
         lines.append(f"{counts['ok']}/{counts['rows']} rows passed every stage; "
