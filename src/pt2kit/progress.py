@@ -1,6 +1,7 @@
 """Progress of long steps on stderr: the stage name, a spinner while it runs, and its time.
 
-stdout stays clean for results and `--json`. `set_quiet(True)` silences progress (tests, `-q`); `silenced()` does so for one block.
+stdout stays clean for results and `--json`. `set_quiet(True)` silences progress (tests, `-q`); `silenced()`
+does so for one block; `is_quiet()` says which holds.
 """
 
 from __future__ import annotations
