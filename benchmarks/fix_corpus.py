@@ -25,7 +25,7 @@ from torch.utils import _pytree as pytree
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from pt2kit.export.capture import quiet_torch_logs  # noqa: E402
+from pt2kit.capture.capture import quiet_torch_logs  # noqa: E402
 from pt2kit.cli import main as pt2kit_main  # noqa: E402
 from pt2kit.shapes.spec import parse_dynamic, to_dynamic_shapes  # noqa: E402
 from pt2kit.target.resolve import load_target  # noqa: E402

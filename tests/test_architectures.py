@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 import architectures  # noqa: E402  (tests/ is on sys.path through conftest)
 
 from pt2kit import progress  # noqa: E402
-from pt2kit.survey.run import SurveyOptions, survey  # noqa: E402
+from pt2kit.survey.run import SurveyOptions, survey_models  # noqa: E402
 from pt2kit.survey.targets import collect_entries  # noqa: E402
 
 FILE = str(Path(architectures.__file__))
@@ -34,7 +34,7 @@ def report():
     """Every architecture, static and dynamic, export + verify (the example and the dims' bounds)."""
     progress.set_quiet(True)
     try:
-        return survey(collect_entries([FILE]), SurveyOptions(stages=("export", "verify"), shapes=("static", "dynamic")))
+        return survey_models(collect_entries([FILE]), SurveyOptions(stages=("export", "verify"), shapes=("static", "dynamic")))
     finally:
         progress.set_quiet(False)
 
@@ -66,7 +66,7 @@ def test_a_decoder_compiles_with_its_cache_output(tmp_path):
     """AOTInductor on CPU for one decoder: the package returns the DynamicCache and matches eager."""
     progress.set_quiet(True)
     try:
-        result = survey(collect_entries([f"{FILE}:gpt2"]), SurveyOptions(stages=("export", "verify", "compile"),
+        result = survey_models(collect_entries([f"{FILE}:gpt2"]), SurveyOptions(stages=("export", "verify", "compile"),
                                                                         shapes=("dynamic",), samples=1, workdir=str(tmp_path)))
     finally:
         progress.set_quiet(False)

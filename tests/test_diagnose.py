@@ -35,7 +35,7 @@ def diagnosed(path: Path):
     """The case's target and its diagnosis, computed once per test session."""
     if path not in _DIAGNOSES:
         target = pt2kit.load_target(f"{path}:model")
-        _DIAGNOSES[path] = (target, pt2kit.diagnose(target, mode=getattr(target.source, "mode", "auto")))
+        _DIAGNOSES[path] = (target, pt2kit.diagnose_model(target, mode=getattr(target.source, "mode", "auto")))
     return _DIAGNOSES[path]
 
 

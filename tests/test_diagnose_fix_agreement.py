@@ -28,7 +28,7 @@ def _diagnose(path):
     """The case's target and its diagnosis, once per session."""
     if path not in _DIAGNOSES:
         target = pt2kit.load_target(f"{path}:model")
-        _DIAGNOSES[path] = target, pt2kit.diagnose(target, mode=getattr(target.source, "mode", "auto"), check_compile=False)
+        _DIAGNOSES[path] = target, pt2kit.diagnose_model(target, mode=getattr(target.source, "mode", "auto"), check_compile=False)
     return _DIAGNOSES[path]
 
 

@@ -6,7 +6,7 @@ import torch
 import pt2kit
 from conftest import case, check_one_line_error
 from pt2kit.errors import ExportFailed
-from pt2kit.export.shape_branches import is_branch
+from pt2kit.capture.shape_branches import is_branch
 from pt2kit.shapes.repair import FixKind
 from pt2kit.shapes.suggested_fixes import parse_suggested_fixes
 

@@ -11,12 +11,12 @@ SURVEY_FILE = case("survey_models")
 def survey_json(tmp_path_factory):
     """The three models of tests/cases/survey_models.py, static and with a dynamic batch."""
     from pt2kit import progress
-    from pt2kit.survey.run import SurveyOptions, survey
+    from pt2kit.survey.run import SurveyOptions, survey_models
     from pt2kit.survey.targets import collect_entries
 
     progress.set_quiet(True)
     try:
-        report = survey(collect_entries([SURVEY_FILE]), SurveyOptions(shapes=("static", "dynamic"), dynamic_batch=True))
+        report = survey_models(collect_entries([SURVEY_FILE]), SurveyOptions(shapes=("static", "dynamic"), dynamic_batch=True))
     finally:
         progress.set_quiet(False)
     return report

@@ -2,6 +2,9 @@
 
 target -> export -> diagnose -> fix -> dynamic shapes -> .pt2 -> AOTInductor -> verify -> bench -> run
 
+`__all__` holds the pipeline functions, their result types and the errors; no public function shares its
+name with a submodule (`diagnose_model`, not `diagnose`), so a name means the same whatever was imported.
+
     >>> import pt2kit
     >>> target = pt2kit.load_target("model.py:model")
     >>> result = pt2kit.export_program(target, "model.pt2", dynamic="x:0=batch[1,64]")
@@ -13,14 +16,15 @@ __version__ = "0.1.0"
 # Names resolve lazily (PEP 562) so `import pt2kit` and `pt2kit --help` do not import torch.
 _EXPORTS = {
     "BenchMode": "pt2kit.benchmark", "BenchReport": "pt2kit.benchmark", "BenchRow": "pt2kit.benchmark", "bench": "pt2kit.benchmark",
-    "Attempt": "pt2kit.export.capture", "Capture": "pt2kit.export.capture", "CaptureMode": "pt2kit.export.capture",
-    "Blocker": "pt2kit.diagnose", "BlockerKind": "pt2kit.diagnose", "Diagnosis": "pt2kit.diagnose", "diagnose": "pt2kit.diagnose",
-    "SourceLocation": "pt2kit.export.capture", "capture": "pt2kit.export.capture",
+    "write_plot": "pt2kit.benchmark.plot", "CppRunner": "pt2kit.cpp", "build_cpp_runner": "pt2kit.cpp",
+    "CaptureMode": "pt2kit.capture.capture",
+    "Blocker": "pt2kit.diagnose", "BlockerKind": "pt2kit.diagnose", "Diagnosis": "pt2kit.diagnose", "diagnose_model": "pt2kit.diagnose",
     "ArtifactError": "pt2kit.errors", "BuildFailed": "pt2kit.errors", "ExportFailed": "pt2kit.errors", "InputMismatchError": "pt2kit.errors",
     "InputSpecError": "pt2kit.errors", "Pt2kitError": "pt2kit.errors", "TargetError": "pt2kit.errors",
     "TensorFileError": "pt2kit.errors", "UsageError": "pt2kit.errors",
     "InputSpec": "pt2kit.target.inputs", "parse_input": "pt2kit.target.inputs",
     "Inspection": "pt2kit.artifact.inspection", "inspect_artifact": "pt2kit.artifact.inspection",
+    "RunResult": "pt2kit.artifact.execution", "run_artifact": "pt2kit.artifact.execution",
     "DimRange": "pt2kit.artifact.manifest", "LeafSpec": "pt2kit.artifact.manifest", "Manifest": "pt2kit.artifact.manifest",
     "ExportResult": "pt2kit.export.program", "export_program": "pt2kit.export.program",
     "FixFailed": "pt2kit.errors", "FixResult": "pt2kit.rewrite.fix", "fix_model": "pt2kit.rewrite.fix",
@@ -32,9 +36,10 @@ _EXPORTS = {
     "RepairReport": "pt2kit.shapes.repair", "ShapeRepair": "pt2kit.shapes.repair", "DimRelation": "pt2kit.artifact.manifest",
     "Target": "pt2kit.target.resolve", "load_target": "pt2kit.target.resolve",
     "CaseError": "pt2kit.verify.outputs", "Mismatch": "pt2kit.verify.outputs", "OutputCheck": "pt2kit.verify.outputs",
-    "VerifyReport": "pt2kit.verify.outputs", "verify_outputs": "pt2kit.verify.outputs", "MismatchKind": "pt2kit.verify.compare",
-    "SurveyOptions": "pt2kit.survey.run", "SurveyReport": "pt2kit.survey.run", "survey": "pt2kit.survey.run",
-    "collect_entries": "pt2kit.survey.targets", "TypeReport": "pt2kit.pytrees.types", "find_non_pytree": "pt2kit.pytrees.types",
+    "VerifyReport": "pt2kit.verify.outputs", "verify_outputs": "pt2kit.verify.outputs", "write_verified": "pt2kit.verify.outputs",
+    "MismatchKind": "pt2kit.verify.compare",
+    "SurveyOptions": "pt2kit.survey.run", "SurveyReport": "pt2kit.survey.report", "survey_models": "pt2kit.survey.run",
+    "find_non_pytree": "pt2kit.pytrees.types",
 }
 
 
@@ -55,17 +60,16 @@ def __dir__():
 __all__ = [
     "Artifact",
     "ArtifactError",
-    "Attempt",
     "BenchMode",
     "BenchReport",
     "BenchRow",
     "Blocker",
     "BlockerKind",
     "BuildFailed",
-    "Capture",
     "CaptureMode",
     "CaseError",
     "CompileResult",
+    "CppRunner",
     "Diagnosis",
     "DimEntry",
     "DimRange",
@@ -88,23 +92,21 @@ __all__ = [
     "Refusal",
     "RefusalReason",
     "RepairReport",
+    "RunResult",
     "ShapeInference",
     "ShapeRepair",
-    "SourceLocation",
     "SurveyOptions",
     "SurveyReport",
     "Target",
     "TargetError",
     "TensorFileError",
-    "TypeReport",
     "UsageError",
     "VerifyReport",
     "__version__",
     "bench",
-    "capture",
-    "collect_entries",
+    "build_cpp_runner",
     "compile_package",
-    "diagnose",
+    "diagnose_model",
     "export_program",
     "find_non_pytree",
     "fix_model",
@@ -115,6 +117,9 @@ __all__ = [
     "load_target",
     "parse_dynamic",
     "parse_input",
-    "survey",
+    "run_artifact",
+    "survey_models",
     "verify_outputs",
+    "write_plot",
+    "write_verified",
 ]

@@ -1,6 +1,7 @@
 """Progress of long steps on stderr: the stage name, a spinner while it runs, and its time.
 
-stdout stays clean for results and `--json`. `set_quiet(True)` silences progress (tests, `-q`).
+stdout stays clean for results and `--json`. `set_quiet(True)` silences progress (tests, `-q`); `silenced()`
+does so for one block; `is_quiet()` says which holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,23 @@ _quiet = False
 def set_quiet(quiet: bool) -> None:
     global _quiet
     _quiet = quiet
+
+
+def is_quiet() -> bool:
+    """Whether progress is silenced (`set_quiet`, `-q`)."""
+    return _quiet
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """Silence progress inside the block, then restore it as it was: for a caller that reports one line per
+    step itself (`survey` prints one line per model, not every inner stage)."""
+    before = _quiet
+    set_quiet(True)
+    try:
+        yield
+    finally:
+        set_quiet(before)
 
 
 def info(message: str) -> None:

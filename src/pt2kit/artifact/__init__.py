@@ -1,5 +1,7 @@
 """The artifact: `.pt2` I/O with atomic writes (`package`), the manifest stored inside it (`manifest`), the
-input contract (`contract`), `pt2kit.load` (`runtime`), `run` (`execution`) and `inspect` (`inspection`).
+input contract (`contract`), the safe fast AOTInductor loader (`loader`), `pt2kit.load` (`runtime`), `run`
+(`execution`) and `inspect` (`inspection`). Every stage after export reads or writes this format, so it sits
+low: it knows nothing of how a model is captured, compiled or checked.
 
-May import: `target`, `pytrees`, `shapes.spec`, `compile.loader`.
+May import: `target`, `pytrees`, and the base (`errors`, `progress`).
 """

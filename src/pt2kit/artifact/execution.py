@@ -61,11 +61,24 @@ def named_outputs(outputs) -> dict[str, torch.Tensor]:
 
 
 def run_artifact(path: str | os.PathLike, inputs: list[InputSpec], *, out: str | os.PathLike | None = None, seed: int = 0) -> RunResult:
-    """Load `path`, check and bind `inputs` by the manifest, run once, summarize the outputs.
+    """Load `path`, check and bind `inputs` by the manifest, run once, summarize the outputs (`pt2kit run`).
+
+    Args:
+        path: a `.pt2` program or AOTInductor package written by pt2kit.
+        inputs: parsed `--input` specs (`parse_input("x=float32[8,3,32,32]")`), bound by the manifest's names.
+        out: also write every output leaf to this `.safetensors` file (atomically).
+        seed: seed for random inputs.
+
+    Returns:
+        A `RunResult`: each output's dtype, shape and statistics, the run time, the file written.
 
     Raises:
         ArtifactError: the artifact cannot be loaded.
         InputMismatchError: an input breaks the manifest's contract.
+
+    Example:
+        >>> result = run_artifact("out/cnn.pt2", [parse_input("images=float32[8,3,32,32]")], out="logits.safetensors")
+        >>> print(result)
     """
     with progress.stage("load"):
         artifact = load(path)

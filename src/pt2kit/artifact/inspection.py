@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, load_program, read_manifest
+from pt2kit.tables import render_table
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,7 @@ class Inspection:
             lines += [f"note    {n}" for n in m.notes]
         if self.ops:
             lines.append("operators:")
-            width = max(map(len, self.ops))
-            lines += [f"  {name:<{width}}  {count}" for name, count in self.ops.items()]
+            lines.append(render_table(["operator", "count"], self.ops.items(), show_header=False, indent=2))
         if self.graph:
             lines += ["graph:", self.graph]
         return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Works on both kinds of `.pt2`: an exported program (run through `ExportedProgram.module()`)
 and an AOTInductor package (checked against this machine first, then opened with
-`AOTIModelPackageLoader` directly: see `pt2kit.compile.loader`). Neither needs the model's
+`AOTIModelPackageLoader` directly: see `pt2kit.artifact.loader`). Neither needs the model's
 source code. Inputs are checked against the manifest before every call.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from torch.utils import _pytree as pytree
 
-from pt2kit.compile.loader import AotiRunner, load_aoti
+from pt2kit.artifact.loader import AotiRunner, load_aoti
 from pt2kit.artifact.contract import bind_inputs, check_inputs
 from pt2kit.errors import ArtifactError
 from pt2kit.artifact.manifest import Manifest

@@ -7,6 +7,9 @@ program, the AOTInductor package and ONNX Runtime, in one process, interleaved.
 
 `harness` runs the benchmark, `modes` builds and loads each mode, `timing` times one call,
 `batching` resizes inputs, `report` holds the results, `plot` draws them.
+
+May import: `compile`, `export`, `artifact`, `target` and the rest below it, and the base (`errors`,
+`progress`); not `verify`, its peer.
 """
 
 from pt2kit.benchmark.harness import DEFAULT_MODES, bench, parse_modes

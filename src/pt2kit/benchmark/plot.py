@@ -31,6 +31,13 @@ def check_plot_path(path: str | os.PathLike) -> Path:
 def write_plot(report: BenchReport, path: str | os.PathLike) -> Path:
     """Draw the report as a PNG at `path` (written atomically): p50 bars with p90/p99 marks, and items/s.
 
+    Args:
+        report: from `pt2kit.bench`.
+        path: a `.png` file.
+
+    Returns:
+        The path written.
+
     Raises:
         UsageError: matplotlib is not installed, or `path` does not end in `.png`.
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from pt2kit.tables import render_table
+
 
 class BenchMode(str, Enum):
     """A way to run the model. `AOTI_RAW` is the AOTI package without pt2kit's input checks."""
@@ -172,12 +174,9 @@ class BenchReport:
              _size(r.peak_mem_bytes), _size(r.artifact_bytes)]
             for r in sorted(self.rows, key=lambda r: (r.batch_size, list(BenchMode).index(r.mode)))
         ]
-        widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h) for i, h in enumerate(headers)]
         lines = [f"bench {self.target} on {self.device} ({self.dtype}): {self.iters} timed calls per mode and batch "
                  f"after {self.warmup} warm-up, interleaved"]
-        lines.append("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
-        for line in body:
-            lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        lines.append(render_table(headers, body, right=range(2, len(headers))))
         lines.append(f"harness overhead (an empty call through the same timing loop): {self.overhead_ms * 1000:.1f} us")
         for o in self.outcomes:
             if o.status is not ModeStatus.OK:

@@ -12,6 +12,7 @@ import math
 import time
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 Call = Callable[[], Any]
@@ -71,13 +72,11 @@ def interleaved(timer: Timer, calls: dict[str, Call], rounds: int) -> dict[str, 
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation between order statistics (numpy's default)."""
+    """The q-th percentile (0..100), by `numpy.percentile` (linear interpolation between order statistics);
+    NaN for no values."""
     if not values:
         return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    return float(np.percentile(values, q))
 
 
 class MemoryProbe:

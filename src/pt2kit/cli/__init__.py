@@ -4,6 +4,8 @@ Each subcommand lives in its own module in this package and defines `add_argumen
 and `run(args) -> int`. Modules import torch only inside `run`, so `--help` is instant.
 Errors pt2kit raises on purpose become one line on stderr and their exit code:
 0 success, 1 the model could not be exported (or checks failed), 2 bad usage or input.
+
+May import: any package; nothing imports `cli` but `pt2kit.__main__`.
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pt2kit.diagnose import diagnose
+    from pt2kit.diagnose import diagnose_model
     from pt2kit.target.resolve import load_target
 
     target = load_target(args.target, parsed_inputs(args), seed=args.seed)
-    result = diagnose(target, args.dynamic, mode=args.mode, check_compile=not args.no_compile_check)
+    result = diagnose_model(target, args.dynamic, mode=args.mode, check_compile=not args.no_compile_check)
     emit(result, args.json)
     return 0 if result.exports else 1

@@ -89,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _diagnose_quietly(target, args):
     """The diagnosis of a failed export, or None if diagnosing itself fails (the export error still stands)."""
-    from pt2kit.diagnose import diagnose
+    from pt2kit.diagnose import diagnose_model
 
     try:
-        return diagnose(target, args.dynamic, mode=args.mode)
+        return diagnose_model(target, args.dynamic, mode=args.mode)
     except Exception as exc:  # never let the report hide the original failure
         print(f"note: diagnose could not run ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None

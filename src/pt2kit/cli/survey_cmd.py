@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pt2kit.survey.run import SurveyOptions, survey
+    from pt2kit.survey.run import SurveyOptions, survey_models
     from pt2kit.survey.targets import collect_entries
 
     split = lambda text: tuple(s.strip() for s in text.split(",") if s.strip())  # noqa: E731
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     # `timeout` and job schedulers stop with SIGTERM: end like Ctrl-C, with the table of the rows done so far
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = survey(entries, options)
+        report = survey_models(entries, options)
     finally:
         signal.signal(signal.SIGTERM, previous)
     emit(report, args.json)

@@ -4,9 +4,12 @@
     dtype.py    `--dtype`: cast weights and inputs, export again
     cache.py    the build cache (`PT2KIT_CACHE_DIR`)
     build.py    `compile_package` -> `CompileResult`
-    loader.py   compatibility checks and the fast loader `pt2kit.load` uses
 
-Names resolve lazily, so loading a package (`pt2kit.load`) does not import the build side.
+Names resolve lazily, so loading a package (`pt2kit.load`) does not import the build side; the loader
+itself lives in `artifact.loader`.
+
+May import: `export` (to export a TARGET first), `artifact`, `target`, and what those build on, and the base
+(`errors`, `progress`).
 """
 
 _EXPORTS = {"CompileResult": "pt2kit.compile.build", "compile_package": "pt2kit.compile.build",

@@ -29,6 +29,8 @@ from pt2kit.compile.presets import get_preset
 from pt2kit.errors import UsageError
 from pt2kit.artifact.manifest import MANIFEST_NAME, Manifest, build_manifest, weights_summary
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, atomic_path, load_program, read_manifest
+from pt2kit.export.program import export_program
+from pt2kit.target.resolve import Target
 
 DEVICES = ("cpu", "cuda")
 
@@ -77,11 +79,7 @@ class CompileResult:
 
 
 def _program_and_manifest(source) -> tuple[torch.export.ExportedProgram, Manifest]:
-    from pt2kit.target.resolve import Target
-
     if isinstance(source, Target):
-        from pt2kit.export.program import export_program
-
         result = export_program(source, None)
         return result.program, result.manifest
     if isinstance(source, torch.export.ExportedProgram):

@@ -20,15 +20,8 @@ from typing import Any
 
 import torch
 
+from pt2kit.artifact.loader import default_cache_dir
 from pt2kit.artifact.package import atomic_path
-
-
-def default_cache_dir() -> Path:
-    """`$PT2KIT_CACHE_DIR`, else `$XDG_CACHE_HOME/pt2kit`, else `~/.cache/pt2kit`."""
-    if os.environ.get("PT2KIT_CACHE_DIR"):
-        return Path(os.environ["PT2KIT_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pt2kit"
 
 
 def program_digest(ep: torch.export.ExportedProgram, weights_sha256: str) -> str:

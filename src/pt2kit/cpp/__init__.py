@@ -3,6 +3,8 @@
 `pt2kit_runner.cpp` and `CMakeLists.txt` in this folder are the template; `build_cpp_runner`
 copies them to a folder and builds them with CMake against the libtorch inside the
 installed torch wheel. See docs/cpp-runner.md.
+
+May import: the base (`errors`, `progress`) only (it runs a package, it does not build one).
 """
 
 from pt2kit.cpp.runner import CppRunner, build_cpp_runner, run_cpp_runner

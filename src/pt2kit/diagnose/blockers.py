@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from pt2kit.export.capture import Capture, SourceLocation
+from pt2kit.capture.capture import Capture, SourceLocation
 
 
 class BlockerKind(str, Enum):

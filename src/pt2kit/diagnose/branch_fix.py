@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from pt2kit import progress
-from pt2kit.export.capture import CaptureMode, SourceLocation
+from pt2kit.capture.capture import CaptureMode, SourceLocation
 from pt2kit.diagnose.source_code import local_names_before, names_stored, statement_at
 from pt2kit.rewrite.analysis import loaded_names
 from pt2kit.rewrite.fix import FixResult, fix_model

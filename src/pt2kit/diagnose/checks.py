@@ -11,7 +11,7 @@ import ast
 import os
 import re
 
-from pt2kit.export.capture import SourceLocation
+from pt2kit.capture.capture import SourceLocation
 from pt2kit.diagnose.classify import Finding
 from pt2kit.diagnose.source_code import statement_at, value_bindings
 from pt2kit.rewrite.analysis import loaded_names

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from pt2kit.export.capture import SourceLocation, is_user_file, short_message, user_location
+from pt2kit.capture.capture import SourceLocation, is_user_file, short_message, user_location
 from pt2kit.diagnose.blockers import BlockerKind
 from pt2kit.diagnose.source_code import METADATA_MUTATIONS, is_branch_statement, location_at, statement_at
 

@@ -1,4 +1,4 @@
-"""`diagnose`: every blocker of one model, found in one run, each at the user's line with a fix.
+"""`diagnose_model`: every blocker of one model, found in one run, each at the user's line with a fix.
 
 Sources, each of which sees something the others miss:
 
@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from pt2kit import progress
-from pt2kit.export.capture import CaptureMode, SourceLocation, capture
+from pt2kit.capture.capture import CaptureMode, SourceLocation, capture
 from pt2kit.diagnose.blockers import Blocker, BlockerKind, Diagnosis
 from pt2kit.diagnose.branch_fix import BranchRewriter
 from pt2kit.diagnose.classify import Finding, chain_text, classify_exception, zero_one_dims
@@ -32,7 +32,7 @@ from pt2kit.diagnose.fixes import FixContext, find_type, write_fix
 from pt2kit.diagnose.line_values import values_at_lines
 from pt2kit.diagnose.source_code import definition_location, forward_location, return_location
 from pt2kit.diagnose.sources import draft_findings, explain_compile
-from pt2kit.export.specialization import find_specializations
+from pt2kit.capture.specialization import find_specializations
 from pt2kit.rewrite.fix import failure_site
 from pt2kit.shapes.spec import DynamicSpec, parse_dynamic, to_dynamic_shapes
 from pt2kit.target.resolve import Target
@@ -40,7 +40,7 @@ from pt2kit.target.resolve import Target
 _DATA_DEPENDENT = (BlockerKind.DATA_DEPENDENT_BRANCH, BlockerKind.DATA_DEPENDENT_VALUE)
 
 
-def diagnose(
+def diagnose_model(
     target: Target,
     dynamic: str | DynamicSpec | None = None,
     *,
@@ -62,7 +62,7 @@ def diagnose(
         InputSpecError: the dynamic spec does not fit the model's inputs.
 
     Example:
-        >>> d = diagnose(load_target("model.py:model"), "x:0=batch[1,64]")
+        >>> d = diagnose_model(load_target("model.py:model"), "x:0=batch[1,64]")
         >>> print(d)  # one block per blocker, each with the fix as code
     """
     spec = dynamic if isinstance(dynamic, DynamicSpec) else parse_dynamic(dynamic if dynamic is not None else target.dynamic)
@@ -214,4 +214,4 @@ def _blocker(kind: BlockerKind, group: list[Finding], context: FixContext) -> Bl
     return Blocker(kind, location, explanation, fix, auto, modes, message)
 
 
-__all__ = ["diagnose"]
+__all__ = ["diagnose_model"]

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from pt2kit.export.capture import SourceLocation
+from pt2kit.capture.capture import SourceLocation
 from pt2kit.diagnose.blockers import BlockerKind
 from pt2kit.diagnose.classify import Finding
 from pt2kit.diagnose.checks import check_code, item_instead_of_int, python_expr

@@ -12,7 +12,7 @@ import inspect
 import linecache
 from dataclasses import dataclass
 
-from pt2kit.export.capture import SourceLocation, is_user_file
+from pt2kit.capture.capture import SourceLocation, is_user_file
 
 # in-place methods that change a tensor's metadata (shape, strides) rather than its values
 METADATA_MUTATIONS = ("unsqueeze_", "squeeze_", "t_", "transpose_", "resize_", "resize_as_", "as_strided_",

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
-from pt2kit.export.capture import SourceLocation, is_user_file, quiet_torch_logs, short_message
+from pt2kit.capture.capture import SourceLocation, is_user_file, quiet_torch_logs, short_message
 from pt2kit.diagnose.blockers import BlockerKind, CompileReport, GraphBreak
 from pt2kit.diagnose.classify import Finding, chain_text, classify_exception, kind_for_code, operator_name
 from pt2kit.diagnose.source_code import location_at, statement_at

@@ -1,5 +1,8 @@
-"""Stage 2, export: torch.export capture strategies (`capture`), the export stage that writes a `.pt2`
-(`program`), and the checks export itself runs on what it captured (`specialization`, `shape_branches`).
+"""The export stage (`program`): `export_program` takes a target through capture (with shape repair and,
+on request, the `--fix` rewrites), the checks on what was captured, and writes the `.pt2` with its manifest.
 
-May import: `target`, `pytrees`, `shapes`, `artifact`.
+It orchestrates the packages below it; the capture itself lives in `capture`.
+
+May import: `rewrite`, `shapes`, `capture`, `artifact`, `target`, `pytrees`, and the base (`errors`,
+`progress`); not `diagnose`, its peer.
 """

@@ -11,24 +11,21 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from pt2kit import progress
-from pt2kit.export.capture import Capture, CaptureMode, failure_message
-from pt2kit.export.specialization import Specialization, find_specializations
+from pt2kit.capture.capture import Capture, CaptureMode, failure_message
+from pt2kit.capture.specialization import Specialization, find_specializations
 from pt2kit.errors import ExportFailed, InputSpecError
 from pt2kit.artifact.manifest import Manifest, build_manifest, with_value_ranges
 from pt2kit.artifact.package import save_program
 from pt2kit.pytrees.types import manifest_fields, register_model_types
+from pt2kit.rewrite.fix import FixResult, fix_target
 from pt2kit.shapes.inference import ShapeInference, infer_shapes
 from pt2kit.shapes.repair import RepairReport, capture_with_repair
 from pt2kit.shapes.spec import DynamicSpec, parse_dynamic, to_dynamic_shapes
 from pt2kit.target.resolve import Target
-
-if TYPE_CHECKING:
-    from pt2kit.rewrite.fix import FixResult
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,7 @@ class ExportResult:
     specializations: tuple[Specialization, ...] = field(default=())
     shape_repair: RepairReport | None = None  # what repair changed in the dynamic shapes (pt2kit.shapes.repair)
     inferred: ShapeInference | None = None  # the spec proposed from `samples` (pt2kit.shapes.inference)
-    fix: "FixResult | None" = None  # the branches `--fix` rewrote into torch.cond (pt2kit.rewrite.fix)
+    fix: FixResult | None = None  # the branches `--fix` rewrote into torch.cond (pt2kit.rewrite.fix)
 
     def __str__(self) -> str:
         m = self.manifest
@@ -133,8 +130,6 @@ def export_program(
     dynamic_shapes = to_dynamic_shapes(spec, params, target.args, target.kwargs)
     fixed = None
     if fix:  # rewrite data-dependent branches into torch.cond on a copy of the model (pt2kit.rewrite.fix)
-        from pt2kit.rewrite.fix import fix_target
-
         fixed = fix_target(target, dynamic_shapes=dynamic_shapes, spec=spec, mode=mode)
         target = dataclasses.replace(target, module=fixed.module)
     register_model_types(target.module, target.args, target.kwargs, params)  # caches, dataclasses: pt2kit.pytrees.types

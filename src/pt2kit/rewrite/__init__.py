@@ -2,7 +2,11 @@
 
 Small rules (`rules.py`: each takes an `ast` node and a context, returns a replacement, a refusal or
 None) and one driver (`driver.py`) that applies them to a method's text; `binding.py` runs the
-result on a copy of the model; `diff.py` shows it as a patch; `equivalence.py` proves it.
+result on a copy of the model; `diff.py` shows it as a patch; `equivalence.py` proves it;
+`fix.py` is the `--fix` loop (rewrite, prove, capture again).
+
+May import: `shapes`, `capture`, `artifact`, `target`, `pytrees`, and the base (`errors`, `progress`); never
+`diagnose` or `export`, which use it.
 """
 
 from pt2kit.rewrite.binding import MethodSource, ModelPatch

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pt2kit.export.capture import SourceLocation
+from pt2kit.capture.capture import SourceLocation
 
 SYNTHETIC_MARK = "::"
 

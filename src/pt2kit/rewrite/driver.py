@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pt2kit.export.capture import SourceLocation
+from pt2kit.capture.capture import SourceLocation
 from pt2kit.rewrite import analysis
 from pt2kit.rewrite.refusal import Refusal, RefusalReason
 from pt2kit.rewrite.rules import RULES, Replacement, RuleContext, item_to_tensor

@@ -15,7 +15,9 @@ from typing import Any
 import torch
 
 from pt2kit import progress
-from pt2kit.export.capture import Attempt, Capture, CaptureMode, SourceLocation, capture, is_user_file, user_location
+from pt2kit.artifact.package import atomic_path
+from pt2kit.capture.capture import Attempt, Capture, CaptureMode, SourceLocation, capture, is_user_file, user_location
+from pt2kit.capture.specialization import find_specializations
 from pt2kit.errors import FixFailed
 from pt2kit.rewrite import ModelPatch, Refusal, RefusalReason, RewriteStep, rewrite_function, unified_diff
 from pt2kit.rewrite.equivalence import AUTO_LABEL, EquivalenceCheck, compare, probe_inputs
@@ -202,8 +204,6 @@ def _auto_dims(spec: DynamicSpec | None) -> set[str] | None:
 
 def _specialized_branch(patch: ModelPatch, args, kwargs, param_names, seen, dims: set[str] | None = None) -> SourceLocation | None:
     """The first branch of the model's code that decided a size once (on `dims` only, when given)."""
-    from pt2kit.export.specialization import find_specializations
-
     for found in find_specializations(patch.model, args, kwargs, param_names):
         if dims and "*" not in dims and not set(found.sizes) & dims:
             continue
@@ -261,8 +261,6 @@ def _user_facing(patch: ModelPatch, location: SourceLocation) -> SourceLocation:
 def write_patch(result: FixResult, path) -> None:
     """Write `result.diff` to `path` atomically; apply it with `patch -p0 < path` from the directory
     `--fix` ran in (or `git apply -p0 path`). An unchanged model writes an empty patch."""
-    from pt2kit.artifact.package import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(result.diff)
 

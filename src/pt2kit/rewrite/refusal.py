@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from pt2kit.export.capture import SourceLocation
+from pt2kit.capture.capture import SourceLocation
 
 
 class RefusalReason(str, Enum):

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from pt2kit.export.capture import Capture, CaptureMode, SourceLocation, capture, quiet_torch_logs
-from pt2kit.export.shape_branches import size_guards
+from pt2kit.capture.capture import Capture, CaptureMode, SourceLocation, capture, quiet_torch_logs
+from pt2kit.capture.shape_branches import size_guards
 from pt2kit.shapes.spec import DimEntry, DynamicSpec, to_dynamic_shapes
 from pt2kit.shapes.suggested_fixes import SuggestedFix, parse_suggested_fixes
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch.export import Dim
 
+from pt2kit.capture.capture import auto_dynamic_shapes
 from pt2kit.errors import InputSpecError
 
 
@@ -278,7 +279,7 @@ def to_dynamic_shapes(spec: DynamicSpec, param_names: list[str], args: tuple, kw
     shapes: dict[str, Any] = {name: None for name in bound}
     if spec.all_auto:
         for name, value in bound.items():
-            shapes[name] = _auto_for(value)
+            shapes[name] = auto_dynamic_shapes(value)
         return shapes
     roots: dict[str, Any] = {}
     derived: dict[tuple[str, int, int], Any] = {}
@@ -311,16 +312,6 @@ def to_dynamic_shapes(spec: DynamicSpec, param_names: list[str], args: tuple, kw
         entry[dim] = obj
         shapes[e.input] = entry
     return shapes
-
-
-def _auto_for(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return {i: Dim.AUTO for i in range(value.dim())} or None
-    if isinstance(value, (list, tuple)):
-        return type(value)(_auto_for(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _auto_for(v) for k, v in value.items()}
-    return None
 
 
 def dynamic_shapes_code(spec: DynamicSpec) -> str:

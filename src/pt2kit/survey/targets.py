@@ -24,7 +24,7 @@ from torch import nn
 
 from pt2kit.errors import TargetError, UsageError
 from pt2kit.target.inputs import InputSpec, parse_input, resolve_inputs
-from pt2kit.target.resolve import Target, _bind, _import_source, load_target
+from pt2kit.target.resolve import Target, bind_inputs, import_source, load_target
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _entries_for(spec: str, input_texts: list[str], parsed: list[InputSpec], dyn
     if not sep and spec.endswith(".py"):
         return _file_entries(spec, input_texts, parsed, dynamic, seed)
     if sep and where.endswith(".py") and Path(where).is_file():
-        source, _ = _import_source(spec)
+        source, _ = import_source(spec)
         survey = getattr(source, "SURVEY", None)
         if isinstance(survey, dict) and name in survey:
             return [_dict_entry(where, name, survey[name], input_texts, parsed, dynamic, seed)]
@@ -99,7 +99,7 @@ def _entries_for(spec: str, input_texts: list[str], parsed: list[InputSpec], dyn
 
 
 def _file_entries(path: str, input_texts: list[str], parsed: list[InputSpec], dynamic: str | None, seed: int) -> list[SurveyEntry]:
-    source, _ = _import_source(f"{path}:_")
+    source, _ = import_source(f"{path}:_")
     survey = getattr(source, "SURVEY", None)
     if survey is not None:
         if not isinstance(survey, dict) or not survey:
@@ -130,7 +130,7 @@ def _dict_entry(path: str, name: str, entry: Any, input_texts: list[str], parsed
             args, kwargs = tuple(positional), named
         else:
             raise UsageError(f"`SURVEY['{name}']` in `{path}` gives no inputs: add `args`, `kwargs` or `inputs`, or pass `--input`")
-        args, kwargs = _bind(module, args, kwargs, spec)
+        args, kwargs = bind_inputs(module, args, kwargs, spec)
         return Target(spec, module, args, kwargs, None, entry.get("dynamic") or dynamic)
 
     return SurveyEntry(name, spec, build, entry.get("dynamic") or dynamic, tuple(own_inputs or input_texts))

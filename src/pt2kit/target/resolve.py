@@ -77,7 +77,7 @@ def load_target(spec: str, inputs: list[InputSpec] | None = None, seed: int = 0)
         >>> t = load_target("tests/cases/branch_on_sum.py:model")
         >>> t.module(*t.args)
     """
-    source, name = _import_source(spec)
+    source, name = import_source(spec)
     module = _build_module(source, name, spec)
     if inputs:
         positional, named = resolve_inputs(inputs, seed)
@@ -91,12 +91,17 @@ def load_target(spec: str, inputs: list[InputSpec] | None = None, seed: int = 0)
             f"no example inputs for `{spec}`: pass `--input` (e.g. {params}) "
             f"or define `example_args = (...)` beside `{name}`"
         )
-    args, kwargs = _bind(module, args, kwargs, spec)
+    args, kwargs = bind_inputs(module, args, kwargs, spec)
     dynamic = getattr(source, "dynamic", None)
     return Target(spec, module, args, kwargs, source, dynamic if isinstance(dynamic, str) else None)
 
 
-def _import_source(spec: str) -> tuple[ModuleType, str]:
+def import_source(spec: str) -> tuple[ModuleType, str]:
+    """Import the file or module of `file.py:NAME` / `pkg.mod:NAME`; returns it and `NAME` (not yet looked up).
+
+    Raises:
+        TargetError: a malformed spec, a missing file or module, or an error raised while importing it.
+    """
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name:
         raise TargetError(f"target `{spec}` is not of the form `path/to/file.py:NAME` or `package.module:NAME`")
@@ -174,9 +179,16 @@ def _build_module(source: ModuleType, name: str, spec: str) -> nn.Module:
     )
 
 
-def _bind(module: nn.Module, args: tuple, kwargs: dict, spec: str) -> tuple[tuple, dict]:
+def bind_inputs(module: nn.Module, args: tuple, kwargs: dict, spec: str) -> tuple[tuple, dict]:
     """Check inputs fit `forward`; named inputs of positional parameters become positional,
-    so the exported program is called as the model is: `model(x)`, not `model(x=x)`."""
+    so the exported program is called as the model is: `model(x)`, not `model(x=x)`.
+
+    Returns:
+        The bound `(args, kwargs)`.
+
+    Raises:
+        InputSpecError: the inputs do not bind to `forward`'s parameters (`spec` names the target in the message).
+    """
     try:
         sig = inspect.signature(module.forward)
     except (TypeError, ValueError):

@@ -25,7 +25,7 @@ from torch.utils import _pytree as pytree
 
 from pt2kit.errors import InputMismatchError
 from pt2kit.target.inputs import dtype_name
-from pt2kit.artifact.manifest import DimRange, LeafSpec, Manifest
+from pt2kit.artifact.manifest import DimRange, LeafSpec, Manifest, leaf_name
 
 HUGE_SIZE = 4096  # a declared maximum above this (or none) is capped: see `tested_max`
 UNBOUNDED_FLOOR = 64  # ... at max(UNBOUNDED_FLOOR, 2 x the example's size), never above HUGE_SIZE
@@ -283,7 +283,5 @@ def _draw_tensor(draw: InputDraw, shape: tuple[int, ...] | None, generator: torc
 
 def leaves_and_names(args: tuple, kwargs: dict, parameters: list[str]) -> tuple[list[Any], list[str], Any]:
     """Flatten `(args, kwargs)` to leaves, their manifest-style names, and the spec to rebuild them."""
-    from pt2kit.artifact.manifest import leaf_name
-
     flat, spec = pytree.tree_flatten_with_path((tuple(args), dict(kwargs)))
     return [v for _, v in flat], [leaf_name(p, parameters) for p, _ in flat], spec

@@ -20,9 +20,9 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit import progress
-from pt2kit.errors import Pt2kitError, UsageError
+from pt2kit.errors import ArtifactError, Pt2kitError, UsageError
 from pt2kit.target.inputs import dtype_name
-from pt2kit.artifact.package import atomic_path
+from pt2kit.artifact.package import atomic_path, load_program, read_manifest
 from pt2kit.artifact.runtime import Artifact, load
 from pt2kit.target.resolve import Target
 from pt2kit.verify.cases import VerifyCase, leaves_and_names, plan_cases
@@ -221,9 +221,6 @@ def program_target(path: str | os.PathLike) -> Target:
     """
     import inspect
 
-    from pt2kit.errors import ArtifactError
-    from pt2kit.artifact.package import load_program, read_manifest
-
     program = load_program(path)
     manifest = read_manifest(path)
     if program.example_inputs is None:
@@ -254,6 +251,16 @@ def write_verified(
     The artifact is written and verified at a temporary path beside `output`; on failure nothing is left at
     `output` (an older file there is kept untouched), so no file claims to be a good artifact that is not.
     A result with a `path` field is returned with `path` set to `output`.
+
+    Args:
+        output: where the verified artifact goes.
+        write: builds the artifact at the path it is given (e.g. `export_program` or `compile_package`) and
+            returns its result.
+        target: the eager model to compare with.
+        verify_options: passed to `verify_outputs` (`samples`, `atol`, `rtol`, ...).
+
+    Returns:
+        `(write's result, the VerifyReport)`; when the report is not ok, nothing was written at `output`.
 
     Example:
         >>> result, report = write_verified("m.pt2", lambda p: export_program(target, p), target)

@@ -21,8 +21,7 @@ import re
 
 import torch
 
-from pt2kit.export.capture import SourceLocation, is_user_file, quiet_torch_logs
-from pt2kit.shapes.spec import _auto_for
+from pt2kit.capture.capture import SourceLocation, auto_dynamic_shapes, is_user_file, quiet_torch_logs
 
 _LOGGER = "torch.fx.experimental.symbolic_shapes"
 _TOP_LEVEL_SOURCE = re.compile(r"^L\['(\w+)'\]\.size\(\)\[(\d+)\]$")
@@ -72,7 +71,7 @@ def size_guards(module, args, kwargs, param_names) -> dict[tuple[str, int], tupl
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 torch.export.export(module, tuple(args), dict(kwargs),
-                                    dynamic_shapes={n: _auto_for(v) for n, v in bound.items()}, strict=False)
+                                    dynamic_shapes={n: auto_dynamic_shapes(v) for n, v in bound.items()}, strict=False)
         except Exception:  # noqa: BLE001 - the guards seen so far are what we want
             pass
         finally:

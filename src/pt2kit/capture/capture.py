@@ -132,6 +132,24 @@ def capture(
     return Capture(None, None, tuple(attempts))
 
 
+def auto_dynamic_shapes(value: Any) -> Any:
+    """`Dim.AUTO` for every dim of every tensor in `value` (a tensor, or lists, tuples and dicts of them).
+
+    The `dynamic_shapes` entry that lets torch decide each dim; what `--dynamic auto` and the
+    re-traces that look for baked-in shape decisions pass to `torch.export.export`.
+
+    Example:
+        >>> auto_dynamic_shapes((torch.ones(2, 3), 4))   # ({0: Dim.AUTO, 1: Dim.AUTO}, None)
+    """
+    if isinstance(value, torch.Tensor):
+        return {i: torch.export.Dim.AUTO for i in range(value.dim())} or None
+    if isinstance(value, (list, tuple)):
+        return type(value)(auto_dynamic_shapes(v) for v in value)
+    if isinstance(value, dict):
+        return {k: auto_dynamic_shapes(v) for k, v in value.items()}
+    return None
+
+
 def capture_or_raise(module, args, kwargs=None, **options) -> Capture:
     """`capture`, raising `ExportFailed` with every attempt's reason when no mode works."""
     result = capture(module, args, kwargs, **options)

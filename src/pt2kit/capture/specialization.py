@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pt2kit.export.capture import SourceLocation, is_user_file, quiet_torch_logs
-from pt2kit.shapes.spec import _auto_for
+from pt2kit.artifact.manifest import leaf_name
+from pt2kit.capture.capture import SourceLocation, auto_dynamic_shapes, is_user_file, quiet_torch_logs
 
 _GUARD_LOGGER = "torch.fx.experimental.symbolic_shapes"
 
@@ -73,7 +73,7 @@ def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, par
     """
     bound = dict(zip(param_names, args))
     bound.update(kwargs)
-    dynamic_shapes = {name: _auto_for(v) for name, v in bound.items()}
+    dynamic_shapes = {name: auto_dynamic_shapes(v) for name, v in bound.items()}
     recorder = _GuardRecorder()
     logger = logging.getLogger(_GUARD_LOGGER)
     try:
@@ -116,8 +116,6 @@ def _python_condition(expr: str) -> str:
 def _symbol_sources(ep: torch.export.ExportedProgram, param_names: list[str]) -> dict[str, tuple[str, int]]:
     """symbol -> (`x.shape[0]`, example size) for every input dim the re-trace made symbolic."""
     from torch.utils import _pytree as pytree
-
-    from pt2kit.artifact.manifest import leaf_name
 
     example_args, example_kwargs = ep.example_inputs
     flat = pytree.tree_flatten_with_path((example_args, example_kwargs))[0]

@@ -127,6 +127,14 @@ def loaded_libstdcxx() -> list[str]:
         return []
 
 
+def default_cache_dir() -> Path:
+    """pt2kit's cache folder (builds, load probes): `$PT2KIT_CACHE_DIR`, else `$XDG_CACHE_HOME/pt2kit`, else `~/.cache/pt2kit`."""
+    if os.environ.get("PT2KIT_CACHE_DIR"):
+        return Path(os.environ["PT2KIT_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pt2kit"
+
+
 def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> None:
     """Open the package in a child process first; a crash there becomes an `ArtifactError` here.
 
@@ -134,8 +142,6 @@ def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> 
     unless the system libstdc++ is preloaded. The verdict is cached per package, interpreter
     and `LD_PRELOAD`, so only the first load of a package pays for the child (a few seconds).
     """
-    from pt2kit.compile.cache import default_cache_dir
-
     stat = path.stat()
     key = hashlib.sha256(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, sys.executable,
                                      os.environ.get("LD_PRELOAD", ""), torch.__version__, device_index]).encode()).hexdigest()[:24]
