@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pt2kit.cli.serve_ray import add_ray_arguments, run_ray, wants_ray
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="AOTInductor packages or .pt2 programs to serve")
@@ -20,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], help="where to run (default: the device a package was compiled for)")
     p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: torch's choice; 1 suits a busy machine)")
     p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up call on zeros before reporting ready")
+    add_ray_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,5 +41,7 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                            max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb,
                            device=args.device, warm_up=not args.no_warm_up, threads=args.threads)
+    if wants_ray(args):
+        return run_ray(args, options, [args.name] if args.name else None)
     app, _ = build_app(args.artifacts, options, names=[args.name] if args.name else None)
     return run_server(app, options)

@@ -191,16 +191,7 @@ def load_services(artifacts: Sequence[str | os.PathLike], *, names: Sequence[str
         UsageError: two models would share a name, or a program is asked to run on CUDA.
         ArtifactError: an artifact is missing, corrupt, has no manifest, or does not fit this machine.
     """
-    names = list(names) if names else [model_name(p) for p in artifacts]
-    if len(names) != len(artifacts):
-        raise UsageError(f"got {len(names)} names for {len(artifacts)} artifacts; give one `--name` only with one artifact")
-    seen = {}
-    for name, path in zip(names, artifacts):
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-            raise UsageError(f"model name `{name}` may hold only letters, digits, `_`, `.` and `-`; pass `--name NAME`")
-        if name in seen:
-            raise UsageError(f"`{seen[name]}` and `{path}` would both be served as `{name}`; rename one file or serve them separately")
-        seen[name] = path
+    names = model_names(artifacts, names)
     services = []
     for name, path in zip(names, artifacts):
         artifact = load(path, **(load_options or {}))
@@ -213,6 +204,25 @@ def load_services(artifacts: Sequence[str | os.PathLike], *, names: Sequence[str
             raise UsageError(f"`{path}` was compiled for {built_for}, not {chosen}; pass `--device {built_for}` or compile it for {chosen}")
         services.append(ModelService(name, artifact, device=chosen, max_batch_size=max_batch_size))
     return services
+
+
+def model_names(artifacts: Sequence[str | os.PathLike], names: Sequence[str] | None = None) -> list[str]:
+    """The name each artifact is served under (`names`, or each file's name), checked before anything loads.
+
+    Raises:
+        UsageError: a name the URLs cannot carry, two models with one name, or not one name per artifact.
+    """
+    names = list(names) if names else [model_name(p) for p in artifacts]
+    if len(names) != len(artifacts):
+        raise UsageError(f"got {len(names)} names for {len(artifacts)} artifacts; give one `--name` only with one artifact")
+    seen = {}
+    for name, path in zip(names, artifacts):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise UsageError(f"model name `{name}` may hold only letters, digits, `_`, `.` and `-`; pass `--name NAME`")
+        if name in seen:
+            raise UsageError(f"`{seen[name]}` and `{path}` would both be served as `{name}`; rename one file or serve them separately")
+        seen[name] = path
+    return names
 
 
 def _artifact_device(artifact: Artifact) -> str:

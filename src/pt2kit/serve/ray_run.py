@@ -1,0 +1,144 @@
+"""`pt2kit serve --ray`: deploy the application on a Ray cluster (or a local Ray on 127.0.0.1) and hold it.
+
+`deploy_on_ray` connects (`ray.init(address=...)`), or starts a local Ray bound to 127.0.0.1 with no dashboard when
+no address is given, starts Ray Serve's HTTP proxy on `--host`/`--port`, runs the application and waits until it is
+RUNNING (every replica loaded and warmed). `serve_on_ray` then holds it until SIGTERM or Ctrl-C, deletes the
+application (Ray drains its replicas) and, for a local Ray, shuts Ray down, like Ray's own `serve run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from pt2kit import progress
+from pt2kit.errors import UsageError
+from pt2kit.serve.ray_app import RayOptions, ray_application
+from pt2kit.serve.server import ServeOptions, bind_socket
+
+
+@dataclass(frozen=True)
+class RayDeployment:
+    """An application running on Ray Serve: where it answers, and on which Ray."""
+
+    app_name: str
+    url: str
+    replicas: str
+    ray_address: str
+    local_ray: bool
+
+    def __str__(self) -> str:
+        where = "a local Ray on 127.0.0.1" if self.local_ray else f"the Ray cluster at {self.ray_address}"
+        return f"serving `{self.app_name}` on {self.url} with {self.replicas} on {where}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app_name": self.app_name, "url": self.url, "replicas": self.replicas,
+                "ray_address": self.ray_address, "local_ray": self.local_ray}
+
+
+def connect_ray(address: str | None, num_cpus: int | None = None) -> bool:
+    """Join the Ray cluster at `address`, or start a local one bound to 127.0.0.1 (no dashboard); True if started.
+
+    A Ray already initialized in this process is used as it is (returns False).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address is None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # this machine may not reach the internet; do not try
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False, logging_level=logging.WARNING)
+        return True
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"cannot join the Ray cluster at `{address}` ({str(exc).splitlines()[0][:200]}); check `--ray-address` "
+                         "(`ray://HEAD:10001` from outside the cluster, `auto` on one of its nodes)") from None
+    return False
+
+
+def deploy_on_ray(artifacts: Sequence[str | os.PathLike], options: ServeOptions = ServeOptions(),
+                  ray_options: RayOptions = RayOptions(), names: Sequence[str] | None = None) -> RayDeployment:
+    """Deploy `artifacts` on Ray Serve and return once every replica is running.
+
+    Raises:
+        UsageError: bad options or artifacts (checked before Ray starts), the port is taken, the cluster cannot be
+            joined, or Ray Serve could not deploy the application (its message, in one line).
+
+    Example:
+        >>> deployment = deploy_on_ray(["out/mlp.aoti.pt2"], ServeOptions(port=8000), RayOptions(num_replicas=2))
+        >>> httpx.get(f"{deployment.url}/v2/health/ready"); stop_on_ray(deployment)
+    """
+    app = _prepare(artifacts, options, ray_options, names)
+    return _run(app, options, ray_options, connect_ray(ray_options.address))
+
+
+def _prepare(artifacts, options: ServeOptions, ray_options: RayOptions, names):
+    import ray
+
+    app = ray_application(artifacts, options, ray_options, names)  # checks everything it can before Ray starts
+    if ray_options.address is None and not ray.is_initialized():
+        bind_socket(options.host, options.port).close()  # a taken port fails now, in one line, not inside Ray
+    return app
+
+
+def _run(app, options: ServeOptions, ray_options: RayOptions, local: bool) -> RayDeployment:
+    import ray
+    from ray import serve
+
+    serve.start(http_options={"host": options.host, "port": options.port})
+    with progress.stage(f"deploy `{ray_options.app_name}` on Ray Serve"):
+        try:
+            serve.run(app, name=ray_options.app_name, route_prefix=ray_options.route_prefix, blocking=False)
+        except RuntimeError as exc:
+            message = " ".join(str(exc).split())
+            raise UsageError(f"Ray Serve could not deploy `{ray_options.app_name}`: {message[-600:]}") from None
+    scale = ray_options.autoscale
+    replicas = f"{scale[0]}-{scale[1]} replicas (autoscaled)" if scale else f"{ray_options.num_replicas} replica(s)"
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+    return RayDeployment(ray_options.app_name, f"http://{host}:{options.port}{ray_options.route_prefix.rstrip('/')}",
+                         replicas, ray.get_runtime_context().gcs_address, local)
+
+
+def stop_on_ray(deployment: RayDeployment) -> None:
+    """Delete the application (Ray lets its replicas finish what they hold); shut down a Ray this process started."""
+    _stop(deployment.app_name, deployment.local_ray)
+
+
+def _stop(app_name: str, local: bool) -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.delete(app_name)
+    finally:
+        if local:
+            serve.shutdown()
+            ray.shutdown()
+
+
+def serve_on_ray(artifacts: Sequence[str | os.PathLike], options: ServeOptions = ServeOptions(),
+                 ray_options: RayOptions = RayOptions(), names: Sequence[str] | None = None) -> int:
+    """Deploy, hold until SIGTERM or Ctrl-C, then stop; returns 0."""
+    app = _prepare(artifacts, options, ray_options, names)
+    local = connect_ray(ray_options.address)
+    # after ray.init, which puts a fatal-signal handler on SIGTERM; a signal during the deploy stops right after it
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda s, f: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        deployment = _run(app, options, ray_options, local)
+        progress.info(f"{deployment}; OpenAPI docs at {deployment.url}/docs; SIGTERM or Ctrl-C stops")
+        while not stop.wait(0.5):
+            pass
+        progress.info(f"stopping `{ray_options.app_name}`: replicas answer what they hold, then exit")
+    finally:
+        _stop(ray_options.app_name, local)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    progress.info("stopped")
+    return 0
