@@ -158,12 +158,16 @@ def test_cli_serves_on_a_local_ray_and_stops_on_sigterm(programs, eager):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """Ray with 2 CPUs on 127.0.0.1, no dashboard, Serve's proxy on 127.0.0.1:PORT; shut down at the end."""
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    """Ray with 2 CPUs on 127.0.0.1, no dashboard, Serve's proxy on 127.0.0.1:PORT; shut down at the end.
+
+    Yields (Serve's port, the port where Ray exports its metrics, reported every second)."""
+    metrics_port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             _metrics_export_port=metrics_port, _system_config={"metrics_report_interval_ms": 1000})
     port = free_port()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        yield port
+        yield port, metrics_port
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -171,7 +175,7 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def deployed(local_ray, programs):
-    options = ServeOptions(port=local_ray, max_batch_size=8, max_queue_delay_ms=20, threads=1)
+    options = ServeOptions(port=local_ray[0], max_batch_size=8, max_queue_delay_ms=20, threads=1)
     return deploy_on_ray([programs["linear"], programs["pair"]], options, RayOptions(num_replicas=2, cpus_per_replica=0.5))
 
 
@@ -182,7 +186,7 @@ def replica_names() -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_two_replicas_answer_concurrent_requests_like_eager(deployed, eager):
+def test_two_replicas_answer_concurrent_requests_like_eager(local_ray, deployed, eager):
     assert serve.status().applications[APP].deployments[DEPLOYMENT_NAME].replica_states == {"RUNNING": 2}
     jobs = [("linear" if i % 2 else "pair", i) for i in range(48)]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
@@ -192,6 +196,15 @@ def test_two_replicas_answer_concurrent_requests_like_eager(deployed, eager):
     # the same metrics as `pt2kit serve`, from whichever replica answers
     metrics = httpx.get(f"{deployed.url}/metrics", timeout=30).text
     assert 'pt2kit_requests_total{code="200",model="linear"}' in metrics and "pt2kit_batch_size_bucket" in metrics
+    # and in Ray's own export, beside ray_serve_*, tagged per replica: their sum counts every answer
+    deadline, counted = time.monotonic() + 60, None
+    while counted != 24:
+        assert time.monotonic() < deadline, f"Ray exported {counted} linear answers, not 24"
+        time.sleep(1)
+        exported = httpx.get(f"http://127.0.0.1:{local_ray[1]}/metrics", timeout=30).text
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in exported.splitlines()
+                      if line.startswith("ray_pt2kit_requests_total{") and 'model="linear"' in line and 'code="200"' in line)
+    assert "ray_serve_num_http_requests" in exported and "ray_pt2kit_batch_size_bucket" in exported
 
 
 @pytest.mark.slow
@@ -235,7 +248,7 @@ def test_written_config_deploys_through_ray_serve_run(local_ray, programs, eager
     serve.delete(APP)  # a config deploy replaces the applications deployed from Python
     path = tmp_path / "serve.yaml"
     code = subprocess.run([sys.executable, "-m", "pt2kit", "serve", str(programs["pair"]), "--write-config", str(path),
-                           "--num-replicas", "1", "--port", str(local_ray), "--max-batch-size", "4", "-q"], timeout=120).returncode
+                           "--num-replicas", "1", "--port", str(local_ray[0]), "--max-batch-size", "4", "-q"], timeout=120).returncode
     assert code == 0
     serve_cli = Path(sys.executable).with_name("serve")
     address = ray.get_runtime_context().gcs_address

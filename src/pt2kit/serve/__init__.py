@@ -1,7 +1,8 @@
 """`pt2kit serve`: serve artifacts over HTTP with the Open Inference Protocol v2, dynamic batching and metrics.
 
 Owns the serving layer. May import: `artifact` (`pt2kit.load`, the manifest and its input contract), `errors`,
-`progress`; and FastAPI, uvicorn and prometheus-client (the `serve` extra). Nothing below imports it.
+`progress`; and FastAPI, uvicorn and prometheus-client (the `serve` extra), Ray Serve (the `ray` extra, only in the
+`ray_*` modules). Nothing below imports it.
 
 The seams, each usable on its own (Ray Serve scale-out builds on them):
 
@@ -18,6 +19,9 @@ The seams, each usable on its own (Ray Serve scale-out builds on them):
   and `infer(service, request)` coroutines is a `Backend`.
 - `metrics`: `ServeMetrics`, the Prometheus counters and histograms in a registry per app.
 - `server`: `run_server(app, options)` runs uvicorn and drains on SIGTERM, exiting 0.
+- `ray_app`, `ray_backend`, `ray_config`, `ray_run` (the `ray` extra; docs/scale-out.md): the same app on Ray Serve,
+  `@serve.ingress` per replica and `@serve.batch` as its backend; `ray_application(...)`, the config's builder
+  `app_builder(args)`, `write_ray_config(...)`, `deploy_on_ray(...)`.
 
 Example:
     >>> from pt2kit.serve import create_app, load_services
@@ -42,7 +46,16 @@ def __getattr__(name: str):  # the app layer needs FastAPI; import it only when 
         from pt2kit.serve.metrics import ServeMetrics
 
         return ServeMetrics
+    if name in _RAY_NAMES:  # Ray Serve: imported only when asked for
+        import importlib
+
+        return getattr(importlib.import_module(_RAY_NAMES[name]), name)
     raise AttributeError(f"module 'pt2kit.serve' has no attribute {name!r}")
+
+
+_RAY_NAMES = {"RayOptions": "pt2kit.serve.ray_app", "ray_application": "pt2kit.serve.ray_app",
+              "write_ray_config": "pt2kit.serve.ray_config", "deploy_on_ray": "pt2kit.serve.ray_run",
+              "stop_on_ray": "pt2kit.serve.ray_run"}
 
 
 __all__ = [

@@ -25,8 +25,7 @@ from ray.serve import Application
 from pt2kit import progress
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, read_manifest
 from pt2kit.errors import ArtifactError, UsageError
-from pt2kit.serve.metrics import ServeMetrics
-from pt2kit.serve.ray_backend import RayBatchBackend
+from pt2kit.serve.ray_backend import RayBatchBackend, RayServeMetrics
 from pt2kit.serve.server import ServeOptions
 from pt2kit.serve.service import load_services, model_names
 
@@ -99,7 +98,7 @@ class PT2KitServer:
                     service.warm_up()
                 except Exception as exc:  # a model that fails on zeros may still serve real inputs
                     progress.info(f"warm-up of `{service.name}` failed ({type(exc).__name__}: {str(exc).strip()[:200]}); serving it cold")
-        self.metrics = ServeMetrics([s.name for s in self.services])
+        self.metrics = RayServeMetrics([s.name for s in self.services])
         self.backend = RayBatchBackend(self.services, max_queue_delay_ms=self.options.max_queue_delay_ms, metrics=self.metrics)
 
     def __serve_build_asgi_app__(self):

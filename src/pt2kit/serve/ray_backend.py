@@ -18,9 +18,44 @@ from typing import Sequence
 import torch
 from ray import serve
 
-from pt2kit.serve.metrics import ServeMetrics
+from pt2kit.serve.metrics import _ROWS, _SECONDS, ServeMetrics
 from pt2kit.serve.protocol import InferRequest
 from pt2kit.serve.service import ModelService
+
+
+class RayServeMetrics(ServeMetrics):
+    """pt2kit's metrics twice: in the replica's registry (`GET /metrics`, the replica that answers) and in Ray's
+    metrics, which Ray exports on each node tagged with application, deployment and replica, beside its own
+    `ray_serve_*` ones, so a sum over the cluster is one query (`sum(rate(ray_pt2kit_requests_total[1m]))`)."""
+
+    def __init__(self, models: list[str]):
+        from ray.serve import metrics as ray_metrics
+
+        super().__init__(models)
+        self.ray_requests = ray_metrics.Counter("pt2kit_requests", "Inference requests answered, by model and HTTP status code",
+                                                tag_keys=("model", "code"))
+        self.ray_histograms = {
+            kind: ray_metrics.Histogram(f"pt2kit_{kind}", description, boundaries=list(buckets), tag_keys=("model",))
+            for kind, description, buckets in (
+                ("request_duration_seconds", "Time from receiving a request to answering it", _SECONDS),
+                ("queue_duration_seconds", "Time a request waited in the batch queue", _SECONDS),
+                ("inference_duration_seconds", "Time of one model call (one batch)", _SECONDS),
+                ("batch_size", "Rows along the batch dim in one model call", _ROWS))}
+
+    def request(self, model: str, code: int, seconds: float) -> None:
+        super().request(model, code, seconds)
+        label = self.label(model)
+        self.ray_requests.inc(1, tags={"model": label, "code": str(code)})
+        self.ray_histograms["request_duration_seconds"].observe(seconds, tags={"model": label})
+
+    def queue_seconds(self, model: str, seconds: float) -> None:
+        super().queue_seconds(model, seconds)
+        self.ray_histograms["queue_duration_seconds"].observe(seconds, tags={"model": model})
+
+    def batch(self, model: str, rows: int, seconds: float) -> None:
+        super().batch(model, rows, seconds)
+        self.ray_histograms["batch_size"].observe(rows, tags={"model": model})
+        self.ray_histograms["inference_duration_seconds"].observe(seconds, tags={"model": model})
 
 
 @dataclass

@@ -1,0 +1,119 @@
+"""Throughput of `pt2kit serve --ray` with 1 and 2 replicas, side by side with `pt2kit serve` alone, in one run.
+
+Builds the MLP package of benchmarks/serve_bench.py (cached), then starts each server in turn from the CLI, in its own
+process on 127.0.0.1, and drives it from this process with serve_bench.py's load generator (keep-alive connections,
+pre-encoded OIP requests of batch 1) at each concurrency:
+
+  serve     `pt2kit serve PKG --max-batch-size 64 --threads 1`                      (uvicorn, asyncio batcher)
+  ray-1     `pt2kit serve PKG --ray --num-replicas 1 --max-batch-size 64 --threads 1`  (local Ray, @serve.batch)
+  ray-2     the same with `--num-replicas 2`
+
+Each `--ray` server starts its own local Ray (bound to 127.0.0.1, no dashboard) and stops it on SIGTERM.
+
+    .venv/bin/python benchmarks/ray_serve_bench.py --seconds 4 --json out/ray_serve_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from serve_bench import build_package_path, drive, free_port, request_bytes  # noqa: E402  (the same load generator)
+
+
+def start(kind: str, package: Path, port: int, threads: int, batch: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pt2kit", "serve", str(package), "--name", "mlp", "--port", str(port),
+           "--max-batch-size", str(batch), "--threads", str(threads), "-q"]
+    if kind.startswith("ray-"):
+        cmd += ["--ray", "--num-replicas", kind.split("-")[1]]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    started, deadline = time.monotonic(), time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{kind} exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(request_bytes("GET", "/v2/health/ready"))
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    print(f"{kind}: ready after {time.monotonic() - started:.1f} s", file=sys.stderr)
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"{kind} not ready after 300 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dims", default="256,2048,2048,16", help="MLP widths (default 256,2048,2048,16, as serve_bench.py)")
+    parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per point (after 0.5 s warm-up)")
+    parser.add_argument("--servers", default="serve,ray-1,ray-2")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per server process or replica (default 1)")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--workdir", default="out/serve_bench")
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    dims = [int(d) for d in args.dims.split(",")]
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    # the build runs in a child process (Inductor's compile workers linger), as in serve_bench.py
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve_bench.py"), "--step", "build", "--dims", args.dims,
+                    "--workdir", str(workdir)], check=True, stdout=subprocess.DEVNULL)
+    package = build_package_path(dims, workdir)
+    import random
+
+    rng = random.Random(0)
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, dims[0]], "datatype": "FP32",
+                                   "data": [rng.uniform(-1, 1) for _ in range(dims[0])]}]}).encode()
+    raw = request_bytes("POST", "/v2/models/mlp/infer", body)
+    rows = []
+    for kind in args.servers.split(","):
+        port = free_port()
+        proc = start(kind, package, port, args.threads, args.max_batch_size)
+        try:
+            for c in map(int, args.concurrency.split(",")):
+                row = {"server": kind, **asyncio.run(drive(port, raw, c, args.seconds))}
+                rows.append(row)
+                print(f"{kind:7s} c={c:3d}  {row['throughput']:8.1f} req/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms"
+                      f"  errors {row['errors']}", file=sys.stderr)
+        finally:
+            stop(proc)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    import ray
+    import torch
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(), "loadavg_after": load,
+              "torch": torch.__version__, "ray": ray.__version__, "dims": dims, "threads": args.threads,
+              "max_batch_size": args.max_batch_size, "rows": rows}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
