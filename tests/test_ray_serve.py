@@ -124,6 +124,8 @@ def test_written_config_is_a_valid_serve_config(programs, tmp_path):
     (["--ray", "--write-config", "x.yaml"], "drop `--ray`"),
     (["--write-config", "x.json"], "*.yaml"),
     (["--ray", "--gpus-per-replica", "0.5"], "runs on the CPU"),
+    (["--ray", "--ray-address", f"127.0.0.1:{free_port()}"], "nothing answers at"),  # not minutes of Ray's retries
+    (["--write-config", "no/such/folder/serve.yaml"], "does not exist"),
 ])
 def test_cli_ray_flags_fail_in_one_line(cli, programs, flags, needle):
     from conftest import check_one_line_error

@@ -93,6 +93,8 @@ def write_ray_config(path: str | os.PathLike, artifacts: Sequence[str | os.PathL
     path = Path(path)
     if path.suffix not in (".yaml", ".yml"):
         raise UsageError(f"`--write-config` writes YAML; name the file `*.yaml`, got `{path}`")
+    if not path.parent.is_dir():
+        raise UsageError(f"folder `{path.parent}` of `--write-config` does not exist; create it or write the config elsewhere")
     config = ray_config(artifacts, options, ray_options, names)
     ServeDeploySchema.model_validate(config)  # what `serve deploy` checks first; a failure here is a pt2kit bug
     # through JSON: plain types only (no tuples or Paths in the YAML)

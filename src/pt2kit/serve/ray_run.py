@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -54,12 +55,25 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> bool:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  log_to_driver=False, logging_level=logging.WARNING)
         return True
+    _check_reachable(address)
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise UsageError(f"cannot join the Ray cluster at `{address}` ({str(exc).splitlines()[0][:200]}); check `--ray-address` "
                          "(`ray://HEAD:10001` from outside the cluster, `auto` on one of its nodes)") from None
     return False
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a `HOST:PORT` nobody listens on (Ray itself retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # `auto`, or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UsageError(f"nothing answers at `{address}` ({exc.strerror or exc}); check `--ray-address`: the head node's "
+                         "`HOST:6379` on a cluster node, `ray://HOST:10001` from outside, or `auto` on a node") from None
 
 
 def deploy_on_ray(artifacts: Sequence[str | os.PathLike], options: ServeOptions = ServeOptions(),
