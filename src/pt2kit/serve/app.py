@@ -135,7 +135,7 @@ _INFER_SCHEMA = {
                 "inputs": {"type": "array", "minItems": 1, "items": {
                     "type": "object", "required": ["name", "shape", "datatype"], "properties": {
                         "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-                        "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64"]},
+                        "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64"]},
                         "data": {"type": "array"}, "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer"}}}}}},
                 "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
                     "name": {"type": "string"}, "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}}}},
