@@ -166,6 +166,7 @@ def test_a_model_without_a_batch_dim_runs_one_request_per_call(programs):
 BAD_REQUESTS = [
     (b'{"inputs": [', "not valid JSON"),
     (b"[1, 2]", "must be a JSON object"),
+    (b"[" * 100_000, "nested too deeply"),
     (b"{}", "`inputs` must be a non-empty list"),
     (b'{"inputs": [{"name": "nope", "shape": [1, 16], "datatype": "FP32", "data": []}]}', "unknown input `nope`"),
     (b'{"inputs": [{"name": "input", "shape": [1, 16], "datatype": "INT64", "data": []}]}', "datatype `INT64`"),

@@ -18,6 +18,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pt2kit import progress
@@ -123,6 +124,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):  # a bug: say so in one line, never a traceback page
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        progress.info(f"error: {request.method} {request.url.path}: {type(exc).__name__}: {first}")
         return error(f"internal error: {type(exc).__name__}", 500)
 
 
@@ -230,11 +233,14 @@ async def _read_body(request: Request, limit: int) -> bytes | Response:
         if int(declared) > limit:
             return too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return error("the client closed the connection before sending the whole body", 400)
     return b"".join(chunks)
 
 
