@@ -73,6 +73,10 @@ def infer_body(draw, meta: dict, output_names: list[str]):
         return draw(st.binary(max_size=256)), {}
     if kind == 1:
         return json.dumps(draw(_JSON)).encode(), {}
+    if kind == 2:  # nesting deeper than a JSON parser's recursion
+        depth = draw(st.integers(30, 5000))
+        name = json.dumps(meta["inputs"][0]["name"]).encode()
+        return b'{"inputs": [{"name": ' + name + b', "shape": [1], "datatype": "FP32", "data": ' + b"[" * depth + b"]" * depth + b"}]}", {}
     entries = draw(st.lists(input_entry(meta), min_size=0, max_size=len(meta["inputs"]) + 1))
     request: dict = {"inputs": [e for e, _ in entries]}
     if draw(st.booleans()):

@@ -18,6 +18,7 @@ import torch
 
 from pt2kit import progress
 from pt2kit.cli import main
+from pt2kit.serve import ModelService
 
 CASES = Path(__file__).resolve().parent / "cases"
 
@@ -60,7 +61,7 @@ class ThreadServer:
         assert not self.thread.is_alive(), "the server did not stop"
 
 
-def wait_ready(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+def wait_ready(url: str, timeout: float = 180.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -104,3 +105,27 @@ def tensor_input(name: str, tensor, binary: bool = False) -> tuple[dict, bytes]:
     raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
     entry["parameters"] = {"binary_data_size": len(raw)}
     return entry, raw
+
+
+class GatedService(ModelService):
+    """A real model held at a gate before each call, so tests can fill the queue before a batch forms."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.entered = threading.Event()  # set once a call waits at the gate
+
+    def run_batch(self, requests):
+        self.entered.set()
+        self.gate.wait(timeout=60)
+        return super().run_batch(requests)
+
+
+def wait_for_queue(app, model: str, depth: int, timeout: float = 60.0) -> None:
+    """Wait until `depth` requests wait in `model`'s queue of the app's batcher."""
+    backend = app.state.pt2kit.backend
+    deadline = time.monotonic() + timeout
+    while backend.queue_depth(model) < depth:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{backend.queue_depth(model)} requests queued, expected {depth}")
+        time.sleep(0.02)

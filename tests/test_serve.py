@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import pt2kit
-from serve_support import ThreadServer, export, tensor_input  # noqa: E402  (tests/ is on sys.path through conftest)
+from serve_support import GatedService, ThreadServer, export, tensor_input, wait_for_queue  # noqa: E402  (tests/ is on sys.path)
 
 from pt2kit.serve import create_app, load_services
 
@@ -30,7 +30,7 @@ def programs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(programs):
     services = load_services(list(programs.values()), max_batch_size=8)
-    app = create_app(services, max_queue_delay_ms=40, max_body_bytes=MAX_BODY)
+    app = create_app(services, max_queue_delay_ms=5, max_body_bytes=MAX_BODY)
     with ThreadServer(app) as running:
         yield running
 
@@ -123,15 +123,30 @@ def _histogram(url: str, metric: str, model: str) -> tuple[float, float]:
     return value["count"], value["sum"]
 
 
-def test_concurrent_requests_are_batched_and_split_back(server, reference):
-    calls_before, rows_before = _histogram(server.url, "pt2kit_batch_size", "linear")
-    requests = [{"input": torch.randn(k, 16)} for k in (1, 1, 2, 1, 3, 1)]  # 9 rows, max batch 8: at least 2 calls
-    responses = asyncio.run(_concurrent(server.url, "linear", requests))
-    for request, response in zip(requests, responses):
-        torch.testing.assert_close(outputs_of(response)["output"], reference["linear"](request["input"]))
-    calls, rows = _histogram(server.url, "pt2kit_batch_size", "linear")
-    assert rows - rows_before == 9  # a request with its own batch of k counts k
-    assert 2 <= calls - calls_before < len(requests)  # stacked: fewer calls than requests, never more than 8 rows in one
+def test_concurrent_requests_are_batched_and_split_back(programs, reference):
+    service = GatedService("linear", pt2kit.load(programs["linear"]), max_batch_size=8)
+    app = create_app([service])
+    first = torch.randn(1, 16)
+    queued = [torch.randn(k, 16) for k in (1, 2, 1, 3, 1, 2)]  # 10 rows behind the first, at most 8 in one call
+
+    async def scenario(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            def post(x):
+                return asyncio.ensure_future(client.post("/v2/models/linear/infer", json={"inputs": [tensor_input("input", x)[0]]}))
+            held = post(first)
+            await asyncio.to_thread(service.entered.wait, 60)  # the first call waits at the gate
+            rest = [post(x) for x in queued]
+            await asyncio.to_thread(wait_for_queue, app, "linear", len(rest))
+            service.gate.set()
+            return await asyncio.gather(held, *rest)
+
+    with ThreadServer(app) as server:
+        responses = asyncio.run(scenario(server.url))
+        calls, rows = _histogram(server.url, "pt2kit_batch_size", "linear")
+    for x, response in zip([first, *queued], responses):
+        torch.testing.assert_close(outputs_of(response)["output"], reference["linear"](x))
+    assert rows == 11  # a request with its own batch of k counts k
+    assert calls == 3  # the first alone, then the queued 10 rows as 8 or 7 and the rest: stacked, never over 8
 
 
 def test_requests_with_other_dims_are_not_mixed(server, reference):
@@ -151,6 +166,7 @@ def test_a_model_without_a_batch_dim_runs_one_request_per_call(programs):
 BAD_REQUESTS = [
     (b'{"inputs": [', "not valid JSON"),
     (b"[1, 2]", "must be a JSON object"),
+    (b"[" * 100_000, "nested too deeply"),
     (b"{}", "`inputs` must be a non-empty list"),
     (b'{"inputs": [{"name": "nope", "shape": [1, 16], "datatype": "FP32", "data": []}]}', "unknown input `nope`"),
     (b'{"inputs": [{"name": "input", "shape": [1, 16], "datatype": "INT64", "data": []}]}', "datatype `INT64`"),

@@ -16,9 +16,9 @@ import torch
 
 import pt2kit
 from conftest import check_one_line_error  # noqa: E402
-from serve_support import ThreadServer, export, subprocess_server, tensor_input  # noqa: E402
+from serve_support import GatedService, ThreadServer, export, subprocess_server, tensor_input, wait_for_queue  # noqa: E402
 
-from pt2kit.serve import ModelService, create_app, load_services
+from pt2kit.serve import create_app, load_services
 
 
 @pytest.fixture(scope="module")
@@ -58,26 +58,17 @@ def test_cli_usage_errors_are_one_line_exit_2(cli, linear, tmp_path):
         check_one_line_error(cli("serve", linear, "--port", str(taken.getsockname()[1])), "cannot serve on 127.0.0.1")
 
 
-class GatedService(ModelService):
-    """The linear model, held at a gate before each batch so the queue fills deterministically."""
-
-    gate = threading.Event()
-
-    def run_batch(self, requests):
-        self.gate.wait(timeout=30)
-        return super().run_batch(requests)
-
-
 def test_a_full_queue_answers_503_with_retry_after(linear):
     service = GatedService("linear", pt2kit.load(linear), max_batch_size=1)
-    with ThreadServer(create_app([service], max_queue=2)) as server:
+    app = create_app([service], max_queue=2)
+    with ThreadServer(app) as server:
         async def scenario():
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
                 post = lambda: asyncio.ensure_future(client.post("/v2/models/linear/infer", json=body()))  # noqa: E731
                 running = post()
-                await asyncio.sleep(0.3)  # taken by the worker, held at the gate
+                await asyncio.to_thread(service.entered.wait, 60)  # taken by the worker, held at the gate
                 queued = [post(), post()]
-                await asyncio.sleep(0.3)
+                await asyncio.to_thread(wait_for_queue, app, "linear", 2)
                 refused = await client.post("/v2/models/linear/infer", json=body())
                 service.gate.set()
                 return refused, await asyncio.gather(running, *queued)
@@ -111,17 +102,24 @@ def test_memory_stays_flat_under_2000_bad_requests(linear):
 
 
 @pytest.mark.slow
-def test_aoti_package_serves_batched_requests(small_aoti_package, linear_program):
+def test_aoti_package_serves_batched_requests(small_aoti_package):
     """The AOTInductor package (built once per session) behind the batcher: outputs match `pt2kit.load`'s."""
-    (service,) = load_services([small_aoti_package], max_batch_size=16)
-    assert service.platform == "pt2kit_aoti" and service.batch_dim is not None
+    (loaded,) = load_services([small_aoti_package], max_batch_size=16)
+    assert loaded.platform == "pt2kit_aoti" and loaded.batch_dim is not None
+    service = GatedService("linear", loaded.artifact, max_batch_size=16)
     reference = pt2kit.load(small_aoti_package)
     inputs = [torch.randn(k, 16) for k in (1, 3, 2, 1, 4, 1, 1, 2)]
-    with ThreadServer(create_app([service], max_queue_delay_ms=30)) as server:
+    app = create_app([service])
+    with ThreadServer(app) as server:
         async def send():
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-                return await asyncio.gather(*(client.post("/v2/models/linear/infer", json={"inputs": [tensor_input("input", x)[0]]})
-                                              for x in inputs))
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                post = lambda x: asyncio.ensure_future(client.post("/v2/models/linear/infer", json={"inputs": [tensor_input("input", x)[0]]}))  # noqa: E731
+                first = post(inputs[0])
+                await asyncio.to_thread(service.entered.wait, 60)  # the first is at the gate; the rest queue behind it
+                rest = [post(x) for x in inputs[1:]]
+                await asyncio.to_thread(wait_for_queue, app, "linear", len(rest))
+                service.gate.set()
+                return await asyncio.gather(first, *rest)
 
         responses = asyncio.run(send())
         metrics = httpx.get(f"{server.url}/metrics").text
@@ -130,4 +128,4 @@ def test_aoti_package_serves_batched_requests(small_aoti_package, linear_program
         out = response.json()["outputs"][0]
         torch.testing.assert_close(torch.tensor(out["data"]).reshape(out["shape"]), reference(x))
     calls = float(next(ln.split()[-1] for ln in metrics.splitlines() if ln.startswith('pt2kit_batch_size_count{model="linear"}')))
-    assert calls < len(inputs)  # some requests shared a call
+    assert calls == 2  # the first alone, then the 7 queued (14 rows, max 16) in one call

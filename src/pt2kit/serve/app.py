@@ -18,6 +18,7 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from pt2kit import progress
@@ -123,6 +124,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):  # a bug: say so in one line, never a traceback page
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        progress.info(f"error: {request.method} {request.url.path}: {type(exc).__name__}: {first}")
         return error(f"internal error: {type(exc).__name__}", 500)
 
 
@@ -135,7 +138,7 @@ _INFER_SCHEMA = {
                 "inputs": {"type": "array", "minItems": 1, "items": {
                     "type": "object", "required": ["name", "shape", "datatype"], "properties": {
                         "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-                        "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64"]},
+                        "datatype": {"type": "string", "enum": ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64"]},
                         "data": {"type": "array"}, "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer"}}}}}},
                 "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
                     "name": {"type": "string"}, "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}}}},
@@ -230,11 +233,14 @@ async def _read_body(request: Request, limit: int) -> bytes | Response:
         if int(declared) > limit:
             return too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return error("the client closed the connection before sending the whole body", 400)
     return b"".join(chunks)
 
 

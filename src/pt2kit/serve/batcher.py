@@ -2,8 +2,9 @@
 
 Requests wait in the model's queue; the worker takes the oldest one, adds queued requests of the same group (equal
 sizes but for the batch dim) until their batches reach `max_batch_size` or `max_queue_delay` has passed since the
-oldest arrived, runs them with `ModelService.run_batch` on its own thread (the event loop keeps serving HTTP
-meanwhile) and hands each request its slice. Requests that arrive while a batch runs form the next one, so with a
+oldest arrived, runs them with `ModelService.run_batch` and hands each request its slice. Calls that take over
+`PT2KIT_SERVE_INLINE_MS` (2 ms) on average run on the model's own thread, so the event loop keeps serving HTTP
+meanwhile; shorter ones run on the loop itself, where a thread hand-off would cost more than the call. Requests that arrive while a batch runs form the next one, so with a
 delay of 0 batches still grow with the load.
 """
 
@@ -54,7 +55,7 @@ class _ModelQueue:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pt2kit-serve-{service.name}")
         self.task: asyncio.Task | None = None
         self.closing = False
-        self.single_call_s = INLINE_BELOW_S  # moving average of one-request calls; on the thread until measured
+        self.call_s = INLINE_BELOW_S  # moving average of a call's seconds; on the thread until measured
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -74,8 +75,10 @@ class _ModelQueue:
                     self.metrics.queue_seconds(self.service.name, started - item.enqueued)
             requests = [item.request for item in batch]
             try:
-                if len(batch) == 1 and not self.pending and self.single_call_s < INLINE_BELOW_S:
-                    # alone and short: run on the loop, saving two thread hand-offs (most of the latency at low load)
+                if self.call_s < INLINE_BELOW_S:
+                    # a short call runs on the loop: a thread hand-off (and the GIL passed back and forth between the
+                    # loop and the worker) would cost more than the call; long calls go to the thread so the loop
+                    # keeps reading requests meanwhile
                     results, seconds = self._timed_run(requests)
                 else:
                     results, seconds = await loop.run_in_executor(self.executor, self._timed_run, requests)
@@ -84,8 +87,7 @@ class _ModelQueue:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 continue
-            if len(batch) == 1:
-                self.single_call_s = 0.8 * self.single_call_s + 0.2 * seconds
+            self.call_s = 0.8 * self.call_s + 0.2 * seconds
             if self.metrics:
                 self.metrics.batch(self.service.name, sum(r.batch for r in requests), seconds)
             for item, result in zip(batch, results):

@@ -102,6 +102,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview
         json_part, binary = body[:n], memoryview(body)[n:]
     try:
         request = json.loads(json_part)
+    except RecursionError:
+        raise RequestError("the body's JSON is nested too deeply; send an OIP request with flat or shallow `data`") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(f"the body is not valid JSON ({exc}); send an OIP request: {{\"inputs\": [{{\"name\", \"shape\", \"datatype\", \"data\"}}]}}") from None
     if not isinstance(request, dict):
