@@ -137,9 +137,10 @@ def test_cli_ray_flags_fail_in_one_line(cli, programs, flags, needle):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_cli_serves_on_a_local_ray_and_stops_on_sigterm(programs, eager):
+def test_cli_serves_on_a_local_ray_and_stops_on_sigterm(small_aoti_package, eager):
+    """An AOTInductor package (the session's, built once) in a replica of a local Ray the command starts."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", str(programs["linear"]), "--ray", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", str(small_aoti_package), "--ray", "--port", str(port),
                              "--max-batch-size", "4", "--threads", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
