@@ -90,6 +90,8 @@ def test_options_are_checked_before_ray_starts(programs, tmp_path):
         RayOptions(gpus_per_replica=1.5).check()
     with pytest.raises(UsageError, match="runs on the CPU"):
         check_artifacts([programs["linear"]], ServeOptions(), RayOptions(gpus_per_replica=0.5))
+    with pytest.raises(UsageError, match="runs on cpu, not on `--device cuda`"):
+        check_artifacts([programs["linear"]], ServeOptions(device="cuda"), RayOptions(gpus_per_replica=1))
     with pytest.raises(UsageError, match="would both be served as"):
         check_artifacts([programs["linear"], programs["linear"]], ServeOptions(), RayOptions())
     with pytest.raises(UsageError, match="unknown key.*`max_batch`"):

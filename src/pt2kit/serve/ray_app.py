@@ -25,6 +25,7 @@ from ray.serve import Application
 from pt2kit import progress
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, read_manifest
 from pt2kit.errors import ArtifactError, UsageError
+from pt2kit.serve.app import create_app
 from pt2kit.serve.ray_backend import RayBatchBackend, RayServeMetrics
 from pt2kit.serve.server import ServeOptions
 from pt2kit.serve.service import load_services, model_names
@@ -102,8 +103,6 @@ class PT2KitServer:
         self.backend = RayBatchBackend(self.services, max_queue_delay_ms=self.options.max_queue_delay_ms, metrics=self.metrics)
 
     def __serve_build_asgi_app__(self):
-        from pt2kit.serve.app import create_app
-
         return create_app(self.services, backend=self.backend, metrics=self.metrics,
                           max_body_bytes=int(self.options.max_body_mb * 1024 * 1024), warm_up=False)
 
@@ -166,7 +165,10 @@ def check_artifacts(artifacts: Sequence[str | os.PathLike], options: ServeOption
             continue
         built_for = (manifest.extra.get("aoti") or {}).get("device", "cpu") if kind is ArtifactKind.AOTI else "cpu"
         device = options.device or built_for
-        if device == "cuda" and ray_options.gpus_per_replica == 0:
+        if device != built_for:
+            problems.append(f"`{path}` runs on {built_for}, not on `--device {device}`" + (
+                f"; compile it for {device}: `pt2kit compile {path} -o OUT.aoti.pt2 --device {device}`"))
+        elif device == "cuda" and ray_options.gpus_per_replica == 0:
             problems.append(f"`{path}` runs on cuda but replicas get no GPU; pass `--gpus-per-replica 1` (or 0.5 to put two replicas on a GPU)")
         elif device == "cpu" and ray_options.gpus_per_replica > 0:
             problems.append(f"`{path}` runs on the CPU, so `--gpus-per-replica` would reserve GPUs for nothing; drop it or "
