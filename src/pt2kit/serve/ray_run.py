@@ -89,7 +89,13 @@ def deploy_on_ray(artifacts: Sequence[str | os.PathLike], options: ServeOptions 
         >>> httpx.get(f"{deployment.url}/v2/health/ready"); stop_on_ray(deployment)
     """
     app = _prepare(artifacts, options, ray_options, names)
-    return _run(app, options, ray_options, connect_ray(ray_options.address))
+    local = connect_ray(ray_options.address)
+    try:
+        return _run(app, options, ray_options, local)
+    except BaseException:
+        if local:  # leave no Ray behind that this call started
+            _stop(ray_options.app_name, local)
+        raise
 
 
 def _prepare(artifacts, options: ServeOptions, ray_options: RayOptions, names):
@@ -105,6 +111,12 @@ def _run(app, options: ServeOptions, ray_options: RayOptions, local: bool) -> Ra
     import ray
     from ray import serve
 
+    if local and ray_options.gpus_per_replica > 0:  # a local Ray has no autoscaler to add GPUs: say so, do not wait
+        replicas = max(1, ray_options.autoscale[0]) if ray_options.autoscale else ray_options.num_replicas
+        have, need = ray.cluster_resources().get("GPU", 0), replicas * ray_options.gpus_per_replica
+        if have < need:
+            raise UsageError(f"{replicas} replica(s) x `--gpus-per-replica {ray_options.gpus_per_replica:g}` need {need:g} GPU(s), "
+                             f"this machine has {have:g}; use fewer replicas or a smaller fraction, or join a cluster with `--ray-address`")
     serve.start(http_options={"host": options.host, "port": options.port})
     with progress.stage(f"deploy `{ray_options.app_name}` on Ray Serve"):
         try:
@@ -127,9 +139,12 @@ def stop_on_ray(deployment: RayDeployment) -> None:
 def _stop(app_name: str, local: bool) -> None:
     import ray
     from ray import serve
+    from ray.serve.exceptions import RayServeException
 
     try:
         serve.delete(app_name)
+    except RayServeException:  # Serve never started here: nothing to delete
+        pass
     finally:
         if local:
             serve.shutdown()
@@ -138,21 +153,35 @@ def _stop(app_name: str, local: bool) -> None:
 
 def serve_on_ray(artifacts: Sequence[str | os.PathLike], options: ServeOptions = ServeOptions(),
                  ray_options: RayOptions = RayOptions(), names: Sequence[str] | None = None) -> int:
-    """Deploy, hold until SIGTERM or Ctrl-C, then stop; returns 0."""
+    """Deploy, hold until SIGTERM or Ctrl-C, then stop; returns 0.
+
+    A signal during the deploy stops right after it; a second one aborts it (replicas that cannot be placed wait
+    forever) with `KeyboardInterrupt`, after the same clean-up.
+    """
     app = _prepare(artifacts, options, ray_options, names)
     local = connect_ray(ray_options.address)
-    # after ray.init, which puts a fatal-signal handler on SIGTERM; a signal during the deploy stops right after it
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda s, f: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop, deployed = threading.Event(), False
+
+    def on_signal(sig, frame):
+        if deployed or not stop.is_set():
+            stop.set()  # stop once the deploy returns (the app may already answer: let it finish)
+            if not deployed:
+                progress.info("stopping once the deploy is done; signal again to abort it")
+            return
+        raise KeyboardInterrupt  # a second signal while replicas still start (or cannot be placed): abort
+
+    # installed after ray.init, which puts a fatal-signal handler on SIGTERM
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         deployment = _run(app, options, ray_options, local)
+        deployed = True
         progress.info(f"{deployment}; OpenAPI docs at {deployment.url}/docs; SIGTERM or Ctrl-C stops")
         while not stop.wait(0.5):
             pass
         progress.info(f"stopping `{ray_options.app_name}`: replicas answer what they hold, then exit")
     finally:
-        _stop(ray_options.app_name, local)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _stop(ray_options.app_name, local)
     progress.info("stopped")
     return 0
