@@ -2,7 +2,8 @@
 
 Builds the MLP package of benchmarks/serve_bench.py (cached), then starts each server in turn from the CLI, in its own
 process on 127.0.0.1, and drives it from this process with serve_bench.py's load generator (keep-alive connections,
-pre-encoded OIP requests of batch 1) at each concurrency:
+pre-encoded OIP requests of batch 1) at each concurrency, and with `GET /v2/health/live` (no model: the HTTP path
+alone) at 1 and 32 clients:
 
   serve     `pt2kit serve PKG --max-batch-size 64 --threads 1`                      (uvicorn, asyncio batcher)
   ray-1     `pt2kit serve PKG --ray --num-replicas 1 --max-batch-size 64 --threads 1`  (local Ray, @serve.batch)
@@ -56,6 +57,22 @@ def start(kind: str, package: Path, port: int, threads: int, batch: int) -> subp
     raise SystemExit(f"{kind} not ready after 300 s")
 
 
+def server_timings(port: int) -> dict[str, tuple[float, float]]:
+    """(sum, count) of the answering server's request, queue and inference histograms, from its `/metrics`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request_bytes("GET", "/metrics").replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        text = b""
+        while chunk := s.recv(65536):
+            text += chunk
+    found = {}
+    for line in text.decode(errors="replace").splitlines():
+        for kind in ("request", "queue", "inference"):
+            for part in ("sum", "count"):
+                if line.startswith(f"pt2kit_{kind}_duration_seconds_{part}{{"):
+                    found.setdefault(kind, [0.0, 0.0])[part == "count"] = float(line.rsplit(" ", 1)[1])
+    return {k: tuple(v) for k, v in found.items()}
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -94,8 +111,19 @@ def main() -> None:
         port = free_port()
         proc = start(kind, package, port, args.threads, args.max_batch_size)
         try:
+            # the HTTP path alone (a route that runs no model): Ray's proxy and RPC vs uvicorn
+            for c in (1, 32):
+                row = {"server": kind, "route": "live", **asyncio.run(drive(port, request_bytes("GET", "/v2/health/live"), c, args.seconds))}
+                rows.append(row)
+                print(f"{kind:7s} c={c:3d}  {row['throughput']:8.1f} req/s  p50 {row['p50_ms']:7.2f} ms  (GET /v2/health/live)", file=sys.stderr)
             for c in map(int, args.concurrency.split(",")):
-                row = {"server": kind, **asyncio.run(drive(port, raw, c, args.seconds))}
+                before = server_timings(port) if c == 1 else None
+                row = {"server": kind, "route": "infer", **asyncio.run(drive(port, raw, c, args.seconds))}
+                if before is not None:  # where one request's time goes inside the server (the replica that answers /metrics)
+                    after = server_timings(port)
+                    row["inside_ms"] = {k: 1000 * (after[k][0] - before.get(k, (0, 0))[0]) / max(1.0, after[k][1] - before.get(k, (0, 0))[1]) for k in after}
+                    print(f"{kind:7s} c=  1  inside the server, ms per request: "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in row["inside_ms"].items()), file=sys.stderr)
                 rows.append(row)
                 print(f"{kind:7s} c={c:3d}  {row['throughput']:8.1f} req/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms"
                       f"  errors {row['errors']}", file=sys.stderr)
