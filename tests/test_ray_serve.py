@@ -25,12 +25,13 @@ from torch.utils import _pytree as pytree
 import pt2kit
 import ray  # the ray extra is part of the test extra: these tests run in CI, never skip
 from ray import serve
+from ray.serve import Application
 from ray.serve.schema import ServeDeploySchema
 from serve_support import CASES, export, free_port, tensor_input, wait_ready  # noqa: E402  (tests/ is on sys.path)
 
 from pt2kit.errors import UsageError
 from pt2kit.serve import ServeOptions
-from pt2kit.serve.ray_app import DEPLOYMENT_NAME, RayOptions, app_builder, check_artifacts
+from pt2kit.serve.ray_app import DEPLOYMENT_NAME, RayOptions, app_builder, check_artifacts, ray_application
 from pt2kit.serve.ray_config import ray_config, write_ray_config
 from pt2kit.serve.ray_run import deploy_on_ray
 
@@ -115,8 +116,11 @@ def test_written_config_is_a_valid_serve_config(programs, tmp_path):
     assert deployment["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8}
     assert deployment["max_ongoing_requests"] == 16  # a batch runs while the next fills
     assert written.to_json()["deployment"] == deployment and "serve deploy" in str(written)
-    # a path not on this machine is written as given, for the cluster's nodes
+    # a path not on this machine is written as given, for the cluster's nodes; so is it bound for a remote cluster
     assert ray_config(["/models/elsewhere.aoti.pt2"])["applications"][0]["args"]["artifacts"] == ["/models/elsewhere.aoti.pt2"]
+    assert isinstance(ray_application(["/models/elsewhere.aoti.pt2"], missing_ok=True), Application)
+    with pytest.raises(UsageError, match="does not exist"):
+        ray_application(["/models/elsewhere.aoti.pt2"])
 
 
 @pytest.mark.parametrize("flags, needle", [

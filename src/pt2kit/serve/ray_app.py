@@ -180,7 +180,7 @@ def check_artifacts(artifacts: Sequence[str | os.PathLike], options: ServeOption
 
 def ray_application(artifacts: Sequence[str | os.PathLike], options: ServeOptions = ServeOptions(),
                     ray_options: RayOptions = RayOptions(), names: Sequence[str] | None = None, *,
-                    check: bool = True) -> Application:
+                    check: bool = True, missing_ok: bool = False) -> Application:
     """The Ray Serve application serving `artifacts` as `pt2kit serve` does.
 
     Args:
@@ -190,6 +190,7 @@ def ray_application(artifacts: Sequence[str | os.PathLike], options: ServeOption
         ray_options: replicas, autoscaling and resources.
         names: the models' names in URLs (default: each file's name without its suffixes).
         check: read each artifact's manifest here first (needs the files on this machine).
+        missing_ok: with `check`, let an artifact that is not on this machine through (the cluster's nodes have it).
 
     Returns:
         A bound `ray.serve.Application`; run it with `serve.run(app, route_prefix="/")`.
@@ -205,8 +206,9 @@ def ray_application(artifacts: Sequence[str | os.PathLike], options: ServeOption
     options.check()
     ray_options.check()
     if check:
-        check_artifacts(artifacts, options, ray_options, names)
-        artifacts = [str(Path(a).resolve()) for a in artifacts]  # replicas do not share this process's directory
+        check_artifacts(artifacts, options, ray_options, names, missing_ok=missing_ok)
+        # replicas do not share this process's directory
+        artifacts = [str(Path(a).resolve()) if Path(a).exists() else str(a) for a in artifacts]
     else:
         model_names(artifacts, names)
     args = replica_args(artifacts, options, names)

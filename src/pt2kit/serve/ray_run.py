@@ -101,7 +101,8 @@ def deploy_on_ray(artifacts: Sequence[str | os.PathLike], options: ServeOptions 
 def _prepare(artifacts, options: ServeOptions, ray_options: RayOptions, names):
     import ray
 
-    app = ray_application(artifacts, options, ray_options, names)  # checks everything it can before Ray starts
+    # checks everything it can before Ray starts; on a cluster the artifacts may be only on its nodes
+    app = ray_application(artifacts, options, ray_options, names, missing_ok=ray_options.address is not None)
     if ray_options.address is None and not ray.is_initialized():
         bind_socket(options.host, options.port).close()  # a taken port fails now, in one line, not inside Ray
     return app
