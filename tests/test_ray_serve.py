@@ -218,8 +218,15 @@ def test_two_replicas_answer_concurrent_requests_like_eager(local_ray, deployed,
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_same_checks_and_errors_as_pt2kit_serve(deployed):
+def test_same_checks_and_errors_as_pt2kit_serve(deployed, eager):
     url = deployed.url
+    # binary tensor data (its header crosses Ray's proxy) in, JSON out
+    inputs = {"input": torch.randn(2, 16)}
+    entry, raw = tensor_input("input", inputs["input"], binary=True)
+    head = json.dumps({"inputs": [entry]}).encode()
+    binary = httpx.post(f"{url}/v2/models/linear/infer", content=head + raw, timeout=60,
+                        headers={"Inference-Header-Content-Length": str(len(head))})
+    check_against_eager(binary, eager["linear"], inputs)
     assert httpx.get(f"{url}/v2/health/ready", timeout=30).status_code == 200
     assert httpx.get(f"{url}/v2/models/pair", timeout=30).json()["inputs"][0] == {"name": "x", "datatype": "FP32", "shape": [-1, -1, 6]}
     wrong = post(url, "linear", {"input": torch.randn(2, 15)})
