@@ -170,6 +170,7 @@ def local_ray():
     """Ray with 2 CPUs on 127.0.0.1, no dashboard, Serve's proxy on 127.0.0.1:PORT; shut down at the end.
 
     Yields (Serve's port, the port where Ray exports its metrics, reported every second)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports to the internet from a test
     metrics_port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              _metrics_export_port=metrics_port, _system_config={"metrics_report_interval_ms": 1000})
