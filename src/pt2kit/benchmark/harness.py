@@ -28,7 +28,9 @@ from pt2kit.benchmark.batching import BatchLayout, batch_layout, parse_batch_siz
 from pt2kit.benchmark.modes import BuildContext, Built, ModeUnavailable, build
 from pt2kit.benchmark.report import BenchMode, BenchReport, BenchRow, Machine, ModeOutcome, ModeStatus
 from pt2kit.benchmark.timing import MemoryProbe, Timer, interleaved, percentile
+from pt2kit.artifact.package import check_output_folder
 from pt2kit.errors import UsageError
+from pt2kit.target.device import parse_device
 from pt2kit.target.inputs import DTYPES, InputSpec, dtype_name
 from pt2kit.target.resolve import Target, load_target
 
@@ -83,6 +85,8 @@ def bench(
         raise UsageError(f"`--warmup {warmup} --iters {iters}`: warm-up must be >= 0 and iters >= 1")
     device = _check_device(device)
     cast = _parse_dtype(dtype)
+    if workdir is not None:
+        check_output_folder(workdir, "--keep")
     if threads is not None:
         if threads < 1:
             raise UsageError(f"`--threads {threads}`: give at least 1 thread")
@@ -124,15 +128,10 @@ def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
 
 
 def _check_device(device: str) -> str:
-    if device == "cpu":
-        return device
+    device = parse_device(device)
     if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"`--device {device}`: this torch ({torch.__version__}) sees no CUDA GPU; use `--device cpu`")
-        index = int(device.partition(":")[2] or torch.cuda.current_device())
-        torch.cuda.set_device(index)
-        return f"cuda:{index}"
-    raise UsageError(f"`--device {device}` is not a device; use `cpu` or `cuda` (or `cuda:N`)")
+        torch.cuda.set_device(torch.device(device))
+    return device
 
 
 def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:

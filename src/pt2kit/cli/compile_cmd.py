@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, parsed_inputs
+from pt2kit.cli.common import add_input_arguments, add_json_argument, check_output, emit, parsed_inputs
 from pt2kit.cli.verify_cmd import add_verify_options, run_verified
 
 
@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pt2kit.compile import compile_package
 
+    check_output(args.output, "-o")
     source = args.source
     if ":" in source and not source.endswith(".pt2"):
         from pt2kit.target.resolve import load_target

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, emit_failure, parsed_inputs
+from pt2kit.cli.common import add_input_arguments, add_json_argument, check_output, emit, emit_failure, parsed_inputs
 from pt2kit.cli.verify_cmd import add_verify_options, run_verified
 
 
@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from pt2kit.export.program import export_program
     from pt2kit.target.resolve import load_target
 
+    check_output(args.output, "-o")
+    check_output(args.write_patch, "--write-patch")
     inputs = parsed_inputs(args)
     samples = None
     if args.sample:  # the model's own example_args are not needed: the samples are the examples
