@@ -103,6 +103,11 @@ def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, par
 def check_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, param_names: list[str]) -> SpecializationCheck:
     """Re-trace with every dim dynamic; return the user-code decisions that depended on sizes, or, when the
     re-trace itself fails, a check that says it did not run and why (never an empty "nothing found")."""
+    from torch.utils import _pytree as pytree
+
+    # torch marks the tensors it exports with Dim.AUTO as dynamic (`_dynamo_weak_dynamic_indices`), and a later
+    # export of the same tensors would trace them dynamic too: re-trace on fresh aliases, never on the caller's
+    args, kwargs = pytree.tree_map_only(torch.Tensor, lambda t: t.detach(), (tuple(args), dict(kwargs)))
     bound = dict(zip(param_names, args))
     bound.update(kwargs)
     dynamic_shapes = {name: _auto_for(v) for name, v in bound.items()}
