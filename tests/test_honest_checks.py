@@ -103,20 +103,16 @@ def test_onnxruntime_load_is_measured_and_its_size_counts_only_its_own_files(tmp
     assert torch.allclose(torch.from_numpy(out), target.module(*target.args), atol=1e-5)
 
 
-def test_write_patch_is_written_only_for_a_verified_program(cli, tmp_path, monkeypatch):
-    (tmp_path / "m.py").write_text(BRANCHY)
+def test_write_patch_is_written_only_for_a_verified_program(cli, tmp_path):
+    # verify_stateful: --fix has nothing to rewrite (an empty patch), and the program fails verification
     patch, out = tmp_path / "fix.patch", tmp_path / "m.pt2"
-    args = ("export", f"{tmp_path / 'm.py'}:model", "--fix", "--verify", "--samples", "1", "--write-patch", patch, "-o", out, "-q")
-    import pt2kit.verify.outputs as outputs
-
-    real = outputs.verify_outputs
-    # the seam: a verification that cannot pass (no difference is within a negative tolerance)
-    monkeypatch.setattr(outputs, "verify_outputs", lambda *a, **k: real(*a, **{**k, "atol": -1.0, "rtol": 0.0}))
-    failed = cli(*args)
+    failed = cli("export", f"{case('verify_stateful')}:model", "--fix", "--verify", "--samples", "1",
+                 "--write-patch", patch, "-o", out, "-q")
     assert failed.code == 1 and "was not written: the program failed verification" in failed.err
     assert not patch.exists() and not out.exists()
-    monkeypatch.setattr(outputs, "verify_outputs", real)
-    passed = cli(*args)
+    (tmp_path / "m.py").write_text(BRANCHY)
+    passed = cli("export", f"{tmp_path / 'm.py'}:model", "--fix", "--verify", "--samples", "1",
+                 "--write-patch", patch, "-o", out, "-q")
     assert passed.code == 0, passed.err
     assert out.exists() and "torch.cond" in patch.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fix.patch", "m.pt2", "m.py"]
