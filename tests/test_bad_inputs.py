@@ -151,6 +151,7 @@ CASES = [
     ("input-outside-dynamic-range", ["run", P, "-i", "x=float32[40,4]"], "outside the range"),
     ("input-wrong-dtype", ["run", P, "-i", "x=int64[3,4]"], "dtype int64"),
     ("input-unknown-name", ["run", P, "-i", "y=float32[3,4]"], "missing input"),
+    ("input-given-twice", ["run", P, "-i", "x=float32[3,4]", "-i", "x=float32[2,4]"], "given 2 times"),
     ("input-does-not-fit-forward", ["diagnose", M + ":model", "-i", "y=float32[3,4]"], "do not fit"),
     # tensor files
     ("tensor-file-missing", ["run", P, "-i", "x=@{d}/nope.npy"], "does not exist"),
@@ -296,3 +297,14 @@ def test_a_temporary_left_by_a_killed_write_is_swept_and_a_live_ones_kept(tmp_pa
         tmp.write_text("whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "o.pt2"])
     shutil.rmtree(live)
+
+
+def test_a_subprocess_that_times_out_is_a_one_line_error(tmp_path):
+    from pt2kit.cpp.runner import run_cpp_runner
+    from pt2kit.errors import ArtifactError
+
+    slow = tmp_path / "slow_runner"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    with pytest.raises(ArtifactError, match="no result for .* within 0.5s"):
+        run_cpp_runner(slow, tmp_path / "m.aoti.pt2", [torch.ones(2)], timeout=0.5)

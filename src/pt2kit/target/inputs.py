@@ -217,6 +217,10 @@ def resolve_inputs(specs: list[InputSpec], seed: int = 0) -> tuple[list[Any], di
     generator = torch.Generator().manual_seed(seed)
     positional: list[Any] = []
     named: dict[str, Any] = {}
+    given = [spec.name for spec in specs if spec.name is not None]
+    twice = sorted({name for name in given if given.count(name) > 1})
+    if twice:
+        raise InputSpecError(f"`--input {twice[0]}=...` is given {given.count(twice[0])} times; give each input once")
     for spec in specs:
         if spec.kind != "file":
             value = make_value(spec, generator)
