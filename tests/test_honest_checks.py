@@ -138,6 +138,7 @@ SURVEY = {"killed": {"model": KillsItselfAfterExport, "args": (torch.ones(2, 3),
 '''
 
 
+@pytest.mark.slow  # a child process per row
 def test_an_isolated_row_killed_after_export_keeps_its_export_and_charges_verify(cli, tmp_path):
     (tmp_path / "k.py").write_text(KILLS_ITSELF_IN_VERIFY)
     result = cli("survey", tmp_path / "k.py", "--isolate", "--timeout", "300", "--stages", "export,verify", "--json", "-q")

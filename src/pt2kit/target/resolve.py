@@ -143,10 +143,13 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
+_PT2KIT_SOURCE = str(Path(__file__).resolve().parents[1])  # frames in here are pt2kit's, not the user's
+
+
 def _user_code_error(where: str, exc: BaseException, doing: str = "importing") -> TargetError:
     """The user's code raised (or called sys.exit): say what, at the deepest line of theirs, and to fix it there."""
     frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if "site-packages" not in f.filename and "/pt2kit/" not in f.filename.replace("\\", "/")]
+    own = [f for f in frames if "site-packages" not in f.filename and not f.filename.startswith(_PT2KIT_SOURCE)]
     frame = (own or frames or [None])[-1]
     at = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
     if isinstance(exc, SystemExit):
@@ -171,13 +174,13 @@ def _build_module(source: ModuleType, name: str, spec: str) -> nn.Module:
     if isinstance(obj, type) and issubclass(obj, nn.Module):
         if not _callable_without_arguments(obj):
             raise TargetError(
-                f"`{spec}`: class `{name}` cannot be built without arguments; "
+                f"`{spec}`: class `{name}{_signature(obj)}` cannot be built without arguments; "
                 f"define `model = {name}(...)` in the file and target `:model`"
             )
         return _call_user(obj, spec, name).eval()
     if callable(obj) and not isinstance(obj, type):
         if not _callable_without_arguments(obj):
-            raise TargetError(f"`{spec}`: `{name}()` needs arguments; target a function with none, or a module instance")
+            raise TargetError(f"`{spec}`: `{name}{_signature(obj)}` needs arguments; target a function with none, or a module instance")
         built = _call_user(obj, spec, name)
         if isinstance(built, nn.Module):
             return built.eval() if built.training else built
@@ -196,6 +199,13 @@ def _callable_without_arguments(obj: Any) -> bool:
     except ValueError:  # no signature to read (a builtin): try the call
         return True
     return True
+
+
+def _signature(obj: Any) -> str:
+    try:
+        return str(inspect.signature(obj))
+    except (TypeError, ValueError):
+        return "(...)"
 
 
 def _call_user(factory: Any, spec: str, name: str) -> Any:
