@@ -282,15 +282,13 @@ def test_bad_input_in_a_real_process(name, argv, needle, inputs, tmp_path):
 
 
 def test_a_temporary_left_by_a_killed_write_is_swept_and_a_live_ones_kept(tmp_path):
-    from pt2kit.artifact.package import TEMP_MARK, atomic_path, sweep_temporaries
+    from pt2kit.artifact.package import HOST_TAG, TEMP_MARK, atomic_path, sweep_temporaries
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    import pt2kit.artifact.package as package
-
-    stale = tmp_path / f".o.pt2{TEMP_MARK}{package._HOST}-{dead}-abc"
+    stale = tmp_path / f".o.pt2{TEMP_MARK}{HOST_TAG}-{dead}-abc"
     stale.mkdir()
     (stale / "o.pt2").write_bytes(b"half")
-    live = tmp_path / f".o.pt2{TEMP_MARK}{package._HOST}-{os.getppid()}-def"
+    live = tmp_path / f".o.pt2{TEMP_MARK}{HOST_TAG}-{os.getppid()}-def"
     live.mkdir()
     assert sweep_temporaries(tmp_path) == [stale]
     with atomic_path(tmp_path / "o.pt2") as tmp:

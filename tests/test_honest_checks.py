@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -119,7 +117,6 @@ def test_write_patch_is_written_only_for_a_verified_program(cli, tmp_path):
 
 
 KILLS_ITSELF_IN_VERIFY = '''
-import os
 import signal
 import torch
 

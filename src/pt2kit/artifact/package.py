@@ -34,7 +34,7 @@ class ArtifactKind(str, Enum):
 # Temporaries carry this mark, a host tag and the writer's pid: `.model.pt2.pt2kit-tmp-<host>-<pid>-<random>`.
 # A write killed midway (SIGKILL, power loss) leaves one behind; the next write in that folder sweeps it.
 TEMP_MARK = ".pt2kit-tmp-"
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 _FOREIGN_AGE_S = 24 * 3600  # a temporary from another host is swept only once it is this old
 
 
@@ -80,7 +80,7 @@ def check_output_folder(folder: str | os.PathLike, flag: str) -> Path:
 
 def _probe(folder: Path, flag: str) -> None:
     try:
-        os.rmdir(tempfile.mkdtemp(prefix=f".probe{TEMP_MARK}{_HOST}-{os.getpid()}-", dir=folder))
+        os.rmdir(tempfile.mkdtemp(prefix=f".probe{TEMP_MARK}{HOST_TAG}-{os.getpid()}-", dir=folder))
     except OSError as exc:
         raise OutputPathError(f"cannot write in `{folder}` ({exc.strerror or exc}); choose another `{flag}` path") from None
 
@@ -103,8 +103,8 @@ def sweep_temporaries(folder: str | os.PathLike) -> list[Path]:
         host, _, rest = entry.name.partition(TEMP_MARK)[2].partition("-")
         pid = rest.partition("-")[0]
         try:
-            stale = (host == _HOST and pid.isdigit() and not _alive(int(pid))) or (
-                host != _HOST and time.time() - entry.stat(follow_symlinks=False).st_mtime > _FOREIGN_AGE_S)
+            stale = (host == HOST_TAG and pid.isdigit() and not _alive(int(pid))) or (
+                host != HOST_TAG and time.time() - entry.stat(follow_symlinks=False).st_mtime > _FOREIGN_AGE_S)
             if stale:
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)
@@ -148,7 +148,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     # a private folder beside the target keeps the file name (torch names the archive root
     # after it) and keeps the final rename on one filesystem
     try:
-        folder = tempfile.mkdtemp(prefix=f".{path.name}{TEMP_MARK}{_HOST}-{os.getpid()}-", dir=path.parent or ".")
+        folder = tempfile.mkdtemp(prefix=f".{path.name}{TEMP_MARK}{HOST_TAG}-{os.getpid()}-", dir=path.parent or ".")
     except OSError as exc:
         raise OutputPathError(f"cannot write `{path}` ({exc.strerror or exc}); choose another output path") from None
     tmp = Path(folder) / path.name
