@@ -117,6 +117,7 @@ def test_write_patch_is_written_only_for_a_verified_program(cli, tmp_path):
 
 
 KILLS_ITSELF_IN_VERIFY = '''
+import os
 import signal
 import torch
 
