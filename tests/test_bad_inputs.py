@@ -219,6 +219,8 @@ CASES = [
     ("survey-unknown-stage", ["survey", M + ":model", "--stages", "export,bogus"], "bogus"),
     ("survey-unknown-shapes", ["survey", M + ":model", "--shapes", "ragged"], "ragged"),
     ("survey-from-missing", ["survey", "--from", "{d}/nope.txt"], "does not exist"),
+    ("survey-unused-dynamic-malformed", ["survey", M + ":model", "--dynamic", "x:0=b[[1"], "column"),
+    ("compile-unused-input-malformed", ["compile", P, "-o", "{out}/o.aoti.pt2", "-i", "x=float32[3,"], "not a valid input"),
     ("survey-from-malformed-line", ["survey", "--from", "{d}/targets.txt"], "not a valid input"),
     ("compile-unknown-preset", ["compile", P, "-o", "{out}/o.aoti.pt2", "--preset", "fastest"], "fastest"),
     ("compile-unknown-dtype", ["compile", P, "-o", "{out}/o.aoti.pt2", "--dtype", "int4"], "--dtype"),
