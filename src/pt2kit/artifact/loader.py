@@ -133,6 +133,7 @@ def default_cache_dir() -> Path:
         return Path(os.environ["PT2KIT_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "pt2kit"
+_PROBE_TIMEOUT_S = 600
 
 
 def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> None:
@@ -149,7 +150,12 @@ def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> 
     if marker.exists():
         return
     code = ("import sys, torch; torch._C._aoti.AOTIModelPackageLoader(sys.argv[1], 'model', False, 1, int(sys.argv[2]))")
-    proc = subprocess.run([sys.executable, "-c", code, str(path), str(device_index)], capture_output=True, text=True, timeout=600)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(path), str(device_index)], capture_output=True, text=True,
+                              timeout=_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ArtifactError(f"opening `{path.name}` in a child process took over {_PROBE_TIMEOUT_S}s (a hung load); "
+                            "set PT2KIT_NO_PROBE=1 to load it without the probe") from None
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode).name
         libs = ", ".join(loaded_libstdcxx()) or "unknown"

@@ -24,11 +24,14 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit import progress
+from pt2kit.benchmark.agreement import agreement, tf32_allowed
 from pt2kit.benchmark.batching import BatchLayout, batch_layout, parse_batch_sizes
 from pt2kit.benchmark.modes import BuildContext, Built, ModeUnavailable, build
 from pt2kit.benchmark.report import BenchMode, BenchReport, BenchRow, Machine, ModeOutcome, ModeStatus
 from pt2kit.benchmark.timing import MemoryProbe, Timer, interleaved, percentile
+from pt2kit.artifact.package import check_output_folder
 from pt2kit.errors import UsageError
+from pt2kit.target.device import parse_device
 from pt2kit.target.inputs import DTYPES, InputSpec, dtype_name
 from pt2kit.target.resolve import Target, load_target
 
@@ -83,6 +86,8 @@ def bench(
         raise UsageError(f"`--warmup {warmup} --iters {iters}`: warm-up must be >= 0 and iters >= 1")
     device = _check_device(device)
     cast = _parse_dtype(dtype)
+    if workdir is not None:
+        check_output_folder(workdir, "--keep")
     if threads is not None:
         if threads < 1:
             raise UsageError(f"`--threads {threads}`: give at least 1 thread")
@@ -124,15 +129,10 @@ def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
 
 
 def _check_device(device: str) -> str:
-    if device == "cpu":
-        return device
+    device = parse_device(device)
     if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"`--device {device}`: this torch ({torch.__version__}) sees no CUDA GPU; use `--device cpu`")
-        index = int(device.partition(":")[2] or torch.cuda.current_device())
-        torch.cuda.set_device(index)
-        return f"cuda:{index}"
-    raise UsageError(f"`--device {device}` is not a device; use `cpu` or `cuda` (or `cuda:N`)")
+        torch.cuda.set_device(torch.device(device))
+    return device
 
 
 def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -198,6 +198,8 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
                         del built[key]
                     continue
                 cold[(mode, bs)] = (first, first) if b.build_on_first_call else (b.build_s, b.load_s + first)
+    with progress.stage("check every mode's outputs against eager"):
+        matches = _check_outputs(target, built, inputs, outcomes, device, notes)
 
     rows: list[BenchRow] = []
     empty_samples: list[float] = []
@@ -218,7 +220,7 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
             rows.append(BenchRow(
                 mode, bs, build_s, cold_s, p50, percentile(values, 90), percentile(values, 99), sum(values) / len(values),
                 bs * 1000.0 / p50 if p50 > 0 else float("inf"), memory.measure(calls[mode]),
-                built[(mode, bs)].artifact_bytes, len(values),
+                built[(mode, bs)].artifact_bytes, len(values), matches.get((mode, bs)),
             ))
     if device == "cpu":
         notes.append(f"CPU threads: torch {torch.get_num_threads()}" + (f", onnxruntime {threads}" if threads else ", onnxruntime its default"))
@@ -230,6 +232,32 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
         outcomes=tuple(outcomes[m] for m in sorted(outcomes, key=order.index)), overhead_ms=percentile(empty_samples, 50),
         warmup=warmup, iters=iters, machine=machine_info(device), notes=tuple(notes),
     )
+
+
+def _check_outputs(target: Target, built: dict, inputs: dict, outcomes: dict, device: str,
+                   notes: list[str]) -> dict[tuple[BenchMode, int], bool]:
+    """Call every built mode once per batch size and compare with eager; a mode that disagrees becomes WRONG."""
+    compute, tf32 = _dtype_of(target), device != "cpu" and tf32_allowed(target.module)
+    matches: dict[tuple[BenchMode, int], bool] = {}
+    for bs in sorted({bs for _, bs in built}):
+        args, kwargs = inputs[bs]
+        try:
+            expected = target.module(*args, **kwargs)
+        except Exception as exc:
+            notes.append(f"outputs not checked at batch {bs}: the eager model raised {_first_line(exc)}")
+            continue
+        for mode in [m for m in outcomes if (m, bs) in built and m is not BenchMode.EAGER]:
+            try:
+                result = agreement(expected, _bind(built[(mode, bs)], inputs[bs])(), device=device, compute=compute, tf32=tf32)
+            except Exception as exc:
+                outcomes[mode] = ModeOutcome(mode, ModeStatus.FAILED, f"calling it at batch {bs} raised {_first_line(exc)}")
+                for key in [k for k in built if k[0] is mode]:
+                    del built[key]
+                continue
+            matches[(mode, bs)] = result.ok
+            if not result.ok and outcomes[mode].status is ModeStatus.OK:
+                outcomes[mode] = ModeOutcome(mode, ModeStatus.WRONG, f"at batch {bs}, {result}", outcomes[mode].batch_build)
+    return matches
 
 
 def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads) -> tuple[ModeOutcome, dict[int, Built]]:

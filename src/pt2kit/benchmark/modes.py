@@ -156,11 +156,13 @@ def _build_onnxruntime(ctx: BuildContext) -> Built:
     flat = FlatTensorInputs(ctx.target.module, ctx.args, ctx.kwargs, ctx.target.parameter_names)
     start = time.perf_counter()
     exporter = _onnx_export(flat, ctx, path)
+    build_s = time.perf_counter() - start
     options = ort.SessionOptions()
     if ctx.threads:
         options.intra_op_num_threads = ctx.threads
+    start = time.perf_counter()
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    build_s = time.perf_counter() - start
+    load_s = time.perf_counter() - start
     wanted = [i.name for i in session.get_inputs()]
     index = {name: i for i, name in enumerate(flat.names)}
     if any(n not in index for n in wanted):
@@ -170,8 +172,26 @@ def _build_onnxruntime(ctx: BuildContext) -> Built:
         tensors = flat.tensors(args, kwargs)
         return session.run(None, {n: tensors[index[n]].numpy() for n in wanted})
 
-    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-    return Built(run, build_s, 0.0, size)
+    return Built(run, build_s, load_s, onnx_bytes(path))
+
+
+def onnx_bytes(path: Path) -> int:
+    """Size of an ONNX model: the `.onnx` file plus the external-data files it names, and nothing else in its
+    folder (a `--keep` folder may hold files of earlier runs)."""
+    files = {path}
+    try:
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+
+        model = onnx.load(str(path), load_external_data=False)
+        for tensor in model.graph.initializer:
+            if uses_external_data(tensor):
+                where = next((e.value for e in tensor.external_data if e.key == "location"), None)
+                if where:
+                    files.add(path.parent / where)
+    except ImportError:  # no onnx package: count the model file alone
+        pass
+    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 class FlatTensorInputs(torch.nn.Module):

@@ -30,10 +30,17 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit 2), like every other pt2kit error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {' '.join(message.split())}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pt2kit import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pt2kit",
         description="Ahead-of-time deployment of PyTorch models: export, diagnose, fix, compile, verify, benchmark.",
         epilog="Exit codes: 0 success, 1 the model could not be exported or a check failed, 2 bad usage or input.",
@@ -73,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # pt2kit never exits from inside a command: the model's own code called sys.exit
+        if os.environ.get("PT2KIT_DEBUG"):
+            raise
+        print(f"error: the model's code called `sys.exit({exc.code!r})` while pt2kit ran it; remove that call from the model "
+              "(set PT2KIT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug in pt2kit or torch: one line, the traceback only on request
         if os.environ.get("PT2KIT_DEBUG"):
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, parsed_inputs
+from pt2kit.cli.common import add_input_arguments, add_json_argument, check_output, emit, parsed_inputs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,5 +17,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pt2kit.artifact.execution import run_artifact
 
+    check_output(args.out, "--out")
     emit(run_artifact(args.artifact, parsed_inputs(args), out=args.out, seed=args.seed), args.json)
     return 0

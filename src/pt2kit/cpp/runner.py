@@ -66,7 +66,9 @@ def build_cpp_runner(folder: str | os.PathLike = "pt2kit_runner", *, jobs: int |
     cmake = _tool("cmake", "install CMake 3.18+ (e.g. `apt-get install cmake` or `pip install cmake`)")
     if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
         raise UsageError("no C++ compiler on the PATH; install one (e.g. `apt-get install g++`)")
-    folder = Path(folder)
+    from pt2kit.artifact.package import check_output_folder
+
+    folder = check_output_folder(folder, "-o")
     folder.mkdir(parents=True, exist_ok=True)
     for name in SOURCES:  # copy only what changed, so a rebuild in the same folder is incremental
         if not (folder / name).is_file() or (folder / name).read_bytes() != (TEMPLATE / name).read_bytes():
@@ -106,8 +108,12 @@ def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, in
     with tempfile.TemporaryDirectory(prefix="pt2kit-cpp-") as tmp:
         inputs_path, outputs_path = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt"
         torch.save([t.detach().cpu().contiguous() for t in inputs], inputs_path)
-        proc = subprocess.run([str(executable), str(package), str(inputs_path), str(outputs_path)],
-                              capture_output=True, text=True, timeout=timeout)
+        try:
+            proc = subprocess.run([str(executable), str(package), str(inputs_path), str(outputs_path)],
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ArtifactError(f"the C++ runner gave no result for `{package}` within {timeout:g}s; "
+                                "pass a larger `timeout` or check the package on smaller inputs") from None
         if proc.returncode != 0:
             raise ArtifactError(f"the C++ runner could not run `{package}` (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
         return list(torch.load(outputs_path))
