@@ -1,0 +1,188 @@
+"""Read a TorchScript archive (`torch.jit.save`'s `.pt`) without the model's Python source.
+
+What an archive holds that migration uses: the scripted or traced module (`torch.jit.load`), the schema of each
+method (parameter names and types), every attribute and submodule, and, for a module traced by torch 2.x with
+`torch.jit.trace`, the inputs it was traced with (`traced_inputs.pkl`). A traced module's graph keeps complete
+input shapes only in memory: after `save` and `load` its input types are plain `Tensor`, so the recorded inputs
+are the only shapes an archive carries.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pt2kit.errors import ArtifactError, InputSpecError
+from pt2kit.target.inputs import InputSpec, resolve_inputs
+
+
+@dataclass(frozen=True)
+class ScriptArchive:
+    """A loaded TorchScript archive.
+
+    Attributes:
+        path: the `.pt` file.
+        module: the `torch.jit.ScriptModule` (`torch.jit.load`, on the CPU).
+        parameters: `forward`'s parameter names, `self` excluded.
+        parameter_types: their TorchScript types (`Tensor`, `int`, `Optional[Tensor]`).
+        methods: the other methods, each `name(signature)`; an ExportedProgram has one entry point.
+        attributes: attribute path -> value, for attributes that are not tensors or modules.
+        submodules: qualified names of every submodule.
+        recorded_inputs: the inputs `forward` was traced with, when the archive stores them.
+    """
+
+    path: Path
+    module: torch.jit.ScriptModule = field(repr=False)
+    parameters: tuple[str, ...]
+    parameter_types: tuple[str, ...]
+    methods: tuple[str, ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict)
+    submodules: tuple[str, ...] = ()
+    recorded_inputs: tuple[Any, ...] | None = field(default=None, repr=False)
+
+    def signature(self) -> str:
+        return f"forward({', '.join(f'{n}: {t}' for n, t in zip(self.parameters, self.parameter_types))})"
+
+
+def load_archive(path: str | os.PathLike) -> ScriptArchive:
+    """Load a TorchScript archive with `torch.jit.load` (no model source needed) and list what it holds.
+
+    Raises:
+        ArtifactError: the file is missing, not a TorchScript archive, or has no `forward` method.
+
+    Example:
+        >>> archive = load_archive("model.pt"); archive.signature()
+        'forward(x: Tensor)'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"TorchScript archive `{path}` does not exist; save one with `torch.jit.save(torch.jit.script(model), path)`")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # torch raises RuntimeError/ValueError/pickle errors for a file that is not an archive
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        if "constants.pkl" in first or "code/" in first:
+            first = "it holds no TorchScript code: a torch.save or torch.export file?"
+        raise ArtifactError(f"`{path}` is not a TorchScript archive ({first}); pass a file written by `torch.jit.save`, "
+                            "or export a Python model with `pt2kit export file.py:NAME`") from None
+    module.eval()
+    names = module._c._method_names()
+    if "forward" not in names:
+        raise ArtifactError(f"`{path}` has no `forward` method (it has: {', '.join(names) or 'none'}); pt2kit migrates `forward`")
+    args = module.forward.schema.arguments[1:]
+    iterators = torch._C._jit_debug_module_iterators(module._c)
+    attributes = {name: value for name, value in iterators["named_attributes_r"]
+                  if not isinstance(value, (torch.Tensor, torch.ScriptObject)) and not name.split(".")[-1].startswith("_")
+                  and name.split(".")[-1] != "training"}
+    return ScriptArchive(
+        path=path, module=module, parameters=tuple(a.name for a in args), parameter_types=tuple(str(a.type) for a in args),
+        methods=tuple(str(getattr(module, n).schema).replace(f"{module._c._type().qualified_name()} self, ", "").replace(
+            f"{module._c._type().qualified_name()} self", "") for n in names if n != "forward"),
+        attributes=attributes, submodules=tuple(name for name, _ in module.named_modules() if name),
+        recorded_inputs=_traced_inputs(path),
+    )
+
+
+class _TracedInputsUnpickler(pickle.Unpickler):
+    """Reads `traced_inputs.pkl`: tensors and containers only, storages from the archive's `traced_inputs/`."""
+
+    _ALLOWED = {("torch.jit._pickle", "restore_type_tag"), ("torch._utils", "_rebuild_tensor_v2"),
+                ("collections", "OrderedDict")}
+
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, folder: str):
+        import io
+
+        super().__init__(io.BytesIO(data))
+        self.archive, self.folder = archive, folder
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED or (module == "torch" and name.endswith("Storage")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in traced inputs")
+
+    def persistent_load(self, pid):
+        _, storage_type, key, _location, numel = pid
+        raw = bytearray(self.archive.read(f"{self.folder}/{key}"))
+        dtype = storage_type(0).dtype if callable(storage_type) else storage_type.dtype
+        untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
+        return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+
+
+def _traced_inputs(path: Path) -> tuple[Any, ...] | None:
+    """The inputs `torch.jit.trace` stored for `forward` (torch 2.x keeps them by default), or None."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            entry = next((n for n in zf.namelist() if n.endswith("/traced_inputs.pkl")), None)
+            if entry is None:
+                return None
+            folder = entry[: -len(".pkl")]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TypedStorage is deprecated, yet it is what the pickle holds
+                stored = _TracedInputsUnpickler(zf.read(entry), zf, folder).load()
+    except Exception:  # an unreadable record is no record: the user is asked for --input instead
+        return None
+    values = stored.get("forward") if isinstance(stored, dict) else None
+    return tuple(values) if values else None
+
+
+def example_inputs(archive: ScriptArchive, specs: list[InputSpec], seed: int = 0) -> tuple[tuple, str]:
+    """`forward`'s example arguments, positional in parameter order, and where they came from.
+
+    From `--input` when given (named or positional), else from the inputs recorded at tracing.
+
+    Raises:
+        InputSpecError: no inputs given and none recorded, or given inputs that do not bind to `forward`.
+    """
+    names = list(archive.parameters)
+    if not specs:
+        if archive.recorded_inputs is not None and len(archive.recorded_inputs) == len(names):
+            return tuple(archive.recorded_inputs), "recorded in the archive at tracing"
+        wanted = " ".join(f"--input {n}=float32[...]" if t == "Tensor" else f"--input {n}=VALUE"
+                          for n, t in zip(names, archive.parameter_types))
+        raise InputSpecError(f"`{archive.path}` records no example inputs for {archive.signature()} (a scripted module, or one "
+                             f"traced without stored inputs); give them, e.g. `{wanted}`")
+    positional, named = resolve_inputs(specs, seed=seed)
+    unknown = sorted(set(named) - set(names))
+    if unknown:
+        raise InputSpecError(f"`--input {unknown[0]}=...`: {archive.signature()} has no parameter `{unknown[0]}`; "
+                             f"use one of {', '.join(names)}")
+    if len(positional) > len(names):
+        raise InputSpecError(f"{len(positional)} positional inputs given but {archive.signature()} takes {len(names)}")
+    bound = dict(zip(names, positional))
+    for name, value in named.items():
+        if name in bound:
+            raise InputSpecError(f"input `{name}` is given twice (by position and by name); give it once")
+        bound[name] = value
+    missing = [n for n in names if n not in bound]
+    if missing:
+        raise InputSpecError(f"no input for `{missing[0]}` of {archive.signature()}; add `--input {missing[0]}=...`")
+    return tuple(bound[n] for n in names), "--input"
+
+
+def named_module(inner: torch.nn.Module, parameters: tuple[str, ...] | list[str], name: str) -> torch.nn.Module:
+    """`inner` behind an `nn.Module` whose `forward` has the archive's parameter names, so manifests, `--dynamic`
+    and verification name inputs as the scripted model does (a ScriptModule's `forward` has no Python signature)."""
+
+    class Scripted(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = inner
+
+        def forward(self, *args, **kwargs):
+            return self.model(*args, **kwargs)
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    Scripted.forward.__signature__ = inspect.Signature([inspect.Parameter(n, kind) for n in ["self", *parameters]])
+    Scripted.__name__ = Scripted.__qualname__ = name
+    return Scripted()  # the inner module is already in eval mode (an unlifted program refuses `.train()`)
+
+
+__all__ = ["ScriptArchive", "example_inputs", "load_archive", "named_module"]
