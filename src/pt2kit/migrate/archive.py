@@ -2,9 +2,9 @@
 
 What an archive holds that migration uses: the scripted or traced module (`torch.jit.load`), the schema of each
 method (parameter names and types), every attribute and submodule, and, for a module traced by torch 2.x with
-`torch.jit.trace`, the inputs it was traced with (`traced_inputs.pkl`). A traced module's graph keeps complete
-input shapes only in memory: after `save` and `load` its input types are plain `Tensor`, so the recorded inputs
-are the only shapes an archive carries.
+`torch.jit.trace`, the dtypes and shapes of the inputs it was traced with (`traced_inputs.pkl`; torch writes their
+storages empty, so values are not kept). A traced module's graph has complete input types only in memory: after
+`save` and `load` they are plain `Tensor`, so `traced_inputs.pkl` is the only record of shapes an archive carries.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from pt2kit.errors import ArtifactError, InputSpecError
-from pt2kit.target.inputs import InputSpec, resolve_inputs
+from pt2kit.target.inputs import InputSpec, random_tensor, resolve_inputs
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ScriptArchive:
         methods: the other methods, each `name(signature)`; an ExportedProgram has one entry point.
         attributes: attribute path -> value, for attributes that are not tensors or modules.
         submodules: qualified names of every submodule.
-        recorded_inputs: the inputs `forward` was traced with, when the archive stores them.
+        recorded_inputs: the dtype and shape of each input `forward` was traced with, when the archive stores them.
     """
 
     path: Path
@@ -91,42 +91,49 @@ def load_archive(path: str | os.PathLike) -> ScriptArchive:
     )
 
 
+@dataclass(frozen=True)
+class RecordedTensor:
+    """The dtype and shape of one input `torch.jit.trace` recorded (its values are not stored)."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return f"{str(self.dtype).removeprefix('torch.')}[{','.join(map(str, self.shape))}]"
+
+
 class _TracedInputsUnpickler(pickle.Unpickler):
-    """Reads `traced_inputs.pkl`: tensors and containers only, storages from the archive's `traced_inputs/`."""
-
-    _ALLOWED = {("torch.jit._pickle", "restore_type_tag"), ("torch._utils", "_rebuild_tensor_v2"),
-                ("collections", "OrderedDict")}
-
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, folder: str):
-        import io
-
-        super().__init__(io.BytesIO(data))
-        self.archive, self.folder = archive, folder
+    """Reads `traced_inputs.pkl` into `RecordedTensor`s: it allows only the few globals that file uses, and never
+    reads tensor bytes (torch writes the storages of traced inputs empty, so only dtypes and shapes survive)."""
 
     def find_class(self, module: str, name: str):
-        if (module, name) in self._ALLOWED or (module == "torch" and name.endswith("Storage")):
-            return super().find_class(module, name)
+        if (module, name) == ("torch.jit._pickle", "restore_type_tag"):
+            return lambda value, _type: value
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return lambda dtype, _offset, size, *_rest: RecordedTensor(dtype, tuple(size))
+        if (module, name) == ("collections", "OrderedDict"):
+            return dict
+        if module == "torch" and name.endswith("Storage"):
+            return getattr(torch, name)
         raise pickle.UnpicklingError(f"unexpected global {module}.{name} in traced inputs")
 
     def persistent_load(self, pid):
-        _, storage_type, key, _location, numel = pid
-        raw = bytearray(self.archive.read(f"{self.folder}/{key}"))
-        dtype = storage_type(0).dtype if callable(storage_type) else storage_type.dtype
-        untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
-        return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+        _, storage_type, _key, _location, _numel = pid
+        return storage_type.dtype if hasattr(storage_type, "dtype") else torch.float32
 
 
 def _traced_inputs(path: Path) -> tuple[Any, ...] | None:
-    """The inputs `torch.jit.trace` stored for `forward` (torch 2.x keeps them by default), or None."""
+    """The dtypes and shapes of the inputs `torch.jit.trace` stored for `forward` (torch 2.x), or None."""
+    import io
+
     try:
         with zipfile.ZipFile(path) as zf:
             entry = next((n for n in zf.namelist() if n.endswith("/traced_inputs.pkl")), None)
             if entry is None:
                 return None
-            folder = entry[: -len(".pkl")]
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # TypedStorage is deprecated, yet it is what the pickle holds
-                stored = _TracedInputsUnpickler(zf.read(entry), zf, folder).load()
+                warnings.simplefilter("ignore")  # TypedStorage is deprecated, yet it is what the pickle names
+                stored = _TracedInputsUnpickler(io.BytesIO(zf.read(entry))).load()
     except Exception:  # an unreadable record is no record: the user is asked for --input instead
         return None
     values = stored.get("forward") if isinstance(stored, dict) else None
@@ -143,8 +150,15 @@ def example_inputs(archive: ScriptArchive, specs: list[InputSpec], seed: int = 0
     """
     names = list(archive.parameters)
     if not specs:
-        if archive.recorded_inputs is not None and len(archive.recorded_inputs) == len(names):
-            return tuple(archive.recorded_inputs), "recorded in the archive at tracing"
+        recorded = archive.recorded_inputs
+        if recorded is not None and len(recorded) == len(names) and all(isinstance(r, RecordedTensor) for r in recorded):
+            generator = torch.Generator().manual_seed(seed)
+            # integers in [0, 2): valid token ids, masks and indices for any model; --input gives a wider range
+            args = tuple(random_tensor(r.dtype, r.shape, 0, 2, generator) if not r.dtype.is_floating_point
+                         else random_tensor(r.dtype, r.shape, None, None, generator) for r in recorded)
+            shapes = ", ".join(f"{n}={r}" for n, r in zip(names, recorded))
+            return args, (f"the archive's traced input shapes ({shapes}); random values (integers in [0, 2)): "
+                          "torch records shapes, not values")
         wanted = " ".join(f"--input {n}=float32[...]" if t == "Tensor" else f"--input {n}=VALUE"
                           for n, t in zip(names, archive.parameter_types))
         raise InputSpecError(f"`{archive.path}` records no example inputs for {archive.signature()} (a scripted module, or one "
@@ -185,4 +199,4 @@ def named_module(inner: torch.nn.Module, parameters: tuple[str, ...] | list[str]
     return Scripted()  # the inner module is already in eval mode (an unlifted program refuses `.train()`)
 
 
-__all__ = ["ScriptArchive", "example_inputs", "load_archive", "named_module"]
+__all__ = ["RecordedTensor", "ScriptArchive", "example_inputs", "load_archive", "named_module"]

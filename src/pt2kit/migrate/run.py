@@ -242,6 +242,7 @@ def _attempt(current: Strategy, loaded: ScriptArchive, reference: Target, spec, 
     notes += [str(s) for s in result.specializations]
     notes += [f"shape repair: {r}" for r in (result.shape_repair.repairs if result.shape_repair else ())]
     manifest = result.manifest.replace(
+        dims=tuple(d for d in result.manifest.dims if d.used_by),  # the converter's unbacked values are no input dim
         target=str(loaded.path), capture_mode=f"migrate:{current}", notes=result.manifest.notes + tuple(notes),
         extra={**result.manifest.extra, "migrate": {
             "archive": str(loaded.path), "strategy": str(current), "methods_dropped": list(loaded.methods),
