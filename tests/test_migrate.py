@@ -161,7 +161,7 @@ def test_cli_migrates_and_prints_one_json_document(cli, tmp_path):
     assert doc["ok"] and doc["strategy"] == "ts2ep" and doc["manifest"]["dims"][0]["name"] == "batch"
     assert out.is_file() and r.err == ""
     run = cli("run", out, "--input", "x=float32[7,8]", "--json", "-q")
-    assert run.code == 0, run.err
+    assert run.code == 0 and run.json()["outputs"][0]["shape"] == [7, 8], run.err
 
 
 def test_cli_failure_exits_1_and_writes_nothing(cli, tmp_path):

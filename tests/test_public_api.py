@@ -9,12 +9,12 @@ PUBLIC = [
     "Artifact", "ArtifactError", "Attempt", "BenchMode", "BenchReport", "BenchRow", "Blocker", "BlockerKind",
     "BuildFailed", "Capture", "CaptureMode", "CaseError", "CompileResult", "Diagnosis", "DimEntry",
     "DimRange", "DimRelation", "DynamicSpec", "ExportFailed", "ExportResult", "FixFailed", "FixResult",
-    "InputMismatchError", "InputSpec", "InputSpecError", "Inspection", "LeafSpec", "Manifest", "Mismatch",
+    "InputMismatchError", "InputSpec", "InputSpecError", "Inspection", "LeafSpec", "Manifest", "MigrateResult", "Mismatch",
     "MismatchKind", "OutputCheck", "Pt2kitError", "Refusal", "RefusalReason", "RepairReport",
     "ShapeInference", "ShapeRepair", "SourceLocation", "SurveyOptions", "SurveyReport", "Target",
     "TargetError", "TensorFileError", "TypeReport", "UsageError", "VerifyReport", "__version__", "bench",
     "capture", "collect_entries", "compile_package", "diagnose", "export_program", "find_non_pytree",
-    "fix_model", "infer_dynamic", "infer_shapes", "inspect_artifact", "load", "load_target", "parse_dynamic",
+    "fix_model", "infer_dynamic", "infer_shapes", "inspect_artifact", "load", "load_target", "migrate_model", "parse_dynamic",
     "parse_input", "survey", "verify_outputs",
 ]
 
