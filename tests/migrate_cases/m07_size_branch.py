@@ -1,4 +1,4 @@
-"""A branch on the batch size: with a dynamic batch, both sides are verified at sizes either side of 4."""
+"""A branch on the batch size: the converter decides it at the example's batch, so the batch becomes static."""
 import torch
 from torch import nn
 

@@ -27,6 +27,7 @@ from pt2kit.errors import ExportFailed, InputSpecError
 from pt2kit.export.capture import CaptureMode, SourceLocation
 from pt2kit.export.program import export_program
 from pt2kit.migrate.archive import ScriptArchive, example_inputs, load_archive, named_module
+from pt2kit.migrate.blockers import location_in
 from pt2kit.migrate.branches import BranchCondition, find_conditions, steer
 from pt2kit.migrate.strategies import ConversionFailed, Strategy, StrategyAttempt, convert, quiet
 from pt2kit.shapes.spec import parse_dynamic
@@ -91,15 +92,15 @@ class MigrateResult:
 
     @property
     def blockers(self) -> tuple[Blocker, ...]:
-        """The blockers of every failed strategy, each once."""
-        seen, out = set(), []
+        """The blockers of every failed strategy, one per line and kind, with every strategy that hit it."""
+        merged: dict[tuple, Blocker] = {}
         for attempt in self.attempts:
             for b in attempt.blockers:
-                key = (b.location.file, b.location.line, b.kind, b.message)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(b)
-        return tuple(out)
+                key = (b.location.file, b.location.line, b.kind)
+                first = merged.setdefault(key, b)
+                if first is not b:
+                    merged[key] = replace(first, modes=first.modes + tuple(m for m in b.modes if m not in first.modes))
+        return tuple(merged.values())
 
     def __str__(self) -> str:
         if self.ok:
@@ -238,7 +239,8 @@ def _attempt(current: Strategy, loaded: ScriptArchive, reference: Target, spec, 
             result = export_program(target, None, mode=CaptureMode.NON_STRICT, dynamic=None if current.static else spec,
                                     check_specialization=not current.static)
     except ExportFailed as exc:
-        return failed(_first_line(str(exc)), notes, _export_blockers(current, exc)), None, None
+        blockers = _export_blockers(current, exc)
+        return failed(blockers[0].message if blockers else _first_line(str(exc)), notes, blockers), None, None
     notes += [str(s) for s in result.specializations]
     notes += [f"shape repair: {r}" for r in (result.shape_repair.repairs if result.shape_repair else ())]
     manifest = result.manifest.replace(
@@ -295,28 +297,31 @@ def _branch_checks(reference: Target, artifact, conditions, loaded: ScriptArchiv
     return tuple(checks)
 
 
-_LOCATION = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)[^\n]*\n(?P<code>[^\n]*)')
-
-
 def _export_blockers(current: Strategy, exc: ExportFailed) -> list[Blocker]:
-    """A blocker for a failed capture of the scripted module: the TorchScript interpreter's traceback names the
-    original line (or the archive's serialized code)."""
-    text = str(exc)
-    original = text.split("original code", 1)[-1] if "original code" in text else text
-    m = _LOCATION.search(original) or _LOCATION.search(text)
-    if m is None:
-        return []
-    location = SourceLocation(m["file"], int(m["line"]), "", m["code"].strip())
-    data_dependent = any(k in text for k in ("data-dependent", "DataDependent", "GuardOnDataDependent", "aten.item", "Eq(u"))
-    if data_dependent:
-        return [Blocker(BlockerKind.DATA_DEPENDENT_BRANCH, location,
-                        "a branch on a tensor's value: tracing the scripted module cannot know which side to record",
-                        "# strategy `ts2ep` turns such an `if` into torch.cond; if it failed too, see its blockers, or\n"
-                        "# rewrite the branch with torch.cond in the Python source and run `pt2kit export --fix`",
-                        False, (str(current),), _first_line(text))]
-    return [Blocker(BlockerKind.UNCLASSIFIED, location, "non-strict export of the scripted module failed here",
-                    "# see torch's message; `pt2kit diagnose` on the Python source explains most causes",
-                    False, (str(current),), _first_line(text))]
+    """A blocker for each failed capture of the converted or scripted module: the TorchScript interpreter's
+    traceback names the original line (or the archive's serialized code)."""
+    blockers = []
+    for attempt in exc.capture.attempts if exc.capture else ():
+        if attempt.ok or attempt.exception is None:
+            continue
+        text = str(attempt.exception)
+        location = location_in(text)
+        if location is None:
+            continue
+        reason = next((ln.strip() for ln in text.splitlines() if re.match(r"^\s*\w+(Error|Exception|Node): ", ln)),
+                      attempt.message)[:300]
+        if any(k in text for k in ("data-dependent", "DataDependent", "GuardOnDataDependent")):
+            blockers.append(Blocker(
+                BlockerKind.DATA_DEPENDENT_BRANCH, location,
+                "a decision on a tensor's value: tracing the scripted module cannot know which way it goes",
+                "# strategy `ts2ep` turns an `if` on a tensor into torch.cond (see its result above); a `while` on\n"
+                "# tensor values needs a fixed bound or torch._higher_order_ops.while_loop in the Python source",
+                False, (str(current),), reason))
+        else:
+            blockers.append(Blocker(BlockerKind.UNCLASSIFIED, location, f"{current} export of the module failed here",
+                                    "# see torch's message; `pt2kit diagnose` on the Python source explains most causes",
+                                    False, (str(current),), reason))
+    return blockers
 
 
 def _first_line(text: str) -> str:

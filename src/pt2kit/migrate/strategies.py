@@ -133,7 +133,7 @@ def convert_specialized(archive: ScriptArchive, args: tuple) -> tuple[torch.nn.M
         try:
             program = converter.convert()
         except Exception as exc:  # noqa: BLE001 - the same converter's blockers, after specialization
-            raise ConversionFailed(root_cause(exc), unsupported_nodes(converter)) from None
+            raise ConversionFailed(root_cause(exc), unsupported_nodes(converter, "specialize")) from None
     notes.append("every input size is fixed at the example's: the program accepts only "
                  + ", ".join(f"{n}[{', '.join(map(str, a.shape))}]" for n, a in zip(archive.parameters, args)
                              if isinstance(a, torch.Tensor)))
