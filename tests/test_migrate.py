@@ -188,3 +188,17 @@ def test_cli_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
     assert r.code == 2, (r.out, r.err)
     assert message in r.err and len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
     assert not (tmp_path / "out.pt2").exists()
+
+
+def test_scripted_and_migrated_modules_are_targets_for_verify(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    build_archive(load_case("m01_branch_on_sum"), tmp_path / "m.pt")
+    assert cli("migrate", "m.pt", "-o", "m.pt2", "-i", "x=float32[4,8]", "--dynamic", "x:0=batch[1,32]", "-q").code == 0
+    (tmp_path / "scripted.py").write_text("import torch\nfrom pt2kit.migrate import scripted_module\n"
+                                          "model = scripted_module('m.pt')\nexample_args = (torch.randn(4, 8),)\n")
+    (tmp_path / "migrated.py").write_text("from pt2kit.migrate import migrated_module\n"
+                                          "model, example_args = migrated_module('m.pt2')\n")
+    r = cli("verify", "scripted.py:model", "m.pt2", "--samples", "3", "--json", "-q")
+    assert r.code == 0 and r.json()["ok"], r.out
+    r = cli("verify", "migrated.py:model", "m.pt2", "--samples", "2", "--json", "-q")
+    assert r.code == 0 and r.json()["ok"], r.out

@@ -14,5 +14,6 @@ the CLI.
 
 from pt2kit.migrate.run import MigrateResult, migrate_model
 from pt2kit.migrate.strategies import Strategy, StrategyAttempt
+from pt2kit.migrate.targets import migrated_module, scripted_module
 
-__all__ = ["MigrateResult", "Strategy", "StrategyAttempt", "migrate_model"]
+__all__ = ["MigrateResult", "Strategy", "StrategyAttempt", "migrate_model", "migrated_module", "scripted_module"]
