@@ -157,8 +157,8 @@ def example_inputs(archive: ScriptArchive, specs: list[InputSpec], seed: int = 0
             args = tuple(random_tensor(r.dtype, r.shape, 0, 2, generator) if not r.dtype.is_floating_point
                          else random_tensor(r.dtype, r.shape, None, None, generator) for r in recorded)
             shapes = ", ".join(f"{n}={r}" for n, r in zip(names, recorded))
-            return args, (f"the archive's traced input shapes ({shapes}); random values (integers in [0, 2)): "
-                          "torch records shapes, not values")
+            return args, (f"the archive's traced input shapes ({shapes}); values are random (floats normal, integers "
+                          "in [0, 2)): torch records shapes, not values")
         wanted = " ".join(f"--input {n}=float32[...]" if t == "Tensor" else f"--input {n}=VALUE"
                           for n, t in zip(names, archive.parameter_types))
         raise InputSpecError(f"`{archive.path}` records no example inputs for {archive.signature()} (a scripted module, or one "
