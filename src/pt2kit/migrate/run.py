@@ -23,11 +23,11 @@ from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import atomic_path, save_program
 from pt2kit.artifact.runtime import load
 from pt2kit.diagnose.blockers import Blocker, BlockerKind
-from pt2kit.errors import ExportFailed, InputSpecError
+from pt2kit.errors import ExportFailed, InputSpecError, Pt2kitError, UsageError
 from pt2kit.export.capture import CaptureMode, SourceLocation
 from pt2kit.export.program import export_program
 from pt2kit.migrate.archive import ScriptArchive, example_inputs, load_archive, named_module
-from pt2kit.migrate.blockers import location_in
+from pt2kit.migrate.blockers import location_in, root_cause
 from pt2kit.migrate.branches import BranchCondition, find_conditions, steer
 from pt2kit.migrate.strategies import ConversionFailed, Strategy, StrategyAttempt, convert, quiet
 from pt2kit.shapes.spec import parse_dynamic
@@ -187,8 +187,14 @@ def migrate_model(
     spec = parse_dynamic(dynamic)
     reference = Target(str(loaded.path), named_module(loaded.module, loaded.parameters, "Scripted"), args, {})
     _run_reference(loaded, reference)
+    names = [str(s) for s in Strategy]
+    if str(strategy) not in ["auto", *names]:
+        raise UsageError(f"`--strategy {strategy}` is not a strategy; use auto, {', '.join(names)}")
     order = list(Strategy) if str(strategy) == "auto" else [Strategy(str(strategy))]
-    conditions = tuple(find_conditions(loaded.module, loaded.parameters))
+    try:
+        conditions = tuple(find_conditions(loaded.module, loaded.parameters))
+    except RuntimeError:  # a graph TorchScript cannot inline: its branches are covered by the random inputs only
+        conditions = ()
     options = {"seed": seed, "atol": atol, "rtol": rtol, "max_size": max_size}
     attempts: list[StrategyAttempt] = []
     report, branches = None, ()
@@ -231,6 +237,8 @@ def _attempt(current: Strategy, loaded: ScriptArchive, reference: Target, spec, 
         module, notes = convert(current, loaded, reference.args)
     except ConversionFailed as exc:
         return failed(str(exc), (), exc.blockers), None, None
+    except Exception as exc:  # noqa: BLE001 - torch's converter raises anything on graphs it does not expect
+        return failed(f"{type(exc).__name__}: {root_cause(exc)}"), None, None
     if current.static and spec:
         notes.append(f"--dynamic `{spec}` is not applied: this strategy fixes every size at the example's")
     target = Target(str(loaded.path), module, reference.args, {})
@@ -241,6 +249,10 @@ def _attempt(current: Strategy, loaded: ScriptArchive, reference: Target, spec, 
     except ExportFailed as exc:
         blockers = _export_blockers(current, exc)
         return failed(blockers[0].message if blockers else _first_line(str(exc)), notes, blockers), None, None
+    except InputSpecError:
+        raise  # a --dynamic spec that does not fit forward's inputs: the user's to fix, whatever the strategy
+    except Exception as exc:  # noqa: BLE001 - one strategy's crash must not hide the next strategy
+        return failed(f"{type(exc).__name__}: {root_cause(exc)}", notes), None, None
     notes += [str(s) for s in result.specializations]
     notes += [f"shape repair: {r}" for r in (result.shape_repair.repairs if result.shape_repair else ())]
     manifest = result.manifest.replace(
@@ -261,6 +273,8 @@ def _attempt(current: Strategy, loaded: ScriptArchive, reference: Target, spec, 
             report = replace(report, artifact=str(output))
             if not report.ok or any(b.report is not None and not b.report.ok for b in branches):
                 raise _NotWritten()
+    except Pt2kitError as exc:  # the program was written but cannot be loaded or run here
+        return failed(f"the converted program cannot be checked: {exc}", notes), None, None
     except _NotWritten:
         differs = [str(b) for b in branches if b.report is not None and not b.report.ok]
         why = report.summary() if not report.ok else "; ".join(differs)
