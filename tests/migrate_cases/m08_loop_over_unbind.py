@@ -1,5 +1,7 @@
-"""A loop over `x.unbind(0)`: its count is a list's length, which neither converter pass can fix; non-strict
-export runs the TorchScript interpreter and unrolls it at the example's size."""
+"""A loop over `x.unbind(0)`: a list's length no converter pass fixes; non-strict export unrolls it.
+
+Non-strict export runs the TorchScript interpreter, which iterates the list at the example's size.
+"""
 from typing import List
 
 import torch
