@@ -90,7 +90,7 @@ def test_unconvertible_loop_is_reported_at_its_line_in_the_blocker_format(tmp_pa
     _, result = _migrate(load_case("m06_while_on_values"), tmp_path)
     assert [a.ok for a in result.attempts] == [False, False, False]
     (blocker,) = result.blockers
-    assert blocker.location.file.endswith("m06_while_on_values.py") and blocker.location.line == 9
+    assert blocker.location.file.endswith("m06_while_on_values.py") and blocker.location.line == 8
     assert blocker.location.code == "while bool(x.abs().max() > 1.0):"
     assert "while_loop" in blocker.fix and str(blocker.kind) == "data_dependent_branch"
 
@@ -167,7 +167,7 @@ def test_cli_migrates_and_prints_one_json_document(cli, tmp_path):
 def test_cli_failure_exits_1_and_writes_nothing(cli, tmp_path):
     archive = build_archive(load_case("m06_while_on_values"), tmp_path / "m.pt")
     r = cli("migrate", archive, "-o", tmp_path / "m.pt2", "--input", "x=float32[4]", "-q")
-    assert r.code == 1 and "m06_while_on_values.py:9" in r.out and "was not written" in r.err
+    assert r.code == 1 and "m06_while_on_values.py:8" in r.out and "was not written" in r.err
     assert not (tmp_path / "m.pt2").exists()
 
 

@@ -1,5 +1,4 @@
 """A while loop that stops on tensor values: no strategy can capture it; pt2kit reports where and why."""
-import torch
 from torch import nn
 
 

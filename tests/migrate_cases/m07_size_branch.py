@@ -1,5 +1,4 @@
 """A branch on the batch size: the converter decides it at the example's batch, so the batch becomes static."""
-import torch
 from torch import nn
 
 

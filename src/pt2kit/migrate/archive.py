@@ -48,6 +48,11 @@ class ScriptArchive:
     submodules: tuple[str, ...] = ()
     recorded_inputs: tuple[Any, ...] | None = field(default=None, repr=False)
 
+    @property
+    def traced(self) -> bool:
+        """Written by `torch.jit.trace` (torch 2.x stores the traced inputs' shapes; scripting stores none)."""
+        return self.recorded_inputs is not None
+
     def signature(self) -> str:
         return f"forward({', '.join(f'{n}: {t}' for n, t in zip(self.parameters, self.parameter_types))})"
 

@@ -24,7 +24,7 @@ from pt2kit.artifact.package import atomic_path, save_program
 from pt2kit.artifact.runtime import load
 from pt2kit.diagnose.blockers import Blocker, BlockerKind
 from pt2kit.errors import ExportFailed, InputSpecError, Pt2kitError, UsageError
-from pt2kit.export.capture import CaptureMode, SourceLocation
+from pt2kit.export.capture import CaptureMode
 from pt2kit.export.program import export_program
 from pt2kit.migrate.archive import ScriptArchive, example_inputs, load_archive, named_module
 from pt2kit.migrate.blockers import location_in, root_cause
@@ -356,7 +356,10 @@ def _jsonable(value: Any) -> Any:
 
 def _dropped(loaded: ScriptArchive) -> tuple[str, ...]:
     """What the archive has that an ExportedProgram (one `forward`, tensors only) does not carry."""
-    out = [f"method `{m}`: an ExportedProgram has one entry point; export it from the Python source, or script a "
+    out = [] if not loaded.traced else [
+        "Python branches and loops of the traced model: tracing recorded the path its example took, so the archive "
+        "(and the program) hold that path only; check other inputs against the Python model if you have it"]
+    out += [f"method `{m}`: an ExportedProgram has one entry point; export it from the Python source, or script a "
            f"module whose forward calls it and migrate that" for m in loaded.methods]
     if loaded.attributes:
         names = ", ".join(f"`{k}`" for k in list(loaded.attributes)[:8]) + (" ..." if len(loaded.attributes) > 8 else "")
