@@ -178,13 +178,16 @@ def test_cli_failure_exits_1_and_writes_nothing(cli, tmp_path):
     (["{pt}", "--input", "x=float32[4,3]"], "the scripted model fails on the example inputs"),
     (["{pt}", "--input", "y=float32[4,8]"], "has no parameter `y`"),
     (["{pt}", "--input", "x=float32[4,8]", "--dynamic", "x:0=batch[1"], "--dynamic"),
+    (["{pt}", "--input", "x=float32[4,8]", "--dynamic", "y:0=batch[1,8]"], "`y`"),
+    (["{pt}", "--input", "x=float32[4,8]", "-o", "no/such/dir/out.pt2"], "output folder"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
     pt = build_archive(load_case("m01_branch_on_sum"), tmp_path / "m.pt")
     pt2 = tmp_path / "not_ts.pt2"
     pt2.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
     argv = [a.format(pt=pt, pt2=pt2) for a in args]
-    r = cli("migrate", *argv, "-o", tmp_path / "out.pt2", "-q")
+    output = ["-o", tmp_path / "out.pt2"] if "-o" not in argv else []
+    r = cli("migrate", *argv, *output, "-q")
     assert r.code == 2, (r.out, r.err)
     assert message in r.err and len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
     assert not (tmp_path / "out.pt2").exists()

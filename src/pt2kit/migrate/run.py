@@ -23,7 +23,7 @@ from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import atomic_path, save_program
 from pt2kit.artifact.runtime import load
 from pt2kit.diagnose.blockers import Blocker, BlockerKind
-from pt2kit.errors import ExportFailed, InputSpecError, Pt2kitError, UsageError
+from pt2kit.errors import ArtifactError, ExportFailed, InputSpecError, Pt2kitError, UsageError
 from pt2kit.export.capture import CaptureMode
 from pt2kit.export.program import export_program
 from pt2kit.migrate.archive import ScriptArchive, example_inputs, load_archive, named_module
@@ -181,6 +181,9 @@ def migrate_model(
         >>> result = migrate_model("model.pt", "model.pt2", inputs=[parse_input("x=float32[4,16]")], verify=True)
         >>> assert result.ok, result
     """
+    folder = Path(output).parent
+    if not folder.is_dir():  # before minutes of conversion, not after
+        raise ArtifactError(f"output folder `{folder}` does not exist; create it or choose another `-o` path")
     with progress.stage("load TorchScript archive"):
         loaded = load_archive(archive)
     args, inputs_from = example_inputs(loaded, list(inputs or []), seed)
