@@ -118,9 +118,11 @@ class MigrateResult:
             lines.append("  " + self.verification.summary() + f" ({', '.join(map(str, self.verification.cases))})")
             lines += [f"    {o}" for o in self.verification.outputs if not o.passed]
             lines += [f"    {e}" for e in self.verification.errors]
-        lines += [f"  branch {b}" for b in self.branches]
-        covered = {id(b.condition) for b in self.branches}
-        lines += [f"  branch {c.describe()}: covered only by the random inputs" for c in self.conditions if id(c) not in covered]
+        if self.ok:
+            lines += [f"  branch {b}" for b in self.branches]
+            covered = {id(b.condition) for b in self.branches}
+            lines += [f"  branch {c.describe()}: covered only by the random inputs" for c in self.conditions
+                      if id(c) not in covered]
         if not self.ok and self.blockers:
             lines += ["", f"{len(self.blockers)} blocker{'s' * (len(self.blockers) != 1)}:", ""]
             for i, b in enumerate(self.blockers, 1):
@@ -331,7 +333,7 @@ def _export_blockers(current: Strategy, exc: ExportFailed) -> list[Blocker]:
             blockers.append(Blocker(
                 BlockerKind.DATA_DEPENDENT_BRANCH, location,
                 "a decision on a tensor's value: tracing the scripted module cannot know which way it goes",
-                "# strategy `ts2ep` turns an `if` on a tensor into torch.cond (see its result above); a `while` on\n"
+                "# strategy `ts2ep` (tried first by default) turns an `if` on a tensor into torch.cond; a `while` on\n"
                 "# tensor values needs a fixed bound or torch._higher_order_ops.while_loop in the Python source",
                 False, (str(current),), reason))
         else:
