@@ -24,15 +24,19 @@ def test_traced_bert_is_migrated_from_its_recorded_shapes_and_verified(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.trace(model, (ids, mask)), str(tmp_path / "bert.pt"))
-    result = migrate_model(tmp_path / "bert.pt", tmp_path / "bert.pt2", verify=True, samples=2)
+    result = migrate_model(tmp_path / "bert.pt", tmp_path / "bert.pt2", verify=True, samples=2,
+                           dynamic="input_ids:0=batch[1,8],attention_mask:0=batch")
     assert result.ok and result.strategy is Strategy.TS2EP, result
     assert "input_ids=int64[2,16], attention_mask=int64[2,16]" in result.inputs_from
     assert [o.name for o in result.manifest.outputs] == ["output[0]", "output[1]"]
-    assert result.verification.ok and not result.manifest.dims  # a trace fixes the sizes it saw
+    (batch,) = result.manifest.dims  # the trace recorded aten::size for the batch, so it can stay dynamic
+    assert (batch.name, batch.min, batch.max) == ("batch", 1, 8)
+    assert result.verification.ok and {dict(c.sizes).get("batch") for c in result.verification.cases} == {2, 1, 8}
     # the program matches the original Python model on real token ids, not only the verify inputs
     import pt2kit
 
     program = pt2kit.load(result.path)
+    ids, mask = torch.randint(0, 100, (5, 16)), torch.ones(5, 16, dtype=torch.long)
     with torch.no_grad():
         expected, got = model(ids, mask), program(ids, mask)
     torch.testing.assert_close(got[0], expected[0], rtol=1e-4, atol=1e-5)
