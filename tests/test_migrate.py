@@ -84,6 +84,21 @@ def test_methods_and_attributes_that_do_not_survive_are_listed(tmp_path):
     assert extra["attributes"]["scale"] == 0.5 and extra["attributes"]["labels"][0] == "cat"
     assert "blocks.0.fc" in extra["submodules"]
     assert extra["methods_dropped"] == ["predict(Tensor x) -> Tensor"]
+    assert any("--method predict" in d for d in result.dropped)
+
+
+def test_another_method_migrates_to_its_own_program(cli, tmp_path):
+    case = load_case("m05_submodules_and_methods")
+    archive = build_archive(case, tmp_path / "m.pt")
+    result = migrate_model(archive, tmp_path / "predict.pt2", method="predict", inputs=[parse_input("x=float32[3,6]")],
+                           dynamic="x:0=batch[1,16]", verify=True, samples=2)
+    assert result.ok and result.verification.ok, result
+    assert result.manifest.outputs[0].dtype == "int64" and result.manifest.extra["migrate"]["method"] == "predict"
+    assert any("method `forward(Tensor x) -> Tensor`" in d for d in result.dropped)
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(pt2kit.load(result.path)(x), torch.jit.load(str(archive)).predict(x))
+    r = cli("migrate", archive, "-o", tmp_path / "x.pt2", "--method", "nope", "-i", "x=float32[3,6]", "-q")
+    assert r.code == 2 and "has no method `nope` (it has: forward, predict)" in r.err
 
 
 def test_unconvertible_loop_is_reported_at_its_line_in_the_blocker_format(tmp_path):

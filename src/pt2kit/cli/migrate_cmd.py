@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamic", metavar="SPEC", help="dynamic dims over forward's parameters, e.g. x:0=batch[1,64]")
     p.add_argument("--strategy", choices=["auto", "ts2ep", "specialize", "non-strict"], default="auto",
                    help="conversion strategy; auto tries ts2ep, specialize, non-strict in turn (default auto)")
+    p.add_argument("--method", default="forward", metavar="NAME",
+                   help="the scripted method to migrate (default forward); run once per method you need")
     add_input_arguments(p)
     p.add_argument("--verify", action="store_true",
                    help="also check seeded random inputs across the dynamic range and inputs that take each side of every "
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = migrate_model(
         args.archive, args.output, inputs=parsed_inputs(args), seed=args.seed, dynamic=args.dynamic,
-        strategy=args.strategy, verify=args.verify, samples=args.samples, atol=args.atol, rtol=args.rtol,
+        strategy=args.strategy, method=args.method, verify=args.verify, samples=args.samples, atol=args.atol, rtol=args.rtol,
         max_size=args.max_size,
     )
     emit(result, args.json)

@@ -10,8 +10,10 @@ storages empty, so values are not kept). A traced module's graph has complete in
 from __future__ import annotations
 
 import inspect
+import linecache
 import os
 import pickle
+import typing
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ class ScriptArchive:
         attributes: attribute path -> value, for attributes that are not tensors or modules.
         submodules: qualified names of every submodule.
         recorded_inputs: the dtype and shape of each input `forward` was traced with, when the archive stores them.
+        method: the method migrated (`module` is a scripted wrapper whose `forward` calls it, when not `forward`).
     """
 
     path: Path
@@ -47,6 +50,7 @@ class ScriptArchive:
     attributes: dict[str, Any] = field(default_factory=dict)
     submodules: tuple[str, ...] = ()
     recorded_inputs: tuple[Any, ...] | None = field(default=None, repr=False)
+    method: str = "forward"
 
     @property
     def traced(self) -> bool:
@@ -54,20 +58,48 @@ class ScriptArchive:
         return self.recorded_inputs is not None
 
     def signature(self) -> str:
-        return f"forward({', '.join(f'{n}: {t}' for n, t in zip(self.parameters, self.parameter_types))})"
+        return f"{self.method}({', '.join(f'{n}: {t}' for n, t in zip(self.parameters, self.parameter_types))})"
 
 
-def load_archive(path: str | os.PathLike) -> ScriptArchive:
+def load_archive(path: str | os.PathLike, method: str = "forward") -> ScriptArchive:
     """Load a TorchScript archive with `torch.jit.load` (no model source needed) and list what it holds.
 
+    Args:
+        method: the scripted method to migrate; another than `forward` becomes the `forward` of a small scripted
+            module that calls it (an ExportedProgram has one entry point).
+
     Raises:
-        ArtifactError: the file is missing, not a TorchScript archive, or has no `forward` method.
+        ArtifactError: the file is missing, not a TorchScript archive, or has no such method.
 
     Example:
         >>> archive = load_archive("model.pt"); archive.signature()
         'forward(x: Tensor)'
     """
     path = Path(path)
+    module = read_module(path)
+    names = module._c._method_names()
+    if method not in names:
+        raise ArtifactError(f"`{path}` has no method `{method}` (it has: {', '.join(names) or 'none'}); "
+                            f"choose one with `--method`")
+    qualified = module._c._type().qualified_name()
+    others = tuple(str(getattr(module, n).schema).replace(f"{qualified} self, ", "").replace(f"{qualified} self", "")
+                   for n in names if n != method)
+    iterators = torch._C._jit_debug_module_iterators(module._c)
+    attributes = {name: value for name, value in iterators["named_attributes_r"]
+                  if not isinstance(value, (torch.Tensor, torch.ScriptObject)) and not name.split(".")[-1].startswith("_")
+                  and name.split(".")[-1] != "training"}
+    submodules = tuple(name for name, _ in module.named_modules() if name)
+    module = method_as_forward(module, method)
+    args = module.forward.schema.arguments[1:]
+    return ScriptArchive(
+        path=path, module=module, parameters=tuple(a.name for a in args), parameter_types=tuple(str(a.type) for a in args),
+        methods=others, attributes=attributes, submodules=submodules, recorded_inputs=_traced_inputs(path, method),
+        method=method,
+    )
+
+
+def read_module(path: Path) -> torch.jit.ScriptModule:
+    """`torch.jit.load` on the CPU, in eval mode, with a clear error for a file that is not an archive."""
     if not path.is_file():
         raise ArtifactError(f"TorchScript archive `{path}` does not exist; save one with `torch.jit.save(torch.jit.script(model), path)`")
     try:
@@ -78,22 +110,37 @@ def load_archive(path: str | os.PathLike) -> ScriptArchive:
             first = "it holds no TorchScript code: a torch.save or torch.export file?"
         raise ArtifactError(f"`{path}` is not a TorchScript archive ({first}); pass a file written by `torch.jit.save`, "
                             "or export a Python model with `pt2kit export file.py:NAME`") from None
-    module.eval()
-    names = module._c._method_names()
-    if "forward" not in names:
-        raise ArtifactError(f"`{path}` has no `forward` method (it has: {', '.join(names) or 'none'}); pt2kit migrates `forward`")
-    args = module.forward.schema.arguments[1:]
-    iterators = torch._C._jit_debug_module_iterators(module._c)
-    attributes = {name: value for name, value in iterators["named_attributes_r"]
-                  if not isinstance(value, (torch.Tensor, torch.ScriptObject)) and not name.split(".")[-1].startswith("_")
-                  and name.split(".")[-1] != "training"}
-    return ScriptArchive(
-        path=path, module=module, parameters=tuple(a.name for a in args), parameter_types=tuple(str(a.type) for a in args),
-        methods=tuple(str(getattr(module, n).schema).replace(f"{module._c._type().qualified_name()} self, ", "").replace(
-            f"{module._c._type().qualified_name()} self", "") for n in names if n != "forward"),
-        attributes=attributes, submodules=tuple(name for name, _ in module.named_modules() if name),
-        recorded_inputs=_traced_inputs(path),
-    )
+    return module.eval()
+
+
+def method_as_forward(module: torch.jit.ScriptModule, method: str) -> torch.jit.ScriptModule:
+    """`module` itself for `forward`; for another method, a scripted module whose `forward` calls it.
+
+    TorchScript compiles from source, so the caller's two lines are generated from the method's schema and
+    registered with `linecache` under a name that says where they came from.
+    """
+    if method == "forward":
+        return module
+    schema = getattr(module, method).schema
+    arguments = schema.arguments[1:]
+    returns = [r.type.annotation_str for r in schema.returns]
+    result = returns[0] if len(returns) == 1 else f"Tuple[{', '.join(returns)}]"
+    source = (f"def forward(self, {', '.join(f'{a.name}: {a.type.annotation_str}' for a in arguments)}) -> {result}:\n"
+              f"    return self.scripted.{method}({', '.join(a.name for a in arguments)})\n")
+    filename = f"<pt2kit migrate: calls {method}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), {"torch": torch, "Tensor": torch.Tensor, **vars(typing)}, namespace)
+
+    class CallsMethod(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scripted = module
+
+    CallsMethod.forward = namespace["forward"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.script(CallsMethod()).eval()
 
 
 @dataclass(frozen=True)
@@ -127,8 +174,8 @@ class _TracedInputsUnpickler(pickle.Unpickler):
         return storage_type.dtype if hasattr(storage_type, "dtype") else torch.float32
 
 
-def _traced_inputs(path: Path) -> tuple[Any, ...] | None:
-    """The dtypes and shapes of the inputs `torch.jit.trace` stored for `forward` (torch 2.x), or None."""
+def _traced_inputs(path: Path, method: str = "forward") -> tuple[Any, ...] | None:
+    """The dtypes and shapes of the inputs `torch.jit.trace` stored for `method` (torch 2.x), or None."""
     import io
 
     try:
@@ -141,7 +188,7 @@ def _traced_inputs(path: Path) -> tuple[Any, ...] | None:
                 stored = _TracedInputsUnpickler(io.BytesIO(zf.read(entry))).load()
     except Exception:  # an unreadable record is no record: the user is asked for --input instead
         return None
-    values = stored.get("forward") if isinstance(stored, dict) else None
+    values = stored.get(method) if isinstance(stored, dict) else None
     return tuple(values) if values else None
 
 
@@ -204,4 +251,4 @@ def named_module(inner: torch.nn.Module, parameters: tuple[str, ...] | list[str]
     return Scripted()  # the inner module is already in eval mode (an unlifted program refuses `.train()`)
 
 
-__all__ = ["RecordedTensor", "ScriptArchive", "example_inputs", "load_archive", "named_module"]
+__all__ = ["RecordedTensor", "ScriptArchive", "example_inputs", "load_archive", "method_as_forward", "named_module", "read_module"]

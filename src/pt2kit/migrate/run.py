@@ -149,6 +149,7 @@ def migrate_model(
     seed: int = 0,
     dynamic: str | None = None,
     strategy: str | Strategy = "auto",
+    method: str = "forward",
     verify: bool = False,
     samples: int = 8,
     atol: float | None = None,
@@ -168,6 +169,7 @@ def migrate_model(
         inputs: parsed `--input` specs; when empty, the inputs a traced archive recorded.
         dynamic: a `--dynamic` spec over `forward`'s parameter names (strategy `specialize` drops it, and says so).
         strategy: `auto`, `ts2ep`, `specialize` or `non-strict`.
+        method: the scripted method to migrate (its program's entry point); the others are listed as dropped.
         verify: the full check above (else the example only).
         samples, atol, rtol, max_size: as for `verify_outputs`.
 
@@ -187,7 +189,7 @@ def migrate_model(
     if not folder.is_dir():  # before minutes of conversion, not after
         raise ArtifactError(f"output folder `{folder}` does not exist; create it or choose another `-o` path")
     with progress.stage("load TorchScript archive"):
-        loaded = load_archive(archive)
+        loaded = load_archive(archive, method)
     args, inputs_from = example_inputs(loaded, list(inputs or []), seed)
     spec = parse_dynamic(dynamic)
     reference = Target(str(loaded.path), named_module(loaded.module, loaded.parameters, "Scripted"), args, {})
@@ -264,7 +266,7 @@ def _attempt(current: Strategy, loaded: ScriptArchive, reference: Target, spec, 
         dims=tuple(d for d in result.manifest.dims if d.used_by),  # the converter's unbacked values are no input dim
         target=str(loaded.path), capture_mode=f"migrate:{current}", notes=result.manifest.notes + tuple(notes),
         extra={**result.manifest.extra, "migrate": {
-            "archive": str(loaded.path), "strategy": str(current), "methods_dropped": list(loaded.methods),
+            "archive": str(loaded.path), "method": loaded.method, "strategy": str(current), "methods_dropped": list(loaded.methods),
             "attributes": {k: _jsonable(v) for k, v in loaded.attributes.items()}, "submodules": list(loaded.submodules)}},
     )
     report, branches = None, ()
@@ -364,8 +366,8 @@ def _dropped(loaded: ScriptArchive) -> tuple[str, ...]:
     out = [] if not loaded.traced else [
         "Python branches and loops of the traced model: tracing recorded the path its example took, so the archive "
         "(and the program) hold that path only; check other inputs against the Python model if you have it"]
-    out += [f"method `{m}`: an ExportedProgram has one entry point; export it from the Python source, or script a "
-           f"module whose forward calls it and migrate that" for m in loaded.methods]
+    out += [f"method `{m}`: an ExportedProgram has one entry point; migrate it to its own program with "
+            f"`--method {m.split('(')[0]}`" for m in loaded.methods]
     if loaded.attributes:
         names = ", ".join(f"`{k}`" for k in list(loaded.attributes)[:8]) + (" ..." if len(loaded.attributes) > 8 else "")
         out.append(f"attributes {names}: their values at save time are inlined into the program as constants and "

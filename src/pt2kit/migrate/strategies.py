@@ -25,7 +25,7 @@ from typing import Iterator
 import torch
 
 from pt2kit.diagnose.blockers import Blocker
-from pt2kit.migrate.archive import ScriptArchive, named_module
+from pt2kit.migrate.archive import ScriptArchive, method_as_forward, named_module, read_module
 from pt2kit.migrate.blockers import root_cause, node_location, unsupported_nodes
 
 
@@ -91,8 +91,7 @@ def quiet() -> Iterator[None]:
 def fresh_module(archive: ScriptArchive) -> torch.jit.ScriptModule:
     """A new copy of the archive's module: the converter rewrites the graph it is given in place, and the
     reference model that verification compares with must stay as saved."""
-    module = torch.jit.load(str(archive.path), map_location="cpu")
-    return module.eval()
+    return method_as_forward(read_module(archive.path), archive.method)
 
 
 def convert_ts2ep(archive: ScriptArchive, args: tuple) -> tuple[torch.nn.Module, list[str]]:
