@@ -206,8 +206,9 @@ def build_manifest(
                 symbols, names = re.findall(r"[A-Za-z_]\w*", size), re.findall(r"[A-Za-z_]\w*", dim_names.get((leaf.name, d), ""))
                 if len(symbols) == 1 and len(names) == 1:
                     names_by_symbol.setdefault(symbols[0], names[0])
+    # unbacked symbols (values read from tensors, unbounded below) are no input's size: not dims
     ranges = {str(sym): (int(vr.lower), None if str(vr.upper) in ("oo", "int_oo") else int(vr.upper))
-              for sym, vr in ep.range_constraints.items()}
+              for sym, vr in ep.range_constraints.items() if str(vr.lower) not in ("-oo", "-int_oo")}
     dims = [DimRange(sym, names_by_symbol.get(sym, sym), *rng, tuple(used_by.get(sym, ())))
             for sym, rng in ranges.items() if sym.isidentifier()]
     relations = []

@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("run", "pt2kit.cli.run_cmd", "run a .pt2 on inputs, without the model's source code"),
     ("bench", "pt2kit.cli.bench_cmd", "benchmark eager, torch.compile, export, AOTInductor and ONNX Runtime side by side"),
     ("cpp-runner", "pt2kit.cli.cpp_runner_cmd", "write and build a C++ program that runs an AOTInductor package without Python"),
+    ("migrate", "pt2kit.cli.migrate_cmd", "convert a TorchScript archive (.pt) to a verified .pt2 program, with blockers at the source line"),
     ("survey", "pt2kit.cli.survey_cmd", "export, verify and compile many models; print a coverage table with each blocker"),
 ]
 
