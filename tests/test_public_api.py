@@ -15,7 +15,7 @@ PUBLIC = [
     "TargetError", "TensorFileError", "TypeReport", "UsageError", "VerifyReport", "__version__", "bench",
     "capture", "collect_entries", "compile_package", "diagnose", "export_program", "find_non_pytree",
     "fix_model", "infer_dynamic", "infer_shapes", "inspect_artifact", "load", "load_target", "parse_dynamic",
-    "parse_input", "survey", "verify_outputs",
+    "parse_input", "register_types", "survey", "verify_outputs",
 ]
 
 

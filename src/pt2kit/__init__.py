@@ -26,6 +26,7 @@ _EXPORTS = {
     "FixFailed": "pt2kit.errors", "FixResult": "pt2kit.rewrite.fix", "fix_model": "pt2kit.rewrite.fix",
     "Refusal": "pt2kit.rewrite", "RefusalReason": "pt2kit.rewrite",
     "Artifact": "pt2kit.artifact.runtime", "load": "pt2kit.artifact.runtime",
+    "register_types": "pt2kit.artifact.registration",
     "CompileResult": "pt2kit.compile", "compile_package": "pt2kit.compile",
     "DimEntry": "pt2kit.shapes.spec", "DynamicSpec": "pt2kit.shapes.spec", "parse_dynamic": "pt2kit.shapes.spec",
     "ShapeInference": "pt2kit.shapes.inference", "infer_dynamic": "pt2kit.shapes.inference", "infer_shapes": "pt2kit.shapes.inference",
@@ -115,6 +116,7 @@ __all__ = [
     "load_target",
     "parse_dynamic",
     "parse_input",
+    "register_types",
     "survey",
     "verify_outputs",
 ]
