@@ -29,7 +29,8 @@ class OutputProblem(str, Enum):
 
 _ALIAS = re.compile(r"aliasing during higher order op tracing|input-to-output aliasing|output-to-output aliasing|"
                     r"aliases? (of|with) (the )?inputs?", re.I)
-_LAYOUT = re.compile(r"sorted order of strides of the two branches|contiguousness of the two branches", re.I)
+_LAYOUT = re.compile(r"sorted order of strides of the two branches|contiguousness of the two branches|"
+                     r"output stride is not a simple accumulative multiplication", re.I)
 
 
 def output_problem(message: str) -> OutputProblem | None:
