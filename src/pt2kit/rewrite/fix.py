@@ -180,7 +180,7 @@ def _messages(failed: Attempt) -> str:
     return "\n".join(texts)
 
 
-def _rewrite_outputs(patch: ModelPatch, location: SourceLocation, problem, steps: list[RewriteStep], seen: set) -> Refusal | None:
+def _rewrite_outputs(patch: ModelPatch, location: SourceLocation, problem: OutputProblem, steps: list[RewriteStep], seen: set) -> Refusal | None:
     """Clone (or make contiguous) what the branches of the `torch.cond` at `location` return."""
     method, line = patch.locate(location)
     step = next((s for s in steps if s.condition in location.code), None)
@@ -189,11 +189,12 @@ def _rewrite_outputs(patch: ModelPatch, location: SourceLocation, problem, steps
     outcome = None if key in seen else rewrite_cond_outputs(method.current, line, problem)
     seen.add(key)
     if outcome is None:
-        hint = ("return `x.clone()` instead of an input `x` or a view of it" if problem.name == "ALIAS"
-                else "return `.contiguous()` tensors from both sides")
+        if problem is OutputProblem.ALIAS:
+            what, hint = "an input or a view of one", "return `x.clone()` instead of an input `x` or a view of it"
+        else:
+            what, hint = "a tensor laid out unlike the other side", "return `.contiguous()` tensors from both sides"
         return Refusal(RefusalReason.BRANCH_MISMATCH, user_loc,
-                       f"a torch.cond branch returns {'an input or a view of one' if problem.name == 'ALIAS' else 'a tensor laid out unlike the other side'}"
-                       f" and its branch functions are not in `{method.qualname}`; {hint}")
+                       f"a torch.cond branch returns {what}, and pt2kit cannot change it further in `{method.qualname}`; {hint}")
     text, condition = outcome
     patch.update(method, text)
     steps.append(RewriteStep(problem.value, method.qualname, step.condition if step else condition, user_loc))
