@@ -109,3 +109,13 @@ def test_a_decoder_program_loads_in_a_fresh_process_after_register_types(program
     # without the call, torch cannot read the spec of the cache pt2kit registered (what the README says)
     assert "plain load: ok" not in proc.stdout and "in pytree is not registered" in proc.stdout + proc.stderr
     assert "transformers.cache_utils.DynamicCache" in proc.stdout and "cache: DynamicCache" in proc.stdout
+
+
+def test_inspect_reads_a_decoder_program_in_a_fresh_process(programs):
+    """pt2kit's own readers of a `.pt2` (inspect, compile from a file) restore the types before torch reads it."""
+    from conftest import run_subprocess
+
+    path, _, _ = programs["gpt2", "static"]
+    result = run_subprocess("inspect", path)
+    assert result.code == 0, result.err
+    assert "signature: forward(*, input_ids: int64[2, 8], attention_mask: int64[2, 8])" in result.out
