@@ -229,6 +229,9 @@ CASES = [
     ("export-unknown-flag", ["export", M + ":model", "-o", O, "--no-such-flag"], "--no-such-flag"),
     ("export-missing-output", ["export", M + ":model"], "-o"),
     ("no-such-command", ["deploy", M + ":model"], "deploy"),
+    ("migrate-missing-archive", ["migrate", "{d}/nope.pt", "-o", O], "does not exist"),
+    ("migrate-not-torchscript", ["migrate", M, "-o", O], "not a TorchScript archive"),
+    ("migrate-program-not-torchscript", ["migrate", P, "-o", O], "not a TorchScript archive"),
 ]
 
 SUBPROCESS = {"target-file-exits-on-import", "target-forward-exits", "output-is-folder", "compile-device-with-index"}

@@ -17,7 +17,7 @@ PUBLIC = [
     "ShapeInference", "ShapeRepair", "SurveyOptions", "SurveyReport", "Target", "TargetError",
     "TensorFileError", "UsageError", "VerifyReport", "__version__", "bench", "build_cpp_runner",
     "compile_package", "diagnose_model", "export_program", "find_non_pytree", "fix_model", "infer_dynamic",
-    "infer_shapes", "inspect_artifact", "load", "load_target", "migrate_model", "parse_dynamic", "parse_input", "run_artifact",
+    "infer_shapes", "inspect_artifact", "load", "load_target", "migrate_model", "parse_dynamic", "parse_input", "register_types", "run_artifact",
     "survey_models", "verify_outputs", "write_plot", "write_verified",
 ]
 

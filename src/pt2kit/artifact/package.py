@@ -228,9 +228,17 @@ def load_program(path: str | os.PathLike) -> torch.export.ExportedProgram:
             bad = zf.testzip()
         if bad is not None:
             raise ArtifactError(f"`{path}` is corrupt (entry `{bad}` fails its checksum); export it again")
+        manifest = read_manifest(path)
+        if manifest is not None and (manifest.pytree_types or manifest.pytree_imports):
+            from pt2kit.pytrees.types import restore_registrations  # only programs with such types pay for it
+
+            restore_registrations(manifest.pytree_types, manifest.pytree_imports)
         return torch.export.load(path)
     except ArtifactError:
         raise
     except Exception as exc:  # torch raises many types for a damaged archive
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if "not registered" in first:
+            raise ArtifactError(f"cannot load `{path}`: {first}; call `pt2kit.register_types(path)` before "
+                                "`torch.export.load`, or load it with `pt2kit.load`") from None
         raise ArtifactError(f"cannot load `{path}` as an exported program ({first}); export it again") from None

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from torch.utils import _pytree as pytree
 
 from pt2kit.artifact.loader import AotiRunner, load_aoti
+from pt2kit.artifact.calling import CallSignature
 from pt2kit.artifact.contract import bind_inputs, check_inputs
 from pt2kit.errors import ArtifactError
 from pt2kit.artifact.manifest import Manifest
@@ -39,11 +40,13 @@ class Artifact:
         self._fn = fn
         self._runner = fn if isinstance(fn, AotiRunner) else None
         self._in_spec = pytree.treespec_loads(manifest.in_spec) if manifest and manifest.in_spec else None
+        self.signature = CallSignature.of(manifest) if manifest is not None else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Check the inputs against the manifest, then run."""
-        if kwargs and self._in_spec is not None:
-            args, kwargs = self._positional_by_name(args, kwargs)
+        """Check the inputs against the manifest, then run. Inputs bind as the model's `forward` binds them
+        (by position or by name), whichever split between args and kwargs the program was exported with."""
+        if self.signature is not None:
+            args, kwargs = self.signature.bind(args, kwargs)
         if self._runner is not None:  # AOTInductor: flatten once, check, run on the leaves
             leaves = self._runner.flatten(args, kwargs)
             if self.manifest is not None:
@@ -52,17 +55,6 @@ class Artifact:
         if self.manifest is not None:
             check_inputs(self.manifest, pytree.tree_leaves((tuple(args), dict(kwargs))))
         return self._fn(*args, **kwargs)
-
-    def _positional_by_name(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        """Accept `model(x=t)` for a program exported as `model(t)`, as the eager model would."""
-        n_positional = self._in_spec.children_specs[0].num_children
-        names = self.manifest.parameters[:n_positional]
-        args = list(args)
-        for name in names[len(args):]:
-            if name not in kwargs:
-                break
-            args.append(kwargs.pop(name))
-        return tuple(args), kwargs
 
     def call_named(self, positional: list[Any], named: dict[str, Any]) -> Any:
         """Run with inputs given by manifest name (as `pt2kit run --input NAME=...` does)."""

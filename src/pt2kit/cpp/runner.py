@@ -29,7 +29,8 @@ class CppRunner:
     def __str__(self) -> str:
         return (f"built {self.executable} in {self.seconds:.1f}s (libtorch from {self.cmake_prefix_path})\n"
                 f"  run it: {self.executable} MODEL.aoti.pt2 INPUTS.pt OUTPUTS.pt\n"
-                f"  INPUTS.pt: torch.save([t0, t1, ...], 'INPUTS.pt'); outputs: torch.load('OUTPUTS.pt')")
+                f"  INPUTS.pt: torch.save({{'x': t0, ...}}, 'INPUTS.pt') (or a list in the package's input order); "
+                f"outputs: torch.load('OUTPUTS.pt')")
 
     def to_json(self) -> dict:
         return {"ok": True, "folder": str(self.folder), "executable": str(self.executable), "seconds": self.seconds,
@@ -97,8 +98,11 @@ def _step(command: list[str], out, log: Path) -> None:
         raise BuildFailed(f"`{' '.join(command[:2])}` failed (exit {proc.returncode}); full log in `{log}`: {tail}")
 
 
-def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, inputs: list, *, timeout: float = 300) -> list:
-    """Run the C++ runner on `inputs` (a list of tensors, in the package's flat order); return its output tensors.
+def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, inputs: list | dict, *, timeout: float = 300) -> list:
+    """Run the C++ runner on `inputs`; return its output tensors.
+
+    `inputs` is a dict `{name: tensor}` (the runner binds each by the input order the package's manifest
+    records, positional and keyword inputs alike) or a list of tensors already in that flat order.
 
     Raises:
         ArtifactError: the runner exited with an error (its one-line message is included).
@@ -107,7 +111,10 @@ def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, in
 
     with tempfile.TemporaryDirectory(prefix="pt2kit-cpp-") as tmp:
         inputs_path, outputs_path = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt"
-        torch.save([t.detach().cpu().contiguous() for t in inputs], inputs_path)
+        if isinstance(inputs, dict):
+            torch.save({str(k): t.detach().cpu().contiguous() for k, t in inputs.items()}, inputs_path)
+        else:
+            torch.save([t.detach().cpu().contiguous() for t in inputs], inputs_path)
         try:
             proc = subprocess.run([str(executable), str(package), str(inputs_path), str(outputs_path)],
                                   capture_output=True, text=True, timeout=timeout)

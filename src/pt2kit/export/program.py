@@ -56,8 +56,8 @@ class ExportResult:
         lines += [f"  input  {m.describe(leaf)}" for leaf in m.inputs]
         lines += [f"  output {m.describe(leaf)}" for leaf in m.outputs]
         lines += [f"  dim    {d.describe()}" for d in m.dims]
-        lines += [f"  pytree {r['type']} registered as a pytree node (flattened by attribute; pt2kit.load registers it again)"
-                  for r in m.pytree_types]
+        lines += [f"  pytree {r['type']} registered as a pytree node (flattened by attribute; pt2kit.load registers it again, "
+                  "plain torch.export.load after `pt2kit.register_types(path)`)" for r in m.pytree_types]
         if self.inferred is not None:
             lines += ["  " + ln for ln in str(self.inferred).splitlines()]
         if self.fix is not None:

@@ -221,26 +221,27 @@ def _call_user(factory: Any, spec: str, name: str) -> Any:
         raise _user_code_error(spec, exc, doing=f"building `{name}()` of") from None
 
 
+def signature_order(module: nn.Module, kwargs: dict) -> dict:
+    """`kwargs` in the order of `forward`'s parameters (names it collects in `**kwargs` last, as given), so
+    the program's flat input order does not depend on how a file or dict happened to order its keys."""
+    rank = {name: i for i, name in enumerate(forward_parameters(module))}
+    return dict(sorted(kwargs.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
 def bind_inputs(module: nn.Module, args: tuple, kwargs: dict, spec: str) -> tuple[tuple, dict]:
-    """Check inputs fit `forward`; named inputs of positional parameters become positional,
-    so the exported program is called as the model is: `model(x)`, not `model(x=x)`.
-
-    Returns:
-        The bound `(args, kwargs)`.
-
-    Raises:
-        InputSpecError: the inputs do not bind to `forward`'s parameters (`spec` names the target in the message).
-    """
+    """Check inputs fit `forward`, keeping them as given: positional inputs stay positional and named
+    ones keyword (in `forward`'s order), so the exported program is called as the model was
+    (`torch.export.export(m, args, kwargs)` keeps the same split; see pt2kit.artifact.calling)."""
     try:
         sig = inspect.signature(module.forward)
     except (TypeError, ValueError):
         return args, kwargs
     try:
-        bound = sig.bind(*args, **kwargs)
-        return tuple(bound.args), dict(bound.kwargs)
+        sig.bind(*args, **kwargs)
     except TypeError as exc:
         params = ", ".join(forward_parameters(module))
         raise InputSpecError(
             f"inputs do not fit `{type(module).__name__}.forward({params})` of `{spec}`: {exc}; "
             f"name each `--input` after one of: {params}"
         ) from None
+    return tuple(args), signature_order(module, kwargs)
