@@ -21,10 +21,13 @@ import torch
 from pt2kit.errors import ArtifactError
 from pt2kit.artifact.manifest import MANIFEST_NAME, Manifest
 
+REGIONS_NAME = "pt2kit/regions.json"  # the manifest of a region archive (pt2kit.partial.archive writes it)
+
 
 class ArtifactKind(str, Enum):
     PROGRAM = "program"  # an ExportedProgram saved by torch.export.save
     AOTI = "aoti"  # an AOTInductor package (compiled .so inside)
+    REGIONS = "regions"  # a region archive from `pt2kit compile --partial` (pt2kit.partial)
 
 
 @contextlib.contextmanager
@@ -66,6 +69,8 @@ def artifact_kind(path: str | os.PathLike) -> ArtifactKind:
         ArtifactError: the file is missing or is not a `.pt2` archive at all.
     """
     names = _zip_names(Path(path))
+    if REGIONS_NAME in names:
+        return ArtifactKind.REGIONS
     if any("/data/aotinductor/" in n for n in names):
         return ArtifactKind.AOTI
     if any(n.endswith("models/model.json") or n.endswith("/serialized_exported_program.json") or "/models/" in n for n in names):

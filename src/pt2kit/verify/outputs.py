@@ -22,8 +22,9 @@ from torch.utils import _pytree as pytree
 from pt2kit import progress
 from pt2kit.errors import Pt2kitError, UsageError
 from pt2kit.target.inputs import dtype_name
-from pt2kit.artifact.package import atomic_path
+from pt2kit.artifact.package import ArtifactKind, artifact_kind, atomic_path
 from pt2kit.artifact.runtime import Artifact, load
+from pt2kit.partial.apply import RegionsArtifact
 from pt2kit.target.resolve import Target
 from pt2kit.verify.cases import VerifyCase, leaves_and_names, plan_cases
 from pt2kit.verify.compare import MismatchKind, Tolerance, compare_leaf, default_tolerance, least_precise
@@ -69,8 +70,8 @@ def verify_outputs(
     if samples < 0:
         raise UsageError(f"`--samples {samples}` is negative; pass 0 to check only the example, or more for random inputs")
     if isinstance(artifact, (str, os.PathLike)):
-        with progress.stage("load artifact"):
-            artifact = load(artifact)
+        with progress.stage("load artifact"):  # a region archive runs inside a copy of the target's model
+            artifact = RegionsArtifact(target.module, artifact) if artifact_kind(artifact) is ArtifactKind.REGIONS else load(artifact)
     manifest = artifact.manifest
     leaves, names, spec = leaves_and_names(target.args, target.kwargs, target.parameter_names)
     device = _artifact_device(artifact)
@@ -165,6 +166,8 @@ def _check(name: str, rows: list, compute: str | None, device: str, tf32: bool, 
 
 def _artifact_device(artifact: Artifact) -> str:
     """Where the artifact runs: the device it was compiled for, or where a program's weights live."""
+    if isinstance(artifact, RegionsArtifact):
+        return artifact.device
     aoti = (artifact.manifest.extra.get("aoti") or {}) if artifact.manifest else {}
     if aoti.get("device"):
         return str(aoti["device"])
