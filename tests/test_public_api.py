@@ -10,10 +10,10 @@ PUBLIC = [
     "BuildFailed", "Capture", "CaptureMode", "CaseError", "CompileResult", "Diagnosis", "DimEntry",
     "DimRange", "DimRelation", "DynamicSpec", "ExportFailed", "ExportResult", "FixFailed", "FixResult",
     "InputMismatchError", "InputSpec", "InputSpecError", "Inspection", "LeafSpec", "Manifest", "Mismatch",
-    "MismatchKind", "OutputCheck", "Pt2kitError", "Refusal", "RefusalReason", "RepairReport",
+    "MismatchKind", "OutputCheck", "PartialResult", "Pt2kitError", "Refusal", "RefusalReason", "RepairReport",
     "ShapeInference", "ShapeRepair", "SourceLocation", "SurveyOptions", "SurveyReport", "Target",
-    "TargetError", "TensorFileError", "TypeReport", "UsageError", "VerifyReport", "__version__", "bench",
-    "capture", "collect_entries", "compile_package", "diagnose", "export_program", "find_non_pytree",
+    "TargetError", "TensorFileError", "TypeReport", "UsageError", "VerifyReport", "__version__", "apply_regions", "bench",
+    "capture", "collect_entries", "compile_package", "compile_regions", "diagnose", "export_program", "find_non_pytree",
     "fix_model", "infer_dynamic", "infer_shapes", "inspect_artifact", "load", "load_target", "parse_dynamic",
     "parse_input", "survey", "verify_outputs",
 ]

@@ -12,6 +12,9 @@ def add_partial_arguments(p: argparse.ArgumentParser) -> None:
                    help="the model does not export whole: compile the submodules that do into a region archive (docs/partial.md)")
     p.add_argument("--min-share", type=float, default=0.02, metavar="F",
                    help="with --partial: a submodule taking less than this share of the eager time stays eager (default 0.02)")
+    p.add_argument("--sample", action="append", default=[], metavar="INPUTS",
+                   help="with --partial: another input set (\"x=float32[2,16]\" or a .safetensors file); a block's dims that "
+                        "take other sizes become dynamic in its region")
 
 
 def run_partial(args: argparse.Namespace) -> int:
@@ -27,9 +30,15 @@ def run_partial(args: argparse.Namespace) -> int:
     inputs = parsed_inputs(args)
     target = load_target(args.source, inputs, seed=args.seed)
 
+    samples = None
+    if args.sample:
+        from pt2kit.shapes.inference import load_samples
+
+        samples = load_samples(target.module, args.sample, seed=args.seed)
+
     def build(output):
         return compile_regions(target, output, device=args.device, preset=args.preset, min_share=args.min_share,
-                               use_cache=not args.no_cache)
+                               samples=samples, use_cache=not args.no_cache)
 
     if args.verify:
         from pt2kit.cli.verify_cmd import run_verified

@@ -7,6 +7,7 @@ exported once, from the first of them, and share one package; each loads its own
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,20 +86,26 @@ def region_spec(module: nn.Module, record: ModuleCalls) -> DynamicSpec | None:
     if len(record.calls) < 2:
         return None
     try:
-        return infer_shapes(record.calls, forward_parameters(module)).spec
+        spec = infer_shapes(record.calls, forward_parameters(module)).spec
     except Pt2kitError:  # calls differ in rank or inputs: export the first call's shapes only
         return None
+    # the observed sizes are examples, not bounds: let export find the range the code allows
+    return DynamicSpec(tuple(dataclasses.replace(e, min=None, max=None) for e in spec.entries)) if spec.entries else None
 
 
 def export_region(module: nn.Module, record: ModuleCalls, spec_text: str, source, *, fix: bool) -> ExportResult:
     """Export one submodule on the first input it was called with (raises on failure)."""
-    args, kwargs = record.calls[0]
     spec = region_spec(module, record)
     if spec is not None:
         example = max(range(len(record.calls)), key=lambda i: _total_size(record.calls[i]))
         args, kwargs = record.calls[example]
-    target = Target(spec_text, module, args, kwargs, source)
-    return export_program(target, None, dynamic=spec, check_specialization=False, fix=fix)
+        try:
+            return export_program(Target(spec_text, module, args, kwargs, source), None, dynamic=spec,
+                                  check_specialization=False, fix=fix)
+        except Exception:  # the code pins a dim that varied: a static region still serves the first call's shapes
+            pass
+    args, kwargs = record.calls[0]
+    return export_program(Target(spec_text, module, args, kwargs, source), None, dynamic="", check_specialization=False, fix=fix)
 
 
 def _total_size(call: tuple[tuple, dict]) -> int:
