@@ -92,7 +92,22 @@ def steady(case: str, archive: str, iters: int, warmup: int) -> tuple[dict, floa
                 begin = time.perf_counter()
                 model(x)
                 times[label].append(time.perf_counter() - begin)
-    return {k: statistics.median(v) for k, v in times.items()}, worst
+        # what a region adds per call (binding and checking inputs against its contract) over the bare package
+        from pt2kit.partial import regions_of
+
+        region = next(iter(regions_of(models["partial AOT"]).values()))
+        shape = [int(d) for d in region.contract.inputs[0].shape]
+        h = torch.randn(*shape)
+        checked, bare = [], []
+        for _ in range(iters * 4):
+            begin = time.perf_counter()
+            region(h)
+            checked.append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            region.runner.run_flat([h])
+            bare.append(time.perf_counter() - begin)
+    overhead = statistics.median(checked) - statistics.median(bare)
+    return {k: statistics.median(v) for k, v in times.items()}, worst, (region.path, statistics.median(bare), overhead)
 
 
 def cpu_model() -> str:
@@ -139,17 +154,21 @@ def main() -> int:
             "torch.compile (warm cache)": cold("compile-warm", case, str(archive), cache),
             "partial AOT": cold("partial", case, str(archive), cache),
         }
-        medians, worst = steady(case, str(archive), args.iters, args.warmup)
+        medians, worst, (region_path, bare, overhead) = steady(case, str(archive), args.iters, args.warmup)
         loads.append(os.getloadavg())
         steady_of = {"eager": medians["eager"], "torch.compile (empty cache)": medians["torch.compile"],
                      "torch.compile (warm cache)": medians["torch.compile"], "partial AOT": medians["partial AOT"]}
         for mode, c in measured.items():
             rows.append((case, mode, c["setup_s"], c["first_call_s"], c["total_s"], steady_of[mode] * 1e3))
+        compiled = ", ".join(f"`{r['path']}`" for r in result["regions"])
+        stayed = "; ".join(f"`{e['path'] or '(model)'}` ({e['kind']})" for e in result["eager"])
         notes.append(f"- `{case}` ({about}): {len(result['regions'])} regions in {len(groups)} package(s) cover "
                      f"{result['share']:.0%} of the eager time; `pt2kit compile --partial --no-cache` took {build:.1f}s "
                      f"({(archive.stat().st_size) / 1e6:.1f} MB); largest difference from eager in the steady-state "
                      f"outputs {worst:.2g}; speed-up of the steady state over eager "
-                     f"{medians['eager'] / medians['partial AOT']:.2f}x (torch.compile {medians['eager'] / medians['torch.compile']:.2f}x).")
+                     f"{medians['eager'] / medians['partial AOT']:.2f}x (torch.compile {medians['eager'] / medians['torch.compile']:.2f}x); "
+                     f"region `{region_path}`: {bare * 1e3:.3f} ms per call of its package, plus {overhead * 1e6:.0f} us "
+                     f"of contract checks. Compiled: {compiled}; stayed eager: {stayed}.")
         print(notes[-1], flush=True)
     table = ["| model | mode | setup s | first call s | process start -> first output s | steady state p50 ms |",
              "| --- | --- | --- | --- | --- | --- |"]

@@ -22,7 +22,7 @@ from pt2kit.artifact.contract import bind_inputs, check_inputs
 from pt2kit.artifact.package import ArtifactKind
 from pt2kit.errors import ArtifactError, InputMismatchError, UsageError
 from pt2kit.partial.archive import RegionEntry, RegionManifest, extract_package, read_manifest, read_weights
-from pt2kit.partial.blocks import module_constants, open_block
+from pt2kit.partial.blocks import load_weights, module_constants, open_package
 
 WEIGHTS = ("archive", "module")
 
@@ -82,6 +82,15 @@ class CompiledRegion:
                     return leaves, "an input requires grad and compiled regions do not record autograd (run under `torch.no_grad()`)"
         return leaves, None
 
+    @property
+    def runner(self):
+        """The loaded package (`pt2kit.compile.loader.AotiRunner`), without the contract checks and fallback."""
+        return self._runner
+
+    def __reduce__(self):
+        raise UsageError(f"a model with compiled regions (here `{self.path}`) cannot be copied or pickled; copy or save the "
+                         "model first, then call `pt2kit.apply_regions` on the copy")
+
     def __repr__(self) -> str:
         return f"CompiledRegion({self.path!r}, group={self.entry.group}, compiled_calls={self.compiled_calls}, eager_calls={self.eager_calls})"
 
@@ -125,7 +134,8 @@ def apply_regions(model: nn.Module, path: str | Path, *, weights: str = "archive
             else:
                 constants = stored
                 _warn_if_weights_differ(module, stored, entry)
-            runner, held = open_block(package, entry.contract, constants, manifest.device, device_index)
+            runner = open_package(package, entry.contract, device_index)
+            held = load_weights(runner, constants, manifest.device, device_index)
             previous = module.__dict__.get("forward")
             region = CompiledRegion(module, entry, runner, held, holder)
             if isinstance(previous, CompiledRegion):

@@ -47,19 +47,22 @@ def module_constants(module: nn.Module, fqns: list[str], fallback: dict[str, tor
     return found
 
 
-def open_block(package: Path, contract: Manifest, constants: dict[str, torch.Tensor], device: str,
-               device_index: int = -1) -> tuple[AotiRunner, dict[str, torch.Tensor]]:
-    """Open `package` for one block and load its constants; returns the runner and the tensors it points at."""
-    runner = load_aoti(package, contract, device_index)
+def open_package(package: Path, contract: Manifest, device_index: int = -1) -> AotiRunner:
+    """Open a group's package for one block (checked against this machine first); its constants are still empty."""
+    return load_aoti(package, contract, device_index)
+
+
+def load_weights(runner: AotiRunner, constants: dict[str, torch.Tensor], device: str, device_index: int = -1) -> dict[str, torch.Tensor]:
+    """Point the runner at one block's constants; returns the tensors it now uses, which the caller must keep alive."""
     wanted = runner.loader.get_constant_fqns()
     missing = sorted(set(wanted) - set(constants))
     if missing:
-        raise ArtifactError(f"the weights for `{package.name}` lack {', '.join(missing[:5])}; build the archive again")
+        raise ArtifactError(f"the weights for this region lack {', '.join(missing[:5])}; build the archive again")
     target = torch.device(device if device == "cpu" or device_index < 0 else f"{device}:{device_index}")
     held = {k: constants[k].to(target).contiguous() for k in wanted}
     # use_inactive=False, check_full_update=True, user_managed=True: the loader points at `held`, no copy
     runner.loader.load_constants(held, False, True, True)
-    return runner, held
+    return held
 
 
 def outputs_match(expected: Any, actual: Any) -> tuple[bool, float]:

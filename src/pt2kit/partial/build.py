@@ -17,10 +17,11 @@ from pt2kit.compile.cache import BuildCache, build_key, program_digest
 from pt2kit.compile.presets import get_preset
 from pt2kit.diagnose.blockers import Blocker
 from pt2kit.diagnose.diagnosis import diagnose
-from pt2kit.errors import UsageError
+from pt2kit.artifact.contract import bind_inputs, check_inputs
+from pt2kit.errors import InputMismatchError, UsageError
 from pt2kit.export.program import ExportResult
 from pt2kit.partial.archive import RegionEntry, RegionManifest, weights_blob, write_archive
-from pt2kit.partial.blocks import module_constants, open_block, outputs_match
+from pt2kit.partial.blocks import load_weights, module_constants, open_package, outputs_match
 from pt2kit.partial.regions import RegionPlan, plan_regions
 from pt2kit.partial.report import EagerPart, GroupBuild, PartialResult
 from pt2kit.partial.trace import trace_calls
@@ -106,11 +107,14 @@ def compile_regions(
                 eager += [_eager_part(model, c.path, c.share, "build", f"AOTInductor build failed: {_line(exc)}") for c in blocks]
                 continue
             kept = 0
+            program_constants = {**result.program.state_dict, **result.program.constants}
             for block in blocks:
                 module = model.get_submodule(block.path)
-                constants = module_constants(module, _fqns(package, result.manifest), {**result.program.state_dict, **result.program.constants})
                 with progress.stage(f"check {block.path or '(model)'} with its own weights"):
-                    problem = _check_block(package, result.manifest, constants, device, trace.records[block.path].calls, module)
+                    runner = open_package(package, result.manifest)
+                    constants = module_constants(module, list(runner.loader.get_constant_fqns()), program_constants)
+                    load_weights(runner, constants, device)
+                    problem = _check_block(runner, result.manifest, trace.records[block.path].calls, module)
                 if problem:
                     eager.append(_eager_part(model, block.path, block.share, "mismatch", problem))
                     continue
@@ -165,18 +169,8 @@ def _build(result: ExportResult, package: Path, settings: dict, device: str, pre
     return package, seconds, False
 
 
-def _fqns(package: Path, manifest: Manifest) -> list[str]:
-    from pt2kit.compile.loader import load_aoti
-
-    return list(load_aoti(package, manifest).loader.get_constant_fqns())
-
-
-def _check_block(package: Path, contract: Manifest, constants: dict, device: str, calls: list, module) -> str:
+def _check_block(runner, contract: Manifest, calls: list, module) -> str:
     """Run the block's recorded calls through its region and through eager; '' when every output matches."""
-    from pt2kit.artifact.contract import bind_inputs, check_inputs
-    from pt2kit.errors import InputMismatchError
-
-    runner, _ = open_block(package, contract, constants, device)
     checked = 0
     with torch.no_grad():
         for args, kwargs in calls:

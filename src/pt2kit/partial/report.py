@@ -56,7 +56,7 @@ class PartialResult:
         regions: the compiled blocks.
         eager: the modules that stayed eager, each with the reason (and `diagnose`'s blockers).
         groups: one entry per package built.
-        eager_seconds: the whole model's eager time per run.
+        eager_seconds: the whole model's eager time per run (on the CPU: one thread's CPU time).
         seconds: wall time of the call.
     """
 

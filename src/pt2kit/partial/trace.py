@@ -1,7 +1,8 @@
 """Run the model with forward hooks: each submodule's inputs and its share of the eager time.
 
 The first run records what every submodule was called with (detached copies, a few distinct shapes per
-module); further runs only time each module, inclusive of its children, so the copies do not count.
+module); further runs only time each module, inclusive of its children, so the copies do not count. On the CPU the
+clock is the thread's CPU time on one thread, so other processes on a busy machine do not distort the shares.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ class ModuleCalls:
         path: its name in the model (`""` for the model itself).
         module: the submodule.
         calls: `(args, kwargs)` of up to `MAX_SHAPES` calls with distinct input shapes.
-        count: calls per run.
-        seconds: time inside the module per run (children included), the fastest timed run.
+        count: calls during the recording runs (the example and each sample).
+        seconds: time inside the module per run (children included, one CPU thread), the fastest timed run.
     """
 
     path: str
@@ -39,7 +40,7 @@ class ModuleCalls:
 
 @dataclass(frozen=True)
 class CallTrace:
-    """Every submodule that ran, in the order of first call; `total_seconds` is the whole model's time."""
+    """Every submodule that ran, in the order of first call; `total_seconds` is the whole model's time (one thread)."""
 
     records: dict[str, ModuleCalls]
     total_seconds: float
@@ -58,13 +59,19 @@ def _detached(value: Any) -> Any:
     return pytree.tree_map(lambda x: x.detach().clone() if isinstance(x, torch.Tensor) else x, value)
 
 
-def trace_calls(model: nn.Module, inputs: list[tuple[tuple, dict]], *, timed_runs: int = 3) -> CallTrace:
+def _cuda_clock() -> float:
+    torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def trace_calls(model: nn.Module, inputs: list[tuple[tuple, dict]], *, timed_runs: int = 5) -> CallTrace:
     """Run `model` on each input set with hooks on every submodule.
 
     Args:
         model: the model (put in eval mode by the caller).
         inputs: one or more `(args, kwargs)`: the example first, then any samples.
-        timed_runs: runs of the example used for timing; each module keeps its fastest.
+        timed_runs: runs of the example used for timing; each module keeps its fastest. On the CPU the model runs
+            on one thread and the clock is that thread's CPU time; on CUDA, wall time after a synchronize.
 
     Returns:
         A `CallTrace`; modules that never ran are absent.
@@ -86,13 +93,16 @@ def trace_calls(model: nn.Module, inputs: list[tuple[tuple, dict]], *, timed_run
             if sig not in record._signatures and len(record.calls) < MAX_SHAPES:
                 record._signatures.add(sig)
                 record.calls.append((_detached(tuple(args)), _detached(dict(kwargs))))
-        starts.setdefault(path, []).append(time.perf_counter())
+        starts.setdefault(path, []).append(clock())
 
     def post(module, args, kwargs, output):
         path = names.get(id(module))
         if path is not None and starts.get(path):
-            elapsed[path] = elapsed.get(path, 0.0) + time.perf_counter() - starts[path].pop()
+            elapsed[path] = elapsed.get(path, 0.0) + clock() - starts[path].pop()
 
+    cuda = any(isinstance(x, torch.Tensor) and x.is_cuda for call in inputs for x in pytree.tree_leaves(call))
+    clock = _cuda_clock if cuda else time.thread_time  # CPU: this thread's CPU time, blind to other processes' load
+    threads = torch.get_num_threads()
     handles = []
     for module in {id(m): m for m in model.modules()}.values():
         handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
@@ -104,12 +114,16 @@ def trace_calls(model: nn.Module, inputs: list[tuple[tuple, dict]], *, timed_run
             recording[0] = False
             args, kwargs = inputs[0]
             best: dict[str, float] = {}
+            # one thread, timed by its CPU time: on a busy machine wall time and waiting threads turn a layer's
+            # time into noise (seen: one of six identical blocks timed at 260 ms, another at 1 ms); shares are relative
+            torch.set_num_threads(1)
             for _ in range(max(1, timed_runs)):
                 elapsed.clear()
                 model(*args, **kwargs)
                 for path, seconds in elapsed.items():
                     best[path] = min(seconds, best.get(path, float("inf")))
     finally:
+        torch.set_num_threads(threads)
         for handle in handles:
             handle.remove()
     for path, record in records.items():
