@@ -111,6 +111,7 @@ def test_verify_understands_region_archives(archive, cli):
     report = pt2kit.verify_outputs(pt2kit.load_target(TARGET), archive.path, samples=2)
     assert report.ok, report
     assert report.kind == "regions"
+    assert any("calls compiled; none fell back to eager" in n for n in report.notes), report.notes
     result = cli("verify", TARGET, archive.path, "--samples", "1", "--json", "-q")
     assert result.code == 0, result.err
     assert result.json()["ok"]

@@ -170,6 +170,14 @@ class RegionsArtifact:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)
 
+    def summary(self) -> str:
+        """How the regions ran: compiled and eager calls of each."""
+        regions = regions_of(self.module)
+        compiled = sum(r.compiled_calls for r in regions.values())
+        eager = [f"`{p or '(model)'}` {r.eager_calls}" for p, r in regions.items() if r.eager_calls]
+        text = f"{len(regions)} regions ran {compiled} calls compiled"
+        return text + (f"; eager fallbacks: {', '.join(eager)}" if eager else "; none fell back to eager")
+
 
 class _Folder:
     """The folder the packages were extracted to; removed when no region refers to it any more."""
