@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pt2kit
-from pt2kit.errors import ArtifactError
+from pt2kit.errors import ArtifactError, UsageError
 from pt2kit.partial.archive import read_manifest
 from pt2kit.partial.regions import group_key, plan_regions
 from pt2kit.partial.trace import trace_calls
@@ -77,6 +77,10 @@ def test_load_refuses_a_region_archive_with_the_fix(tmp_path):
         zf.writestr("pt2kit/regions.json", json.dumps({"regions": []}))
     with pytest.raises(ArtifactError, match="apply_regions"):
         pt2kit.load(archive)
+    with pytest.raises(ArtifactError, match="region archive"):
+        pt2kit.compile_package(archive, tmp_path / "again.pt2")
+    with pytest.raises(UsageError, match="weights"):
+        pt2kit.apply_regions(loop_model(), archive, weights="newest")
 
 
 def test_cli_partial_rejects_bad_usage(cli, tmp_path):

@@ -106,6 +106,8 @@ def load_program(path: str | os.PathLike) -> torch.export.ExportedProgram:
     """Read a `.pt2` program with `torch.export.load`, turning any failure into `ArtifactError`."""
     path = Path(path)
     kind = artifact_kind(path)
+    if kind is ArtifactKind.REGIONS:
+        raise ArtifactError(f"`{path}` is a region archive, not an exported program; apply it with `pt2kit.apply_regions(model, path)`")
     if kind is not ArtifactKind.PROGRAM:
         raise ArtifactError(f"`{path}` is an AOTInductor package, not an exported program; load it with `pt2kit.load`")
     try:

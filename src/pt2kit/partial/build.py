@@ -111,10 +111,13 @@ def compile_regions(
             for block in blocks:
                 module = model.get_submodule(block.path)
                 with progress.stage(f"check {block.path or '(model)'} with its own weights"):
-                    runner = open_package(package, result.manifest)
-                    constants = module_constants(module, list(runner.loader.get_constant_fqns()), program_constants)
-                    load_weights(runner, constants, device)
-                    problem = _check_block(runner, result.manifest, trace.records[block.path].calls, module)
+                    try:
+                        runner = open_package(package, result.manifest)
+                        constants = module_constants(module, list(runner.loader.get_constant_fqns()), program_constants)
+                        load_weights(runner, constants, device)
+                        problem = _check_block(runner, result.manifest, trace.records[block.path].calls, module)
+                    except Exception as exc:  # this block stays eager; the others of its group may still fit
+                        problem = f"its region could not run with its own weights: {_line(exc)}"
                 if problem:
                     eager.append(_eager_part(model, block.path, block.share, "mismatch", problem))
                     continue
@@ -127,7 +130,10 @@ def compile_regions(
             if kept:
                 packages[name] = package
                 groups.append(GroupBuild(key, plan.representatives[key], kept, build_seconds, cached, package.stat().st_size))
+        order = {path: i for i, path in enumerate(trace.records)}
+        regions.sort(key=lambda r: order[r.path])
         eager = [_outside_regions(e, regions) for e in _explain(eager, plan, target, model)]
+        eager.sort(key=lambda e: order.get(e.path, len(order)))
         path = None
         if regions and output is not None:
             manifest = RegionManifest(target.spec, type(model).__qualname__, device, torch.__version__, __version__,
