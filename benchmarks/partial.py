@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MARKER = "<!-- hand-written notes below: kept when the script rewrites the figures above -->"
 CASES = {
     "refiner": ("examples/partial_refiner.py", "refiner", "MLP blocks (4 x 128-512-128) under a `while` on tensor values, "
                 "a NumPy call and a data-dependent output dict; input float32[8, 16, 32]"),
@@ -196,7 +197,9 @@ def main() -> int:
         *notes,
         "",
     ])
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    kept = out.read_text().split(MARKER, 1)[1] if out.exists() and MARKER in out.read_text() else ""
+    out.write_text(text + (MARKER + kept if kept else ""))
     print(text)
     return 0
 

@@ -8,7 +8,6 @@ with one `RegionFallbackWarning` per region.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import warnings
 import weakref
@@ -38,7 +37,7 @@ class RegionWeightsWarning(UserWarning):
 class CompiledRegion:
     """Stands in for one submodule's `forward`: the compiled package when the inputs fit, else the original."""
 
-    def __init__(self, module: nn.Module, entry: RegionEntry, runner, constants: dict[str, torch.Tensor], folder):
+    def __init__(self, module: nn.Module, entry: RegionEntry, runner, constants: dict[str, torch.Tensor]):
         self.path = entry.path
         self.entry = entry
         self.contract = entry.contract
@@ -47,7 +46,6 @@ class CompiledRegion:
         self._module = weakref.ref(module)
         self._runner = runner
         self._constants = constants  # the loader points at these tensors (user_managed): keep them alive
-        self._folder = folder  # the extracted packages, removed when the last region using them goes
         self.compiled_calls = 0
         self.eager_calls = 0
         self.warned = False
@@ -123,11 +121,11 @@ def apply_regions(model: nn.Module, path: str | Path, *, weights: str = "archive
     path = Path(path)
     manifest = read_manifest(path)
     modules = _find_modules(model, manifest, path)
-    folder = Path(tempfile.mkdtemp(prefix="pt2kit-regions-"))
-    holder = _Folder(folder)
-    try:
+    regions: list[tuple[nn.Module, CompiledRegion]] = []
+    # the loader unpacks its package into its own folder, so the copies taken out of the archive can go at once
+    with tempfile.TemporaryDirectory(prefix="pt2kit-regions-") as folder:
         for entry, module in zip(manifest.regions, modules):
-            package = extract_package(path, entry.package, folder)
+            package = extract_package(path, entry.package, Path(folder))
             stored = read_weights(path, entry)
             if weights == "module":
                 constants = module_constants(module, list(stored), stored)
@@ -136,14 +134,12 @@ def apply_regions(model: nn.Module, path: str | Path, *, weights: str = "archive
                 _warn_if_weights_differ(module, stored, entry)
             runner = open_package(package, entry.contract, device_index)
             held = load_weights(runner, constants, manifest.device, device_index)
-            previous = module.__dict__.get("forward")
-            region = CompiledRegion(module, entry, runner, held, holder)
-            if isinstance(previous, CompiledRegion):
-                region.eager_forward = previous.eager_forward
-            module.forward = region
-    except Exception:
-        holder.remove()
-        raise
+            regions.append((module, CompiledRegion(module, entry, runner, held)))
+    for module, region in regions:  # installed only once every region loaded: never a half-applied model
+        previous = module.__dict__.get("forward")
+        if isinstance(previous, CompiledRegion):
+            region.eager_forward = previous.eager_forward
+        module.forward = region
     return model
 
 
@@ -177,17 +173,6 @@ class RegionsArtifact:
         eager = [f"`{p or '(model)'}` {r.eager_calls}" for p, r in regions.items() if r.eager_calls]
         text = f"{len(regions)} regions ran {compiled} calls compiled"
         return text + (f"; eager fallbacks: {', '.join(eager)}" if eager else "; none fell back to eager")
-
-
-class _Folder:
-    """The folder the packages were extracted to; removed when no region refers to it any more."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self._finalizer = weakref.finalize(self, shutil.rmtree, folder, True)
-
-    def remove(self) -> None:
-        self._finalizer()
 
 
 def _find_modules(model: nn.Module, manifest: RegionManifest, path: Path) -> list[nn.Module]:
