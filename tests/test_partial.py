@@ -132,3 +132,15 @@ def test_damaged_weights_are_refused(archive, tmp_path):
             dst.writestr(info, data)
     with pytest.raises(ArtifactError, match="checksum"):
         pt2kit.apply_regions(refiner(), damaged)
+
+
+def test_cli_writes_the_same_archive_from_the_build_cache(archive, cli, tmp_path):
+    out = tmp_path / "cli.regions.pt2"  # the same program as the fixture's, so its package comes from the build cache
+    result = cli("compile", TARGET, "--partial", "--min-share", "0.06", "--sample", "x=float32[3,16,32]", "-o", out, "--json", "-q")
+    assert result.code == 0, result.err
+    doc = result.json()
+    assert doc["ok"] and doc["path"] == str(out) and out.is_file()
+    assert {r["path"] for r in doc["regions"]} >= {"blocks.0", "blocks.1", "blocks.2", "blocks.3"}
+    assert doc["eager"][0]["path"] == "" and doc["eager"][0]["blockers"]
+    blocks = [r for r in doc["regions"] if r["path"].startswith("blocks.")]
+    assert any(isinstance(d, str) for d in blocks[0]["contract"]["inputs"][0]["shape"])  # the sampled batch dim is dynamic

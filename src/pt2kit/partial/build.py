@@ -217,8 +217,10 @@ def _explain(eager: list[EagerPart], plan: RegionPlan, target: Target, model) ->
         rep = by_path[part.path].representative if part.path in by_path else None
         if rep is None:
             out.append(part)
-        elif rep == part.path:
-            out.append(EagerPart(part.path, part.module_class, part.share, part.kind, part.reason, blockers.get(rep, ())))
+        elif rep == part.path:  # the blockers say it better than export's first line
+            found = blockers.get(rep, ())
+            reason = f"does not export ({len(found)} blocker{'s' * (len(found) != 1)}, `pt2kit diagnose` format)" if found else part.reason
+            out.append(EagerPart(part.path, part.module_class, part.share, part.kind, reason, found))
         else:  # a block of a group already explained: say so rather than repeat the blockers
             out.append(EagerPart(part.path, part.module_class, part.share, part.kind, f"as `{rep or '(model)'}`: {part.reason}"))
     return out
