@@ -89,3 +89,17 @@ def test_cli_partial_rejects_bad_usage(cli, tmp_path):
     check_one_line_error(cli("compile", CASE, "--partial", "--min-share", "2", "-o", out), "--min-share")
     check_one_line_error(cli("compile", CASE, "--partial", "--preset", "cpu-freeze", "-o", out), "cpu-freeze")
     assert not out.exists()
+
+
+def test_a_block_with_a_data_dependent_branch_is_fixed_into_torch_cond():
+    from tests.partial_cases.branchy_block import model as branchy_model
+
+    m = branchy_model()
+    trace = trace_calls(m, [((torch.randn(4, 16),), {})], timed_runs=1)
+    plan = plan_regions(m, trace, target_spec="tests/partial_cases/branchy_block.py:model", min_share=0.0)
+    assert [c.path for c in plan.regions] == ["gate"]
+    result = plan.programs[plan.regions[0].group]
+    assert result.fix is not None and result.fix.steps  # the `if` became torch.cond
+    assert any("cond" in str(n.target) for n in result.program.graph.nodes)
+    root = next(r for r in plan.rejected if r.path == "")
+    assert root.kind == "export"
