@@ -25,10 +25,13 @@ import torch
 from pt2kit.errors import ArtifactError, OutputPathError
 from pt2kit.artifact.manifest import MANIFEST_NAME, Manifest
 
+REGIONS_NAME = "pt2kit/regions.json"  # the manifest of a region archive (pt2kit.artifact.regions.archive writes it)
+
 
 class ArtifactKind(str, Enum):
     PROGRAM = "program"  # an ExportedProgram saved by torch.export.save
     AOTI = "aoti"  # an AOTInductor package (compiled .so inside)
+    REGIONS = "regions"  # a region archive from `pt2kit compile --partial` (pt2kit.partial)
 
 
 # Temporaries carry this mark, a host tag and the writer's pid: `.model.pt2.pt2kit-tmp-<host>-<pid>-<random>`.
@@ -186,6 +189,8 @@ def artifact_kind(path: str | os.PathLike) -> ArtifactKind:
         ArtifactError: the file is missing or is not a `.pt2` archive at all.
     """
     names = _zip_names(Path(path))
+    if REGIONS_NAME in names:
+        return ArtifactKind.REGIONS
     if any("/data/aotinductor/" in n for n in names):
         return ArtifactKind.AOTI
     if any(n.endswith("models/model.json") or n.endswith("/serialized_exported_program.json") or "/models/" in n for n in names):
@@ -221,6 +226,8 @@ def load_program(path: str | os.PathLike) -> torch.export.ExportedProgram:
     """Read a `.pt2` program with `torch.export.load`, turning any failure into `ArtifactError`."""
     path = Path(path)
     kind = artifact_kind(path)
+    if kind is ArtifactKind.REGIONS:
+        raise ArtifactError(f"`{path}` is a region archive, not an exported program; apply it with `pt2kit.apply_regions(model, path)`")
     if kind is not ArtifactKind.PROGRAM:
         raise ArtifactError(f"`{path}` is an AOTInductor package, not an exported program; load it with `pt2kit.load`")
     try:

@@ -87,6 +87,9 @@ def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
     """
     path = Path(path)
     kind = artifact_kind(path)
+    if kind is ArtifactKind.REGIONS:
+        raise ArtifactError(f"`{path}` is a region archive (`pt2kit compile --partial`): it holds parts of a model, not a whole one; "
+                            f"apply it to your model with `pt2kit.apply_regions(model, \"{path}\")`")
     manifest = read_manifest(path)
     if manifest is not None:  # types the program's inputs/outputs use (e.g. a transformers cache)
         restore_registrations(manifest.pytree_types, manifest.pytree_imports)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pt2kit.cli.common import add_input_arguments, add_json_argument, check_output, emit, parsed_inputs
+from pt2kit.cli.compile_partial import add_partial_arguments, run_partial
 from pt2kit.cli.verify_cmd import add_verify_options, run_verified
 
 
@@ -21,10 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify", action="store_true",
                    help="compare the package with TARGET's eager model (or with the .pt2 program); on failure OUT is not written")
     add_verify_options(p)
+    add_partial_arguments(p)
     add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.partial:
+        return run_partial(args)
     from pt2kit.compile import compile_package
 
     check_output(args.output, "-o")
