@@ -60,15 +60,18 @@ def named_outputs(outputs) -> dict[str, torch.Tensor]:
     return {"output" + pytree.keystr(path): value for path, value in flat if isinstance(value, torch.Tensor)}
 
 
-def run_artifact(path: str | os.PathLike, inputs: list[InputSpec], *, out: str | os.PathLike | None = None, seed: int = 0) -> RunResult:
+def run_artifact(path: str | os.PathLike, inputs: list[InputSpec], *, out: str | os.PathLike | None = None, seed: int = 0,
+                 cuda_graphs: bool | None = None) -> RunResult:
     """Load `path`, check and bind `inputs` by the manifest, run once, summarize the outputs.
+
+    `cuda_graphs` is passed to `pt2kit.load` (None: the manifest's load options).
 
     Raises:
         ArtifactError: the artifact cannot be loaded.
         InputMismatchError: an input breaks the manifest's contract.
     """
     with progress.stage("load"):
-        artifact = load(path)
+        artifact = load(path, cuda_graphs=cuda_graphs)
     positional, named = resolve_inputs(inputs, seed)
     start = time.perf_counter()
     with torch.no_grad():

@@ -51,8 +51,8 @@ def _dynamic_shapes(manifest: Manifest, args: tuple, kwargs: dict):
         shapes.append(per_dim or None)
     shaped_args, shaped_kwargs = pytree.tree_unflatten(shapes, spec)
     if not shaped_kwargs:
-        return tuple(shaped_args)
-    return {"args": tuple(shaped_args), "kwargs": shaped_kwargs}  # the wrapper's forward(*args, **kwargs)
+        return (tuple(shaped_args),)  # the wrapper's forward(*args): one entry, the tuple of args
+    return {"args": tuple(shaped_args), "kwargs": shaped_kwargs}
 
 
 def to_channels_last(ep: torch.export.ExportedProgram, manifest: Manifest) -> tuple[torch.export.ExportedProgram, Manifest]:
