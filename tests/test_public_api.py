@@ -12,10 +12,10 @@ PUBLIC = [
     "InputMismatchError", "InputSpec", "InputSpecError", "Inspection", "LeafSpec", "Manifest", "Mismatch",
     "MismatchKind", "OutputCheck", "Pt2kitError", "Refusal", "RefusalReason", "RepairReport",
     "ShapeInference", "ShapeRepair", "SourceLocation", "SurveyOptions", "SurveyReport", "Target",
-    "TargetError", "TensorFileError", "TypeReport", "UsageError", "VerifyReport", "__version__", "bench",
+    "TargetError", "TensorFileError", "TuneReport", "TypeReport", "UsageError", "VerifyReport", "__version__", "bench",
     "capture", "collect_entries", "compile_package", "diagnose", "export_program", "find_non_pytree",
     "fix_model", "infer_dynamic", "infer_shapes", "inspect_artifact", "load", "load_target", "parse_dynamic",
-    "parse_input", "survey", "verify_outputs",
+    "parse_input", "survey", "tune_model", "verify_outputs",
 ]
 
 

@@ -34,6 +34,7 @@ _EXPORTS = {
     "CaseError": "pt2kit.verify.outputs", "Mismatch": "pt2kit.verify.outputs", "OutputCheck": "pt2kit.verify.outputs",
     "VerifyReport": "pt2kit.verify.outputs", "verify_outputs": "pt2kit.verify.outputs", "MismatchKind": "pt2kit.verify.compare",
     "SurveyOptions": "pt2kit.survey.run", "SurveyReport": "pt2kit.survey.run", "survey": "pt2kit.survey.run",
+    "TuneReport": "pt2kit.tune", "tune_model": "pt2kit.tune",
     "collect_entries": "pt2kit.survey.targets", "TypeReport": "pt2kit.pytrees.types", "find_non_pytree": "pt2kit.pytrees.types",
 }
 
@@ -96,6 +97,7 @@ __all__ = [
     "Target",
     "TargetError",
     "TensorFileError",
+    "TuneReport",
     "TypeReport",
     "UsageError",
     "VerifyReport",
@@ -116,5 +118,6 @@ __all__ = [
     "parse_dynamic",
     "parse_input",
     "survey",
+    "tune_model",
     "verify_outputs",
 ]

@@ -109,7 +109,10 @@ def _aoti_compile(ep: torch.export.ExportedProgram, package_path: Path, inductor
     """The AOTInductor build itself (a seam: tests replace it to simulate a crash midway)."""
     import torch._inductor
 
-    torch._inductor.aoti_compile_and_package(ep, package_path=str(package_path), inductor_configs=dict(inductor_configs))
+    # no_grad: Inductor applies `freezing` (and with it weight prepacking) only when grad mode is off; with it on,
+    # `cpu-freeze` built exactly what `default` builds
+    with torch.no_grad():
+        torch._inductor.aoti_compile_and_package(ep, package_path=str(package_path), inductor_configs=dict(inductor_configs))
 
 
 def _aoti_metadata(package: Path) -> dict[str, str]:

@@ -52,7 +52,10 @@ def build_key(program: str, settings: dict[str, Any], device: str, dtype: str | 
     from pt2kit import __version__
 
     payload = json.dumps(
-        {"program": program, "settings": settings, "device": device, "dtype": dtype, "torch": torch.__version__, "pt2kit": __version__},
+        # "build": bumped when the build itself changes, so older cached packages are not reused
+        # (2: builds run under no_grad, so `freezing` applies)
+        {"program": program, "settings": settings, "device": device, "dtype": dtype, "torch": torch.__version__, "pt2kit": __version__,
+         "build": 2},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
