@@ -1,6 +1,6 @@
 """`pt2kit tune` on CPU against ONNX Runtime at the same thread count, and the default artifact against plain AOTI.
 
-    python benchmarks/tune_cpu.py                       # writes benchmarks/tune_cpu.md (appended to tune.md by hand)
+    python benchmarks/tune_cpu.py                       # writes benchmarks/tune_cpu.md (benchmarks/tune.md summarises it)
     python benchmarks/tune_cpu.py --threads 1 --iters 30
 
 For each model: `pt2kit.tune_model` (recipes default, cpu-freeze, cpu-gemm; fp32 and bf16; tolerance against

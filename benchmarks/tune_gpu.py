@@ -77,7 +77,8 @@ def main() -> int:
                  "```", str(report), "```", ""]
         default_pkg = work / "default-bf16.aoti.pt2"
         if report.output and default_pkg.exists():
-            inputs = tuple(t.to("cuda") for t in target.args)
+            # the packages take bf16 floating inputs (ids stay int64)
+            inputs = tuple(t.to("cuda", torch.bfloat16) if t.is_floating_point() else t.to("cuda") for t in target.args)
             p50 = side_by_side(default_pkg, report.output, inputs, args.iters)
             lines += ["Interleaved, one process, CUDA events, p50 of %d calls:" % args.iters, "", "| way | p50 ms |", "| --- | ---: |"]
             lines += [f"| {k} | {v:.3f} |" for k, v in p50.items()]

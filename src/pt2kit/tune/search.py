@@ -221,7 +221,6 @@ def _tune(source, output: Path, workdir: Path, start: float, *, device, batch_si
             _write(package, output, chosen, read_manifest(package), atol, rtol, batch_size, device, len(candidates))
     if threads is None and device == "cpu":
         notes.append(f"timed at this process's {torch.get_num_threads()} CPU threads; pass `--threads 1,2` to compare counts")
-    notes += [f"{name}: {note}" for name, a in loaded.items() for note in getattr(a._runner, "notes", ())]
     return TuneReport(str(getattr(source, "spec", source)), output if chosen else None, device, batch_size, atol, rtol,
                       chosen.name if chosen else None, tuple(ordered), time.perf_counter() - start, tuple(notes))
 
