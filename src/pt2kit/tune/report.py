@@ -35,6 +35,11 @@ class CandidateResult:
     def name(self) -> str:
         return self.candidate.name
 
+    def __str__(self) -> str:
+        timing = f", p50 {self.p50_ms:.3f} ms" if self.p50_ms is not None else ""
+        error = f", max abs err {self.max_abs_err:.2e}" if self.max_abs_err is not None else ""
+        return f"{self.name}: {self.status}{timing}{error}" + (f" ({self.reason})" if self.reason else "")
+
     def to_json(self) -> dict:
         return {"name": self.name, "config": self.candidate.to_json(), "ok": self.ok, "status": self.status,
                 "p50_ms": _round(self.p50_ms, 4), "p90_ms": _round(self.p90_ms, 4), "max_abs_err": self.max_abs_err,
