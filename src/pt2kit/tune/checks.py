@@ -114,10 +114,34 @@ def check_candidate(call: Callable[..., Any], reference: Reference, dtype: str, 
     return Agreement(worst, tuple(problems))
 
 
-def time_calls(calls: dict[str, Callable[[], Any]], device: str, warmup: int, iters: int) -> dict[str, tuple[float, float]]:
-    """p50 and p90 ms of each call, all timed round-robin in this process (the bench harness's loop)."""
+def time_calls(calls: dict[str, Callable[[], Any]], device: str, warmup: int, iters: int,
+               threads: dict[str, int | None] | None = None, block: int = 5) -> dict[str, tuple[float, float]]:
+    """p50 and p90 ms of each call, all timed round-robin in this process (the bench harness's loop).
+
+    Calls that need another CPU thread count (`threads`) are timed in blocks of `block` rounds per count: the count
+    is switched outside the timed calls, and each call runs once untimed after a switch, so no call pays for
+    resizing the thread pool.
+    """
     timer = Timer(device)
-    with torch.no_grad():
-        interleaved(timer, calls, warmup)
-        samples = interleaved(timer, calls, iters)
+    groups: dict[int | None, dict[str, Callable[[], Any]]] = {}
+    for name, call in calls.items():
+        groups.setdefault((threads or {}).get(name), {})[name] = call
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    saved = torch.get_num_threads()
+    try:
+        with torch.no_grad():
+            done = 0
+            first = True
+            while done < iters:
+                rounds = min(block, iters - done) if len(groups) > 1 else iters - done
+                for count, group in groups.items():
+                    if count is not None:
+                        torch.set_num_threads(count)
+                    interleaved(timer, group, warmup if first else 1)
+                    for name, values in interleaved(timer, group, rounds).items():
+                        samples[name] += values
+                first = False
+                done += rounds
+    finally:
+        torch.set_num_threads(saved)
     return {name: (percentile(values, 50), percentile(values, 90)) for name, values in samples.items()}

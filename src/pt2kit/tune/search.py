@@ -259,20 +259,13 @@ def _time(loaded: dict[str, Any], candidates, reference: Reference, device: str,
     for name, artifact in loaded.items():
         cand = by_name[name]
         args, kwargs = pytree.tree_unflatten(cast_leaves(reference.cases[0][1], cand.dtype, device), reference.spec)
-        calls[name] = _bound(artifact, args, kwargs, cand.threads)
+        calls[name] = _bound(artifact, args, kwargs)
     with progress.stage(f"time {len(calls)} candidates x {iters} calls, interleaved"):
-        return time_calls(calls, device, warmup, iters)
+        return time_calls(calls, device, warmup, iters, threads={name: by_name[name].threads for name in calls})
 
 
-def _bound(artifact, args: tuple, kwargs: dict, threads: int | None):
-    if threads is None:
-        return lambda: artifact(*args, **kwargs)
-
-    def call():
-        torch.set_num_threads(threads)  # the count this candidate's kernels were built for (about a microsecond)
-        return artifact(*args, **kwargs)
-
-    return call
+def _bound(artifact, args: tuple, kwargs: dict):
+    return lambda: artifact(*args, **kwargs)
 
 
 def _write(package: Path, output: Path, chosen: CandidateResult, manifest: Manifest, atol: float, rtol: float,
