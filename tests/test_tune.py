@@ -58,7 +58,7 @@ def test_the_manifest_records_the_choice_and_load_uses_it(tuned, linear_program)
     out, _, last = tuned  # the second tune wrote `out` last
     manifest = read_manifest(out)
     assert manifest.tuned["candidate"] == "default-fp32" and manifest.tuned["config"]["dtype"] == "fp32"
-    assert manifest.tuned["p50_ms"] == pytest.approx(last.json()["candidates"][0]["p50_ms"], rel=1e-3)
+    assert manifest.tuned["p50_ms"] == pytest.approx(last.json()["candidates"][0]["p50_ms"], abs=1e-4)  # JSON rounds to 4 places
     assert manifest.tuned["atol"] == 1e-5 and manifest.load_options == {"cuda_graphs": False}
     model = pt2kit.load(out)
     eager = pt2kit.load_target(f"{case('linear_relu')}:model").module
