@@ -43,6 +43,7 @@ _EXPORTS = {
     "MismatchKind": "pt2kit.verify.compare",
     "SurveyOptions": "pt2kit.survey.run", "SurveyReport": "pt2kit.survey.report", "survey_models": "pt2kit.survey.run",
     "find_non_pytree": "pt2kit.pytrees.types",
+    "TuneReport": "pt2kit.tune", "tune_model": "pt2kit.tune",
 }
 
 
@@ -105,6 +106,7 @@ __all__ = [
     "Target",
     "TargetError",
     "TensorFileError",
+    "TuneReport",
     "UsageError",
     "VerifyReport",
     "__version__",
@@ -128,6 +130,7 @@ __all__ = [
     "register_types",
     "run_artifact",
     "survey_models",
+    "tune_model",
     "verify_outputs",
     "write_plot",
     "write_verified",

@@ -200,8 +200,10 @@ class AotiRunner:
         return self.run_flat(self.flatten(args, kwargs))
 
 
-def load_aoti(path: Path, manifest: Manifest | None, device_index: int = -1) -> AotiRunner:
+def load_aoti(path: Path, manifest: Manifest | None, device_index: int = -1, *, single_threaded: bool = False) -> AotiRunner:
     """Check compatibility, then open the package. See the module docstring for why not `aoti_load_package`.
+
+    `single_threaded` opens it with AOTInductor's `run_single_threaded` runner, the one a CUDA graph can capture.
 
     Raises:
         ArtifactError: the package does not fit this machine, or the loader rejects it.
@@ -211,7 +213,7 @@ def load_aoti(path: Path, manifest: Manifest | None, device_index: int = -1) -> 
     if info.device == "cuda" and not os.environ.get("PT2KIT_NO_PROBE"):
         probe_load(path, device_index)
     try:
-        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, device_index)
+        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", single_threaded, 1, device_index)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"cannot load AOTInductor package `{path}` ({first}); rebuild it with `pt2kit compile` on this machine") from None

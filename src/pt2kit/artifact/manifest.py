@@ -109,6 +109,11 @@ class Manifest:
     pytree_imports: tuple[str, ...] = ()
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    # what `pt2kit tune` chose (candidate name, config, p50_ms, max_abs_err, ...); empty when not tuned
+    tuned: dict[str, Any] = field(default_factory=dict)
+    # options `pt2kit.load` applies unless the caller overrides them: `cuda_graphs` (bool),
+    # `cuda_graph_batch` ({"dim": NAME, "sizes": [...]}: pad that dim to the next captured size)
+    load_options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)

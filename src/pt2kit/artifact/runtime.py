@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from torch.utils import _pytree as pytree
 
@@ -38,7 +38,7 @@ class Artifact:
         self.manifest = manifest
         self.program = program
         self._fn = fn
-        self._runner = fn if isinstance(fn, AotiRunner) else None
+        self._runner = fn if hasattr(fn, "run_flat") else None  # AotiRunner, or CudaGraphRunner around one
         self._in_spec = pytree.treespec_loads(manifest.in_spec) if manifest and manifest.in_spec else None
         self.signature = CallSignature.of(manifest) if manifest is not None else None
 
@@ -71,12 +71,19 @@ class Artifact:
         return f"Artifact({str(self.path)!r}, kind={self.kind.value})"
 
 
-def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
+def load(path: str | os.PathLike, *, device_index: int = -1, cuda_graphs: bool | None = None,
+         graph_batch_sizes: Sequence[int] | None = None, threads: int | None = None) -> Artifact:
     """Load a `.pt2` program or AOTInductor package for calling.
 
     Args:
         path: the artifact.
         device_index: CUDA device for an AOTInductor package built for CUDA.
+        cuda_graphs: capture and replay CUDA graphs (a CUDA package only; see `pt2kit.artifact.cuda_graphs`).
+            None: what the manifest's `load_options` say (`pt2kit tune` records its choice there), else off.
+        graph_batch_sizes: with `cuda_graphs`, capture the manifest's batch dim at these sizes only and pad
+            other sizes up (None: the manifest's `load_options["cuda_graph_batch"]`, else every shape as it comes).
+        threads: `torch.set_num_threads(threads)` at load, process-wide (None: the manifest's `load_options["threads"]`,
+            which `pt2kit tune --threads 1,2` records; 0: leave the thread count alone).
 
     Raises:
         ArtifactError: missing, corrupt, or not loadable on this machine.
@@ -98,7 +105,33 @@ def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
         if manifest is not None and manifest.weights_sha256:
             _check_weights(path, program, manifest)
         return Artifact(path, kind, manifest, program.module(), program)
-    return Artifact(path, kind, manifest, load_aoti(path, manifest, device_index))
+    options = (manifest.load_options if manifest is not None else None) or {}
+    threads = options.get("threads") if threads is None else threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    graphs = bool(options.get("cuda_graphs", False)) if cuda_graphs is None else cuda_graphs
+    runner = load_aoti(path, manifest, device_index, single_threaded=graphs)
+    if graphs:
+        runner = _with_cuda_graphs(path, runner, manifest, graph_batch_sizes, options.get("cuda_graph_batch"))
+    return Artifact(path, kind, manifest, runner)
+
+
+def _with_cuda_graphs(path: Path, runner: AotiRunner, manifest: Manifest | None, sizes, marked: dict | None):
+    from pt2kit.artifact.cuda_graphs import CudaGraphRunner, batch_buckets
+
+    device = str(((manifest.extra.get("aoti") if manifest else None) or {}).get("device", ""))
+    if device != "cuda":
+        raise ArtifactError(f"`{path.name}` is a {device or 'CPU'} package and CUDA graphs need a CUDA one; "
+                            "load it with `cuda_graphs=False`, or build it with `pt2kit compile ... --device cuda`")
+    batch = None
+    if manifest is not None and (sizes or marked):
+        dim = (marked or {}).get("dim") or next((d.name for d in manifest.dims if any(u.endswith(":0") for u in d.used_by)), None)
+        if dim is None:
+            raise ArtifactError(f"`{path.name}` has no dynamic batch dim to pad; load it without `graph_batch_sizes`")
+        batch = batch_buckets(manifest, dim, sizes or marked["sizes"])
+    return CudaGraphRunner(runner, manifest, batch=batch)
 
 
 def _check_weights(path: Path, program, manifest: Manifest) -> None:

@@ -53,6 +53,8 @@ def bench(
     seed: int = 0,
     workdir: str | os.PathLike | None = None,
     threads: int | None = None,
+    artifact: str | os.PathLike | None = None,
+    cuda_graphs: bool = False,
 ) -> BenchReport:
     """Benchmark a model's modes side by side: build and cold-start times, latency percentiles,
     throughput, peak memory and artifact size per mode and batch size.
@@ -68,6 +70,8 @@ def bench(
         seed: seed for random inputs.
         workdir: keep the artifacts here (default: a temporary folder, removed afterwards).
         threads: CPU threads for torch (`torch.set_num_threads`) and onnxruntime (default: their own).
+        artifact: also time this existing package (mode `artifact`), loaded with its manifest's load options.
+        cuda_graphs: load the `aoti` package (and `artifact`) with CUDA graph replay (`--device cuda` only).
 
     Returns:
         A `BenchReport`; modes that could not be built are in `.outcomes` as skipped or failed.
@@ -81,6 +85,13 @@ def bench(
         >>> print(report); report.to_json()["modes"]["export"]["batches"]["8"]["p50_ms"]
     """
     chosen = parse_modes(modes)
+    if artifact is not None:
+        from pt2kit.artifact.package import artifact_kind
+
+        artifact_kind(artifact)  # a missing or corrupt file is one clear error before any build
+        chosen = tuple(dict.fromkeys(chosen + (BenchMode.ARTIFACT,)))
+    if cuda_graphs and not str(device).startswith("cuda"):
+        raise UsageError("`--cuda-graphs` replays CUDA graphs and needs `--device cuda`; leave it out on the CPU")
     sizes = parse_batch_sizes(batch_sizes if batch_sizes is None or isinstance(batch_sizes, str) else ",".join(map(str, batch_sizes)))
     if warmup < 0 or iters < 1:
         raise UsageError(f"`--warmup {warmup} --iters {iters}`: warm-up must be >= 0 and iters >= 1")
@@ -102,9 +113,9 @@ def bench(
         sizes = sizes or (layout.size or 1,)
         if workdir is not None:
             Path(workdir).mkdir(parents=True, exist_ok=True)
-            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(workdir), threads)
+            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(workdir), threads, (artifact, cuda_graphs))
         with tempfile.TemporaryDirectory(prefix="pt2kit-bench-") as tmp:
-            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(tmp), threads)
+            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(tmp), threads, (artifact, cuda_graphs))
 
 
 def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
@@ -119,6 +130,8 @@ def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
             mode = BenchMode(name)
         except ValueError:
             raise UsageError(f"unknown bench mode `{name}`; choose from: {valid} (e.g. `--modes eager,aoti`)") from None
+        if mode is BenchMode.ARTIFACT:
+            raise UsageError("mode `artifact` times an existing package: pass `--artifact PATH` instead of naming it in `--modes`")
         if mode is BenchMode.AOTI_RAW:
             mode = BenchMode.AOTI  # the raw package is timed whenever aoti is
         if mode not in chosen:
@@ -158,7 +171,7 @@ def _prepare(target: Target, device: str, dtype: torch.dtype | None) -> Target:
 
 
 def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], sizes: tuple[int, ...],
-         device: str, warmup: int, iters: int, workdir: Path, threads: int | None) -> BenchReport:
+         device: str, warmup: int, iters: int, workdir: Path, threads: int | None, extra: tuple = (None, False)) -> BenchReport:
     inputs = {bs: layout.resize(target.args, target.kwargs, bs) for bs in sizes}
     notes: list[str] = []
     outcomes: dict[BenchMode, ModeOutcome] = {}
@@ -167,7 +180,7 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
     dynamic = layout.dynamic_spec(min(sizes), max(sizes)) if len(sizes) > 1 else None
     for mode in modes:
         with progress.stage(f"build {mode}"):
-            outcome, per_batch = _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads)
+            outcome, per_batch = _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads, extra)
         outcomes[mode] = outcome
         built.update({(mode, bs): b for bs, b in per_batch.items()})
         if mode is BenchMode.AOTI and per_batch:
@@ -260,11 +273,14 @@ def _check_outputs(target: Target, built: dict, inputs: dict, outcomes: dict, de
     return matches
 
 
-def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads) -> tuple[ModeOutcome, dict[int, Built]]:
+def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads, extra) -> tuple[ModeOutcome, dict[int, Built]]:
     """Build `mode` once for every batch size (static or dynamic), else once per batch size."""
+    artifact, cuda_graphs = extra
+
     def context(bs: int, spec: str | None, tag: str) -> BuildContext:
         args, kwargs = inputs[bs]
-        return BuildContext(target, args, kwargs, spec, device, workdir, tag, threads, programs)
+        return BuildContext(target, args, kwargs, spec, device, workdir, tag, threads, programs, cuda_graphs,
+                            Path(artifact) if artifact is not None else None)
 
     shared = mode not in _ARTIFACT_MODES or len(sizes) == 1 or dynamic is not None
     how = "static" if len(sizes) == 1 else ("dynamic" if mode in _ARTIFACT_MODES else "")
@@ -288,6 +304,8 @@ def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs,
 
 def _bind(b: Built, batch_inputs: tuple[tuple, dict]) -> Callable[[], Any]:
     fn, (args, kwargs) = b.fn, batch_inputs
+    if b.prepare is not None:
+        args, kwargs = b.prepare(args, kwargs)
     return lambda: fn(args, kwargs)
 
 

@@ -40,6 +40,7 @@ class BenchMode(str, Enum):
     AOTI = "aoti"
     AOTI_RAW = "aoti-raw"
     ONNXRUNTIME = "onnxruntime"
+    ARTIFACT = "artifact"  # an existing package (`--artifact PATH`, e.g. what `pt2kit tune` wrote)
 
     def __str__(self) -> str:
         return self.value

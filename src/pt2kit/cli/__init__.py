@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("verify", "pt2kit.cli.verify_cmd", "compare an artifact's outputs with the eager model's, across the dynamic range"),
     ("inspect", "pt2kit.cli.inspect_cmd", "describe a .pt2: inputs, outputs, dynamic dims, weights, operators"),
     ("run", "pt2kit.cli.run_cmd", "run a .pt2 on inputs, without the model's source code"),
+    ("tune", "pt2kit.cli.tune_cmd", "build candidate configs, keep those within a tolerance of float32 eager, write the fastest"),
     ("bench", "pt2kit.cli.bench_cmd", "benchmark eager, torch.compile, export, AOTInductor and ONNX Runtime side by side"),
     ("cpp-runner", "pt2kit.cli.cpp_runner_cmd", "write and build a C++ program that runs an AOTInductor package without Python"),
     ("migrate", "pt2kit.cli.migrate_cmd", "convert a TorchScript archive (.pt) to a verified .pt2 program, with blockers at the source line"),
