@@ -3,7 +3,8 @@
     python benchmarks/cold_start.py [PACKAGE.aoti.pt2] [--repeat 3]
 
 Four cases, each in a new process with TORCHINDUCTOR_CACHE_DIR set to a new empty folder;
-imports (torch, torch._inductor.package, pt2kit.artifact.runtime) happen before the clock starts:
+`import torch, pt2kit` happens before the clock starts (and `torch._inductor.package` for the plain
+loader, its own module); whatever else `pt2kit.load` imports is inside the clock:
   plain aoti_load_package, g++ on the PATH / no compiler on the PATH
   pt2kit.load,             g++ on the PATH / no compiler on the PATH
 Results: benchmarks/cold_start.md.
@@ -22,8 +23,10 @@ from pathlib import Path
 
 CHILD = r"""
 import json, sys, time
-import torch, torch._inductor, torch._inductor.package, pt2kit, pt2kit.artifact.runtime
+import torch, pt2kit
 path, how = sys.argv[1], sys.argv[2]
+if how == "plain":
+    import torch._inductor.package
 x = torch.randn(4, 16)
 t = time.perf_counter()
 model = pt2kit.load(path) if how == "pt2kit" else torch._inductor.aoti_load_package(path)
@@ -37,6 +40,7 @@ print(json.dumps({"load_s": loaded - t, "first_call_s": done - loaded, "total_s"
 def run_case(package: Path, how: str, compiler: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / "inductor")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # time imports as an installed package has them: compiled
         if not compiler:
             empty = Path(tmp) / "bin"
             empty.mkdir()
@@ -56,6 +60,11 @@ def main() -> None:
 
     import torch
 
+    import compileall
+
+    import pt2kit
+
+    compileall.compile_dir(str(Path(pt2kit.__file__).parent), quiet=1)  # an editable install may have no .pyc yet
     with tempfile.TemporaryDirectory() as tmp:
         if args.package:
             package = Path(args.package)
@@ -70,7 +79,7 @@ def main() -> None:
                 runs = [run_case(package, how, compiler) for _ in range(args.repeat)]
                 rows.append((how, compiler, {k: statistics.median(r[k] for r in runs) for k in runs[0]}))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; package {package.name}; "
-          f"median of {args.repeat} fresh processes, empty Inductor cache each")
+          f"median of {args.repeat} fresh processes, empty Inductor cache each; load average {os.getloadavg()[0]:.2f}")
     print("| loader | compiler on PATH | load s | first call s | load call -> first result s |")
     print("| --- | --- | --- | --- | --- |")
     for how, compiler, r in rows:

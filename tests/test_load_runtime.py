@@ -22,10 +22,10 @@ import pt2kit
 from pt2kit.artifact.contract import parse_linear
 from pt2kit.compile.libstdcxx import (
     Verdict,
-    bound_elsewhere,
     check_package,
     check_shared_object,
     defined_versions,
+    global_bindings,
     mapped_libstdcxx,
     needed_versions,
     package_shared_objects,
@@ -136,7 +136,8 @@ def test_reads_the_version_needs_and_definitions(small_aoti_package, tmp_path):
     assert set(needs["libstdc++.so.6"]) <= provided
     with open(so, "rb") as stream:
         symbols = runtime_symbols(stream)
-    assert "__cxa_begin_catch" in symbols  # imported from libstdc++ (CXXABI_1.3)
+    assert "__cxa_begin_catch" in symbols.versioned  # imported from libstdc++ (CXXABI_1.3)
+    assert "memset" in symbols.unversioned and symbols.defined
 
 
 def test_a_package_that_fits_this_process_loads_without_a_child(small_aoti_package, monkeypatch):
@@ -206,12 +207,59 @@ print(json.dumps({"before": before, "message": message}))
     assert "LD_PRELOAD=" in doc["message"] and "\n" not in doc["message"]
 
 
-def test_bound_elsewhere_asks_the_dynamic_linker(small_aoti_package):
+def test_global_bindings_ask_the_dynamic_linker(small_aoti_package):
     (mapped,) = mapped_libstdcxx()
-    symbols = [s for _name, stream in package_shared_objects(small_aoti_package) for s in runtime_symbols(stream)]
-    assert symbols
-    assert bound_elsewhere(symbols, mapped) == []  # nothing in this process's global scope shadows libstdc++
+    for _name, stream in package_shared_objects(small_aoti_package):
+        found = global_bindings(runtime_symbols(stream), mapped)
+        assert found is not None and found.elsewhere == () and found.not_global == ()
     assert check_package(small_aoti_package).verdict is Verdict.FITS
+
+
+REGEX_SO = """
+#include <regex>
+extern "C" int parse_device(const char* s) {
+    std::regex re("(cuda|cpu)(:([0-9]+))?");
+    std::cmatch m;
+    return std::regex_match(s, m, re) ? 1 : 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def regex_objects(tmp_path_factory) -> dict[str, Path]:
+    """A std::regex user built twice: by g++ (linked against libstdc++, by version) and by gcc (libstdc++ not linked:
+    its libstdc++ symbols carry no version, like the CUDA packages' .so on the GPU machine)."""
+    if not shutil.which("g++"):
+        pytest.skip("needs g++")
+    folder = tmp_path_factory.mktemp("regex")
+    (folder / "parse.cpp").write_text(REGEX_SO)
+    built = {}
+    for driver in ("g++", "gcc"):
+        out = folder / f"parse_{driver.replace('+', 'x')}.so"
+        subprocess.run([driver, "-shared", "-fPIC", "-O1", str(folder / "parse.cpp"), "-o", str(out)], check=True, timeout=120)
+        built[driver] = out
+    return built
+
+
+def test_a_so_without_libstdcxx_versions_is_undecided_unless_libstdcxx_is_preloaded(regex_objects):
+    code = """
+import json, sys
+import torch
+from pt2kit.compile.libstdcxx import check_shared_object
+verdicts = {}
+for so in sys.argv[1:]:
+    with open(so, "rb") as stream:
+        check = check_shared_object(stream, so)
+    verdicts[so] = [check.verdict.value, check.reason]
+print(json.dumps(verdicts))
+"""
+    linked, unlinked = str(regex_objects["g++"]), str(regex_objects["gcc"])
+    plain = fresh_process(code, linked, unlinked)
+    assert plain[linked][0] == "fits"
+    assert plain[unlinked][0] == "undecided" and "with no version" in plain[unlinked][1]
+    (mapped,) = mapped_libstdcxx()
+    preloaded = fresh_process(code, unlinked, env={"LD_PRELOAD": mapped})
+    assert preloaded[unlinked][0] == "fits", preloaded  # libstdc++ first in the global scope: every name binds to it
 
 
 # -- inputs on the artifact's device ------------------------------------------------------------------------------

@@ -1,26 +1,28 @@
 """Decide, without running a package, whether its `.so` fits the libstdc++ this process already uses.
 
-An AOTInductor package's `.so` is built by the machine's own `g++` and linked against the
-libstdc++ that compiler ships. The process that loads it (Python with torch) has already mapped
-some libstdc++ by then, and a shared object gets no second copy: every C++ runtime symbol the `.so`
-needs binds into the one already mapped. Three things are read from ELF data (pyelftools):
+An AOTInductor package's `.so` is built by the machine's own compiler. By the time Python with torch
+opens it, some libstdc++ is mapped, and the libraries torch loaded may carry copies of libstdc++ code
+of their own (built by another compiler). Where each C++ runtime symbol of the `.so` binds decides
+whether it runs or crashes (on the GPU machine: a stack overflow in `std::regex` unless libstdc++ is
+preloaded). What is read (pyelftools for the ELF data, `dlsym`/`dladdr` for the dynamic linker):
 
-- the `.so`'s version requirements on libstdc++ (`.gnu.version_r`: `GLIBCXX_3.4.30`, `CXXABI_1.3.9`),
-- the version definitions of the libstdc++ mapped into this process (`/proc/self/maps`, then its
-  `.gnu.version_d`), and of the libstdc++ the system compiler links against,
-- where the dynamic linker binds each versioned libstdc++ symbol the `.so` imports (`dlvsym` in the
-  global scope, then `dladdr`): into the mapped libstdc++, or into another library that carries its
-  own copy of those symbols.
+- the `.so`'s version requirements on libstdc++ (`.gnu.version_r`: `GLIBCXX_3.4.30`, `CXXABI_1.3.9`)
+  and the version definitions (`.gnu.version_d`) of the libstdc++ in `/proc/self/maps`, and of the
+  system's libstdc++ (what the compiler builds against);
+- every dynamic symbol of the `.so` whose name libstdc++ defines: imports tied to libstdc++ by a
+  version, imports with no version, and the `.so`'s own definitions (template code such as
+  `std::regex`'s); for each, where the process's global scope binds it.
 
-Verdicts: `FITS` (every required version is defined by the mapped libstdc++, which is not older
-than the one the compiler built against, and every import binds into it), `CLASH` (a required
-version is missing, the mapped libstdc++ is older than the compiler's, or imports bind elsewhere),
-`UNDECIDED` (not Linux, no libstdc++ mapped yet, pyelftools missing, unreadable ELF): then the
-caller falls back to loading the package in a child process (`pt2kit.compile.loader.probe_load`).
-
-What this does not see: a crash whose cause is inside code that both copies agree on by version
-(two builds of the same libstdc++ version behaving differently). benchmarks/gpu_compile.md records
-what it said on the GPU machine where the `std::regex` crash was seen.
+`CLASH` (one-line error, no load): a needed version is missing, two libstdc++ are mapped, the mapped
+one is older than the system's, or a symbol binds into another library's copy. `FITS` (load now):
+none of that, and the `.so` is tied to libstdc++ by version or the global scope gives every one of
+its libstdc++ names from libstdc++ itself (as `LD_PRELOAD` of libstdc++ does). `UNDECIDED` (the
+caller opens the package in a child process first, `pt2kit.compile.loader.probe_load`): not Linux,
+no libstdc++ mapped, pyelftools missing, an unreadable ELF, or a `.so` that needs no libstdc++
+version while its libstdc++ names are not given by libstdc++ in the global scope, where binding
+then depends on the order of its dependencies. That last case is the GPU machine's package without
+`LD_PRELOAD` (benchmarks/gpu_compile.md): there the check cannot see the crash, only that it cannot
+rule it out, so the probe still runs; with `LD_PRELOAD` set it decides FITS and no probe runs.
 """
 
 from __future__ import annotations
@@ -103,38 +105,47 @@ def defined_versions(path: str | os.PathLike) -> frozenset[str]:
     return frozenset(names)
 
 
-def runtime_symbols(stream: BinaryIO, soname: str = "libstdc++.so.6") -> list[str]:
-    """Dynamic symbols of the `.so` that the C++ runtime may provide: what it imports from `soname`
-    (by version) and what it defines weakly (template instantiations such as `std::regex`'s, which
-    the dynamic linker may bind to another library's copy instead)."""
+@dataclass(frozen=True)
+class DynamicSymbols:
+    """A `.so`'s dynamic symbols, split by how the dynamic linker will bind them."""
+
+    versioned: tuple[str, ...]  # imports tied to libstdc++ by a version (GLIBCXX_*/CXXABI_*): only libstdc++ can provide them
+    unversioned: tuple[str, ...]  # imports with no version: bound to the first library in lookup order that has them
+    defined: tuple[str, ...]  # its own definitions (templates such as `std::regex`'s, static runtime code): another
+                              # library in the global scope that defines the same name takes precedence
+
+
+def runtime_symbols(stream: BinaryIO, soname: str = "libstdc++.so.6") -> DynamicSymbols:
+    """Read the `.so`'s dynamic symbol table (pyelftools finds the sections; the table is unpacked in bulk)."""
+    import struct
+
     from elftools.elf.elffile import ELFFile
-    from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+    from elftools.elf.gnuversions import GNUVerNeedSection
 
     elf = ELFFile(stream)
+    if elf.elfclass != 64 or not elf.little_endian:
+        raise ValueError("only 64-bit little-endian ELF is read")
     runtime_indexes: set[int] = set()
-    versym = dynsym = None
     for section in elf.iter_sections():
         if isinstance(section, GNUVerNeedSection):
             for verneed, auxes in section.iter_versions():
                 if verneed.name == soname:
                     runtime_indexes.update(aux["vna_other"] for aux in auxes)
-        elif isinstance(section, GNUVerSymSection):
-            versym = section
-        elif section.name == ".dynsym":
-            dynsym = section
-    if dynsym is None:
-        return []
-    names = []
-    for i, symbol in enumerate(dynsym.iter_symbols()):
-        if not symbol.name:
+    dynsym, dynstr, versym = (elf.get_section_by_name(n) for n in (".dynsym", ".dynstr", ".gnu.version"))
+    if dynsym is None or dynstr is None:
+        return DynamicSymbols((), (), ())
+    names, versions = dynstr.data(), versym.data() if versym is not None else b""
+    versioned, unversioned, defined = [], [], []
+    for i, (st_name, st_info, _other, st_shndx, _value, _size) in enumerate(struct.iter_unpack("<IBBHQQ", dynsym.data())):
+        if not st_name or st_info >> 4 == 0:  # unnamed, or local
             continue
-        if symbol["st_shndx"] == "SHN_UNDEF":
-            index = versym.get_symbol(i)["ndx"] if versym is not None else None
-            if isinstance(index, int) and index & 0x7FFF in runtime_indexes:
-                names.append(symbol.name)
-        elif symbol["st_info"]["bind"] == "STB_WEAK":
-            names.append(symbol.name)
-    return names
+        name = names[st_name:names.index(b"\0", st_name)].decode(errors="replace")
+        if st_shndx != 0:
+            defined.append(name)
+            continue
+        index = struct.unpack_from("<H", versions, 2 * i)[0] & 0x7FFF if versions else 0
+        (versioned if index in runtime_indexes else unversioned).append(name)
+    return DynamicSymbols(tuple(versioned), tuple(unversioned), tuple(defined))
 
 
 def mapped_libstdcxx(maps: str = "/proc/self/maps") -> tuple[str, ...]:
@@ -151,18 +162,23 @@ def system_libstdcxx() -> str | None:
     return next((p for p in SYSTEM_LIBSTDCXX if os.path.exists(p)), None)
 
 
-class _DlInfo(ctypes.Structure):
-    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
-                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+@dataclass(frozen=True)
+class Bindings:
+    """Where the global scope binds the `.so`'s libstdc++ symbols (only names libstdc++ itself defines)."""
+
+    elsewhere: tuple[str, ...]  # "symbol -> library": bound into a copy in another library
+    not_global: tuple[str, ...]  # imports with no version that the global scope does not provide at all
+    own_copies: tuple[str, ...] = ()  # libstdc++ names the `.so` defines itself and the global scope does not provide
 
 
-def bound_elsewhere(symbols: list[str], libstdcxx: str) -> list[str] | None:
-    """Symbols libstdc++ defines that the global scope would bind into another library instead.
+def global_bindings(symbols: DynamicSymbols, libstdcxx: str) -> Bindings | None:
+    """Ask the dynamic linker (`dlsym` in the global scope, then `dladdr`) where each symbol would bind.
 
     Lookup for a `dlopen`ed object starts in the process's global scope. If a library there (loaded
-    with `RTLD_GLOBAL`, such as the CUDA libraries torch preloads) carries its own copy of a libstdc++
-    symbol, the package's `.so` binds to that copy, built by another compiler, rather than to libstdc++.
-    `LD_PRELOAD` of libstdc++ puts libstdc++ first in that scope. None when `dlsym` is not available.
+    with `RTLD_GLOBAL`) carries its own copy of a libstdc++ symbol, the package's `.so` binds to that
+    copy, built by another compiler. An import with no version that the global scope lacks binds to
+    whichever of the `.so`'s own dependencies has it first: not decidable here. `LD_PRELOAD` of
+    libstdc++ puts libstdc++ first in the global scope. None when `dlsym` is not available.
     """
     try:
         libc = ctypes.CDLL(None)
@@ -172,23 +188,39 @@ def bound_elsewhere(symbols: list[str], libstdcxx: str) -> list[str] | None:
         return None
     dlsym.restype, dlsym.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p]
     dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    owners: dict[int, str | None] = {}
 
     def owner(address: int | None) -> str | None:
-        info = _DlInfo()
-        if not address or not dladdr(address, ctypes.byref(info)) or not info.dli_fname:
+        if not address:
             return None
-        return os.path.realpath(info.dli_fname.decode(errors="replace"))
+        info = _DlInfo()
+        if not dladdr(address, ctypes.byref(info)) or not info.dli_fname:
+            return None
+        base = info.dli_fbase or 0
+        if base not in owners:
+            owners[base] = os.path.realpath(info.dli_fname.decode(errors="replace"))
+        return owners[base]
 
     want = os.path.realpath(libstdcxx)
-    elsewhere = []
-    for name in symbols:
+    elsewhere, not_global, own_copies = [], [], []
+    for name in symbols.versioned + symbols.unversioned + symbols.defined:
         encoded = name.encode()
         if owner(dlsym(runtime._handle, encoded)) != want:
             continue  # not libstdc++'s symbol: nothing to clash with
-        where = owner(dlsym(None, encoded))  # None: not in the global scope, the `.so` binds it in its own scope
-        if where is not None and where != want:
+        where = owner(dlsym(None, encoded))
+        if where is None:
+            if name in symbols.unversioned:
+                not_global.append(name)
+            elif name in symbols.defined:
+                own_copies.append(name)
+        elif where != want:
             elsewhere.append(f"{name} -> {where}")
-    return elsewhere
+    return Bindings(tuple(elsewhere), tuple(not_global), tuple(own_copies))
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
 
 
 def _newest(versions: frozenset[str] | tuple[str, ...], family: str = "GLIBCXX") -> tuple[int, ...]:
@@ -233,16 +265,28 @@ def check_shared_object(stream: BinaryIO, name: str, maps: str = "/proc/self/map
         return LibstdcxxCheck(
             Verdict.CLASH, f"{mapped[0]} (up to GLIBCXX_{'.'.join(map(str, _newest(provided)))}) is older than the compiler's "
             f"libstdc++ {system} (GLIBCXX_{newest}) that `{name}` was built against", name, mapped, runtime_needs)
-    found = bound_elsewhere(symbols, mapped[0])
+    found = global_bindings(symbols, mapped[0])
     if found is None:
         return LibstdcxxCheck(Verdict.UNDECIDED, "the dynamic linker cannot be asked where symbols bind (no dlsym)", name, mapped,
                               runtime_needs)
-    elsewhere = tuple(found)
-    if elsewhere:
-        return LibstdcxxCheck(Verdict.CLASH, f"{len(elsewhere)} libstdc++ symbols of `{name}` bind into another library "
-                              f"({elsewhere[0]})", name, mapped, runtime_needs, (), elsewhere)
+    if found.elsewhere:
+        return LibstdcxxCheck(Verdict.CLASH, f"{len(found.elsewhere)} libstdc++ symbols of `{name}` bind into another library "
+                              f"({found.elsewhere[0]})", name, mapped, runtime_needs, (), found.elsewhere)
+    if found.not_global:
+        return LibstdcxxCheck(
+            Verdict.UNDECIDED, f"`{name}` takes {len(found.not_global)} libstdc++ symbols (e.g. `{found.not_global[0]}`) with no "
+            "version and this process's global scope does not provide them: they bind to whichever of its dependencies has them "
+            "first", name, mapped, runtime_needs)
+    if not runtime_needs and found.own_copies:
+        # not linked against libstdc++ by version, yet it carries libstdc++ code: seen on the GPU machine, where such a
+        # package crashes in std::regex unless libstdc++ is preloaded (then every one of these names binds to libstdc++)
+        return LibstdcxxCheck(
+            Verdict.UNDECIDED, f"`{name}` needs no libstdc++ version but carries {len(found.own_copies)} libstdc++ symbols of its "
+            f"own (e.g. `{found.own_copies[0]}`) that this process's global scope does not take from libstdc++", name, mapped)
+    total = len(symbols.versioned) + len(symbols.unversioned) + len(symbols.defined)
     return LibstdcxxCheck(Verdict.FITS, f"{mapped[0]} defines all {len(runtime_needs)} libstdc++ versions `{name}` needs, "
-                          f"and none of its {len(symbols)} C++ runtime symbols binds into another library", name, mapped, runtime_needs)
+                          f"and none of its {total} dynamic symbols binds into another library's copy of libstdc++ code",
+                          name, mapped, runtime_needs)
 
 
 def package_shared_objects(path: Path) -> Iterator[tuple[str, BinaryIO]]:

@@ -6,6 +6,11 @@ about 5 s with an empty one) only to print a warning on a mismatch. pt2kit does 
 itself from the manifest (the ISA the package was built for, recorded at compile time)
 against the CPU's feature flags, which needs no compiler, and then opens the package
 with `torch._C._aoti.AOTIModelPackageLoader` directly.
+
+A CUDA package's `.so` can crash the process while it opens (a libstdc++ clash, seen on the GPU
+machine). `check_libstdcxx` decides that from ELF data and the dynamic linker
+(`pt2kit.compile.libstdcxx`); only when that cannot decide is the package opened in a child
+process first (`probe_load`). CPU packages skip both: the load path stays a few milliseconds.
 """
 
 from __future__ import annotations
