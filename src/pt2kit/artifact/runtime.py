@@ -4,7 +4,7 @@ Works on both kinds of `.pt2`: an exported program (run through `ExportedProgram
 and an AOTInductor package (checked against this machine first, then opened with
 `AOTIModelPackageLoader` directly: see `pt2kit.compile.loader`). Neither needs the model's
 source code. Inputs are checked against the manifest, and for the artifact's device, before
-every call. Nothing here imports sympy or Inductor (tests/test_load_imports.py checks that).
+every call. Nothing here imports sympy or Inductor (tests/test_load_runtime.py checks that).
 """
 
 from __future__ import annotations
