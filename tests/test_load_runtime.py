@@ -140,12 +140,17 @@ def test_reads_the_version_needs_and_definitions(small_aoti_package, tmp_path):
     assert "memset" in symbols.unversioned and symbols.defined
 
 
-def test_a_package_that_fits_this_process_loads_without_a_child(small_aoti_package, monkeypatch):
+def test_the_child_probe_runs_only_when_elf_data_cannot_decide(small_aoti_package, monkeypatch):
+    # this package loads fine here, so the check must not call it a clash; with torch 2.13's CPU wheel its .so ties
+    # its libstdc++ imports by version (fits); a .so linked against torch's own copies of libstdc++ code imports them
+    # with no version (torch 2.11's wheel), and where those bind cannot be decided without loading it (undecided)
     from pt2kit.compile import loader
 
-    monkeypatch.setattr(loader, "probe_load", lambda *a, **k: pytest.fail("the child probe ran although ELF data decided"))
+    probes = []
+    monkeypatch.setattr(loader, "probe_load", lambda *a, **k: probes.append(a))
     check = loader.check_libstdcxx(small_aoti_package, -1)
-    assert check.verdict is Verdict.FITS, check
+    assert check.verdict in (Verdict.FITS, Verdict.UNDECIDED), check
+    assert len(probes) == (1 if check.verdict is Verdict.UNDECIDED else 0)
     assert check.mapped == mapped_libstdcxx() and not check.missing and not check.bound_elsewhere
 
 
@@ -192,7 +197,8 @@ import torch
 from pt2kit.compile import loader
 from pt2kit.errors import ArtifactError
 lib = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))[0]
-before = loader.check_libstdcxx(Path(sys.argv[1]), -1).verdict.value
+from pt2kit.compile.libstdcxx import check_package
+before = check_package(Path(sys.argv[1])).verdict.value
 ctypes.CDLL(lib, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL | os.RTLD_LAZY)
 try:
     loader.check_libstdcxx(Path(sys.argv[1]), -1)
@@ -202,7 +208,7 @@ except ArtifactError as exc:
 print(json.dumps({"before": before, "message": message}))
 """
     doc = fresh_process(code, small_aoti_package)
-    assert doc["before"] == "fits"
+    assert doc["before"] in ("fits", "undecided")
     assert "bind into another library" in doc["message"] and "libc10" in doc["message"]
     assert "LD_PRELOAD=" in doc["message"] and "\n" not in doc["message"]
 
@@ -211,8 +217,8 @@ def test_global_bindings_ask_the_dynamic_linker(small_aoti_package):
     (mapped,) = mapped_libstdcxx()
     for _name, stream in package_shared_objects(small_aoti_package):
         found = global_bindings(runtime_symbols(stream), mapped)
-        assert found is not None and found.elsewhere == () and found.not_global == ()
-    assert check_package(small_aoti_package).verdict is Verdict.FITS
+        assert found is not None and found.elsewhere == ()  # nothing in this process's global scope shadows libstdc++
+    assert check_package(small_aoti_package).verdict is not Verdict.CLASH
 
 
 REGEX_SO = """
