@@ -32,7 +32,7 @@ from pt2kit.compile.libstdcxx import (
     runtime_symbols,
 )
 
-pytestmark = pytest.mark.slow  # the package fixture is an AOTInductor build (shared with test_compile.py)
+# tests that take `small_aoti_package` are slow: that fixture is an AOTInductor build (shared with test_compile.py)
 
 LOAD_AND_CALL = """
 import json, sys, time
@@ -55,6 +55,7 @@ def fresh_process(code: str, *args: str, env: dict | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_load_and_call_import_only_what_they_use(small_aoti_package):
     doc = fresh_process(LOAD_AND_CALL, small_aoti_package)
     assert doc["shape"] == [4, 4]
@@ -126,6 +127,7 @@ def fake_maps(folder: Path, *libraries: str) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_reads_the_version_needs_and_definitions(small_aoti_package, tmp_path):
     so = package_so(small_aoti_package, tmp_path)
     with open(so, "rb") as stream:
@@ -140,6 +142,7 @@ def test_reads_the_version_needs_and_definitions(small_aoti_package, tmp_path):
     assert "memset" in symbols.unversioned and symbols.defined
 
 
+@pytest.mark.slow
 def test_the_child_probe_runs_only_when_elf_data_cannot_decide(small_aoti_package, monkeypatch):
     # this package loads fine here, so the check must not call it a clash; with torch 2.13's CPU wheel its .so ties
     # its libstdc++ imports by version (fits); a .so linked against torch's own copies of libstdc++ code imports them
@@ -154,6 +157,7 @@ def test_the_child_probe_runs_only_when_elf_data_cannot_decide(small_aoti_packag
     assert check.mapped == mapped_libstdcxx() and not check.missing and not check.bound_elsewhere
 
 
+@pytest.mark.slow
 def test_a_libstdcxx_without_the_needed_versions_is_a_clash(small_aoti_package, tmp_path):
     # a real ELF library that defines versions, but no GLIBCXX ones, in the place of libstdc++
     libgcc = next(p for p in ("/lib/x86_64-linux-gnu/libgcc_s.so.1", "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1",
@@ -167,6 +171,7 @@ def test_a_libstdcxx_without_the_needed_versions_is_a_clash(small_aoti_package, 
     assert "GLIBCXX_3.4" in check.missing and "does not define" in check.reason
 
 
+@pytest.mark.slow
 def test_two_libstdcxx_copies_are_a_clash_and_none_is_undecided(small_aoti_package, tmp_path):
     (mapped,) = mapped_libstdcxx()
     other = tmp_path / "libstdc++.so.6"
@@ -179,6 +184,7 @@ def test_two_libstdcxx_copies_are_a_clash_and_none_is_undecided(small_aoti_packa
     assert check.verdict is Verdict.UNDECIDED and "no libstdc++" in check.reason
 
 
+@pytest.mark.slow
 def test_an_unreadable_so_is_undecided(small_aoti_package, tmp_path):
     truncated = tmp_path / "truncated.so"
     truncated.write_bytes(package_so(small_aoti_package, tmp_path).read_bytes()[:200])
@@ -187,6 +193,7 @@ def test_an_unreadable_so_is_undecided(small_aoti_package, tmp_path):
     assert check.verdict is Verdict.UNDECIDED and "cannot read the ELF data" in check.reason
 
 
+@pytest.mark.slow
 def test_symbols_bound_into_another_library_are_a_clash(small_aoti_package):
     # torch's libc10 carries its own copies of a few libstdc++ symbols; put it in the global scope (as
     # RTLD_GLOBAL preloads do) and the package's .so would bind to those copies instead of libstdc++'s
@@ -213,6 +220,7 @@ print(json.dumps({"before": before, "message": message}))
     assert "LD_PRELOAD=" in doc["message"] and "\n" not in doc["message"]
 
 
+@pytest.mark.slow
 def test_global_bindings_ask_the_dynamic_linker(small_aoti_package):
     (mapped,) = mapped_libstdcxx()
     for _name, stream in package_shared_objects(small_aoti_package):
@@ -247,6 +255,7 @@ def regex_objects(tmp_path_factory) -> dict[str, Path]:
     return built
 
 
+@pytest.mark.slow
 def test_a_so_without_libstdcxx_versions_is_undecided_unless_libstdcxx_is_preloaded(regex_objects):
     code = """
 import json, sys
@@ -271,6 +280,7 @@ print(json.dumps(verdicts))
 # -- inputs on the artifact's device ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_tensor_on_another_device_is_one_line_input_mismatch(small_aoti_package, linear_program):
     for path in (small_aoti_package, linear_program):
         model = pt2kit.load(path)
