@@ -28,6 +28,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("bench", "pt2kit.cli.bench_cmd", "benchmark eager, torch.compile, export, AOTInductor and ONNX Runtime side by side"),
     ("cpp-runner", "pt2kit.cli.cpp_runner_cmd", "write and build a C++ program that runs an AOTInductor package without Python"),
     ("migrate", "pt2kit.cli.migrate_cmd", "convert a TorchScript archive (.pt) to a verified .pt2 program, with blockers at the source line"),
+    ("serve", "pt2kit.cli.serve_cmd", "serve artifacts over HTTP: Open Inference Protocol v2, dynamic batching, Prometheus metrics"),
     ("survey", "pt2kit.cli.survey_cmd", "export, verify and compile many models; print a coverage table with each blocker"),
 ]
 

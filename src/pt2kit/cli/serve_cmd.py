@@ -1,0 +1,42 @@
+"""`pt2kit serve ARTIFACT [ARTIFACT ...] [--name NAME] [--host H] [--port P] [--max-batch-size N] ...`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="AOTInductor packages or .pt2 programs to serve")
+    p.add_argument("--name", help="the model's name in URLs (one artifact only; default: the file name without its suffixes)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-batch-size", type=int, default=32, metavar="N",
+                   help="most rows along the batch dim in one model call (default 32; 1 turns batching off)")
+    p.add_argument("--max-queue-delay-ms", type=float, default=0.0, metavar="D",
+                   help="how long a request may wait for others to join its batch (default 0: batch what is queued)")
+    p.add_argument("--max-queue", type=int, default=1024, metavar="N",
+                   help="most requests waiting per model; more get 503 with Retry-After (default 1024)")
+    p.add_argument("--max-body-mb", type=float, default=64.0, metavar="MB", help="largest request body; larger get 413 (default 64)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="where to run (default: the device a package was compiled for)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: torch's choice; 1 suits a busy machine)")
+    p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up call on zeros before reporting ready")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pt2kit.errors import UsageError
+
+    try:
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"`pt2kit serve` needs {exc.name}; install the serve extra: `pip install 'pt2kit[serve]'`") from None
+    from pt2kit.serve import ServeOptions, build_app, run_server
+
+    if args.name and len(args.artifacts) != 1:
+        raise UsageError(f"`--name` names one artifact, got {len(args.artifacts)}; serve each under its file name or one at a time")
+    options = ServeOptions(host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                           max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb,
+                           device=args.device, warm_up=not args.no_warm_up, threads=args.threads)
+    app, _ = build_app(args.artifacts, options, names=[args.name] if args.name else None)
+    return run_server(app, options)

@@ -1,0 +1,52 @@
+"""`pt2kit serve`: serve artifacts over HTTP with the Open Inference Protocol v2, dynamic batching and metrics.
+
+Owns the serving layer. May import: `artifact` (`pt2kit.load`, the manifest and its input contract), `errors`,
+`progress`; and FastAPI, uvicorn and prometheus-client (the `serve` extra). Nothing below imports it.
+
+The seams, each usable on its own (Ray Serve scale-out builds on them):
+
+- `protocol`: pure functions, no HTTP framework. `parse_infer_request(body, manifest, header_length=...)` turns an
+  OIP request (JSON, or JSON plus binary tensor data) into an `InferRequest` of tensors checked against the
+  manifest, or raises `RequestError` (with its HTTP status); `encode_infer_response(...)` turns outputs back into
+  a body and headers; `model_metadata(...)` describes a model.
+- `service`: `ModelService`, one loaded model. `run_batch(requests)` stacks the requests along the batch dim the
+  manifest records (a dynamic dim every input has at one position), runs one call and splits the outputs back;
+  `load_services(paths, ...)` loads artifacts with `pt2kit.load` (extra `load_options` passed through).
+- `batcher`: `DynamicBatcher`, the asyncio backend: a queue and a worker thread per model, batches up to
+  `max_batch_size` rows within `max_queue_delay_ms`, `QueueFullError` past `max_queue`.
+- `app`: `create_app(services, backend=...)` returns the FastAPI (ASGI) app; any object with `start()`, `stop()`
+  and `infer(service, request)` coroutines is a `Backend`.
+- `metrics`: `ServeMetrics`, the Prometheus counters and histograms in a registry per app.
+- `server`: `run_server(app, options)` runs uvicorn and drains on SIGTERM, exiting 0.
+
+Example:
+    >>> from pt2kit.serve import create_app, load_services
+    >>> app = create_app(load_services(["mlp.aoti.pt2"]), max_queue_delay_ms=2)
+"""
+
+from pt2kit.serve.protocol import InferRequest, RequestError, encode_infer_response, model_metadata, parse_infer_request
+from pt2kit.serve.server import ServeOptions, build_app, run_server
+from pt2kit.serve.service import BatchDim, ModelService, find_batch_dim, load_services, model_name
+
+
+def __getattr__(name: str):  # the app layer needs FastAPI; import it only when asked for
+    if name in ("create_app", "Backend", "ServerState"):
+        from pt2kit.serve import app
+
+        return getattr(app, name)
+    if name in ("DynamicBatcher", "QueueFullError"):
+        from pt2kit.serve import batcher
+
+        return getattr(batcher, name)
+    if name == "ServeMetrics":
+        from pt2kit.serve.metrics import ServeMetrics
+
+        return ServeMetrics
+    raise AttributeError(f"module 'pt2kit.serve' has no attribute {name!r}")
+
+
+__all__ = [
+    "Backend", "BatchDim", "DynamicBatcher", "InferRequest", "ModelService", "QueueFullError", "RequestError", "ServeMetrics",
+    "ServeOptions", "ServerState", "build_app", "create_app", "encode_infer_response", "find_batch_dim", "load_services",
+    "model_metadata", "model_name", "parse_infer_request", "run_server",
+]

@@ -1,0 +1,131 @@
+"""`pt2kit serve` as a process: SIGTERM drains and exits 0, bad command lines exit 2 in one line, a full queue answers
+503 with Retry-After, memory stays flat under bad requests, and an AOTInductor package serves batched requests."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import psutil
+import pytest
+import torch
+
+import pt2kit
+from conftest import check_one_line_error  # noqa: E402
+from serve_support import GatedService, ThreadServer, export, subprocess_server, tensor_input, wait_for_queue  # noqa: E402
+
+from pt2kit.serve import create_app, load_services
+
+
+@pytest.fixture(scope="module")
+def linear(tmp_path_factory):
+    return export("linear_relu", tmp_path_factory.mktemp("serve-proc") / "linear.pt2", "input:0=batch[1,64]")
+
+
+def body(batch: int = 1) -> dict:
+    return {"inputs": [tensor_input("input", torch.randn(batch, 16))[0]]}
+
+
+def test_sigterm_finishes_requests_in_flight_then_exits_0(linear):
+    with subprocess_server(linear, "--max-queue-delay-ms", "700") as (proc, url):
+        answers = []
+        client = threading.Thread(target=lambda: answers.append(httpx.post(f"{url}/v2/models/linear/infer", json=body(), timeout=30)))
+        client.start()
+        time.sleep(0.3)  # the request now waits in the batch queue (700 ms delay)
+        proc.send_signal(signal.SIGTERM)
+        client.join(timeout=30)
+        assert proc.wait(timeout=30) == 0
+        assert answers and answers[0].status_code == 200, answers
+        with pytest.raises(httpx.ConnectError):  # no longer taking requests
+            httpx.get(f"{url}/v2/health/live", timeout=2)
+        assert "Traceback" not in proc.stderr.read()
+
+
+def test_cli_usage_errors_are_one_line_exit_2(cli, linear, tmp_path):
+    check_one_line_error(cli("serve", tmp_path / "missing.pt2"), "missing.pt2", "does not exist")
+    check_one_line_error(cli("serve", linear, linear, "--name", "a"), "`--name` names one artifact")
+    check_one_line_error(cli("serve", linear, linear), "would both be served as `linear`")
+    check_one_line_error(cli("serve", linear, "--max-batch-size", "0"), "`--max-batch-size` must be at least 1")
+    (tmp_path / "notzip.pt2").write_text("hello")
+    check_one_line_error(cli("serve", tmp_path / "notzip.pt2"), "corrupt")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        check_one_line_error(cli("serve", linear, "--port", str(taken.getsockname()[1])), "cannot serve on 127.0.0.1")
+
+
+def test_a_full_queue_answers_503_with_retry_after(linear):
+    service = GatedService("linear", pt2kit.load(linear), max_batch_size=1)
+    app = create_app([service], max_queue=2)
+    with ThreadServer(app) as server:
+        async def scenario():
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                post = lambda: asyncio.ensure_future(client.post("/v2/models/linear/infer", json=body()))  # noqa: E731
+                running = post()
+                await asyncio.to_thread(service.entered.wait, 60)  # taken by the worker, held at the gate
+                queued = [post(), post()]
+                await asyncio.to_thread(wait_for_queue, app, "linear", 2)
+                refused = await client.post("/v2/models/linear/infer", json=body())
+                service.gate.set()
+                return refused, await asyncio.gather(running, *queued)
+
+        refused, answered = asyncio.run(scenario())
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1" and "queue" in refused.json()["error"]
+    assert [r.status_code for r in answered] == [200, 200, 200]
+
+
+BAD = [
+    b"{not json", b"{}", b'{"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32", "data": ["x"]}]}',
+    b'{"inputs": [{"name": "zz", "shape": [1], "datatype": "FP32", "data": [1]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [' + b"1e3, " * 15 + b'1]}], "id": "' + b"i" * 300 + b'"}',
+    b'{"inputs": [{"name": "input", "shape": [999, 16], "datatype": "FP32", "data": [' + b"0," * 15983 + b"0]}]}",
+]
+
+
+def test_memory_stays_flat_under_2000_bad_requests(linear):
+    with subprocess_server(linear) as (proc, url), httpx.Client(base_url=url, timeout=30) as client:
+        def burst(n: int) -> None:
+            for i in range(n):
+                model = "linear" if i % 7 else f"nope{i}"  # unknown names too: they must not grow label sets
+                response = client.post(f"/v2/models/{model}/infer", content=BAD[i % len(BAD)])
+                assert 400 <= response.status_code < 500, response.text
+
+        burst(400)  # allocator and caches settle
+        before = psutil.Process(proc.pid).memory_info().rss
+        burst(2000)
+        growth = psutil.Process(proc.pid).memory_info().rss - before
+    assert growth < 4 * 1024 * 1024, f"RSS grew {growth / 2**20:.1f} MiB over 2000 bad requests"
+
+
+@pytest.mark.slow
+def test_aoti_package_serves_batched_requests(small_aoti_package):
+    """The AOTInductor package (built once per session) behind the batcher: outputs match `pt2kit.load`'s."""
+    (loaded,) = load_services([small_aoti_package], max_batch_size=16)
+    assert loaded.platform == "pt2kit_aoti" and loaded.batch_dim is not None
+    service = GatedService("linear", loaded.artifact, max_batch_size=16)
+    reference = pt2kit.load(small_aoti_package)
+    inputs = [torch.randn(k, 16) for k in (1, 3, 2, 1, 4, 1, 1, 2)]
+    app = create_app([service])
+    with ThreadServer(app) as server:
+        async def send():
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                post = lambda x: asyncio.ensure_future(client.post("/v2/models/linear/infer", json={"inputs": [tensor_input("input", x)[0]]}))  # noqa: E731
+                first = post(inputs[0])
+                await asyncio.to_thread(service.entered.wait, 60)  # the first is at the gate; the rest queue behind it
+                rest = [post(x) for x in inputs[1:]]
+                await asyncio.to_thread(wait_for_queue, app, "linear", len(rest))
+                service.gate.set()
+                return await asyncio.gather(first, *rest)
+
+        responses = asyncio.run(send())
+        metrics = httpx.get(f"{server.url}/metrics").text
+    for x, response in zip(inputs, responses):
+        assert response.status_code == 200, response.text
+        out = response.json()["outputs"][0]
+        torch.testing.assert_close(torch.tensor(out["data"]).reshape(out["shape"]), reference(x))
+    calls = float(next(ln.split()[-1] for ln in metrics.splitlines() if ln.startswith('pt2kit_batch_size_count{model="linear"}')))
+    assert calls == 2  # the first alone, then the 7 queued (14 rows, max 16) in one call
