@@ -28,8 +28,10 @@ rule it out, so the probe still runs; with `LD_PRELOAD` set it decides FITS and 
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from enum import Enum
@@ -117,8 +119,6 @@ class DynamicSymbols:
 
 def runtime_symbols(stream: BinaryIO, soname: str = "libstdc++.so.6") -> DynamicSymbols:
     """Read the `.so`'s dynamic symbol table (pyelftools finds the sections; the table is unpacked in bulk)."""
-    import struct
-
     from elftools.elf.elffile import ELFFile
     from elftools.elf.gnuversions import GNUVerNeedSection
 
@@ -289,13 +289,56 @@ def check_shared_object(stream: BinaryIO, name: str, maps: str = "/proc/self/map
                           name, mapped, runtime_needs)
 
 
+class _StoredMember(io.RawIOBase):
+    """A stored (uncompressed) zip member read straight from the archive file.
+
+    `zipfile`'s own member stream seeks backwards by re-reading from the start of the member (checking the
+    CRC as it goes), and ELF parsing seeks back and forth: on a 119 MB `.so` that cost 0.75 s, this costs
+    milliseconds.
+    """
+
+    def __init__(self, file: BinaryIO, start: int, size: int):
+        self._file, self._start, self._size, self._pos = file, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), self._size - self._pos))
+        self._file.seek(self._start + self._pos)
+        got = self._file.readinto(memoryview(buffer)[:n])
+        self._pos += got
+        return got
+
+
+def _member_stream(zf: zipfile.ZipFile, file: BinaryIO, info: zipfile.ZipInfo) -> BinaryIO:
+    if info.compress_type != zipfile.ZIP_STORED:
+        return io.BytesIO(zf.read(info))  # not how torch writes packages; correct, only slower
+    file.seek(info.header_offset)
+    header = file.read(30)
+    if header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"no local header for `{info.filename}`")
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    return io.BufferedReader(_StoredMember(file, info.header_offset + 30 + name_len + extra_len, info.file_size))
+
+
 def package_shared_objects(path: Path) -> Iterator[tuple[str, BinaryIO]]:
-    """The `.so` entries of an AOTInductor package, each opened for reading (seekable: stored entries)."""
-    with zipfile.ZipFile(path) as zf:
-        for entry in zf.namelist():
-            if entry.endswith(".so") and "/data/aotinductor/" in entry:
-                with zf.open(entry) as stream:
-                    yield entry.rsplit("/", 1)[-1], stream
+    """The `.so` entries of an AOTInductor package, each opened for reading (seekable, read in place)."""
+    with open(path, "rb") as file, zipfile.ZipFile(file) as zf:
+        for info in zf.infolist():
+            if info.filename.endswith(".so") and "/data/aotinductor/" in info.filename:
+                yield info.filename.rsplit("/", 1)[-1], _member_stream(zf, file, info)
 
 
 def check_package(path: Path, maps: str = "/proc/self/maps", system: str | None = None) -> LibstdcxxCheck:
