@@ -147,7 +147,7 @@ def test_the_child_probe_runs_only_when_elf_data_cannot_decide(small_aoti_packag
     # this package loads fine here, so the check must not call it a clash; with torch 2.13's CPU wheel its .so ties
     # its libstdc++ imports by version (fits); a .so linked against torch's own copies of libstdc++ code imports them
     # with no version (torch 2.11's wheel), and where those bind cannot be decided without loading it (undecided)
-    from pt2kit.compile import loader
+    from pt2kit.artifact import loader
 
     probes = []
     monkeypatch.setattr(loader, "probe_load", lambda *a, **k: probes.append(a))
@@ -201,7 +201,7 @@ def test_symbols_bound_into_another_library_are_a_clash(small_aoti_package):
 import ctypes, glob, json, os, sys
 from pathlib import Path
 import torch
-from pt2kit.compile import loader
+from pt2kit.artifact import loader
 from pt2kit.errors import ArtifactError
 lib = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))[0]
 from pt2kit.artifact.libstdcxx import check_package
