@@ -1,6 +1,6 @@
 """GPU: how long `pt2kit.load` of a CUDA package takes in a fresh process, and what it says without LD_PRELOAD.
 
-    PYTHONPATH=src python3 benchmarks/gpu_load.py PACKAGE.aoti.pt2 INPUT_SHAPE [--repeat 3]   (results: gpu_compile.md)
+    PYTHONPATH=src python3 benchmarks/gpu_load.py PACKAGE.aoti.pt2 [DTYPE:]INPUT_SHAPE [--repeat 3]   (results: gpu_compile.md)
 
 Each case is a new process; `torch` and `pt2kit` are imported before the clock starts; the clock runs
 from the load call to the first result (synchronized) of a CUDA input of INPUT_SHAPE (e.g. 8,3,224,224):
@@ -23,17 +23,26 @@ CHILD = r"""
 import json, sys, time
 import torch, pt2kit
 from pathlib import Path
-path, how, shape = sys.argv[1], sys.argv[2], [int(s) for s in sys.argv[3].split(",")]
+path, how, spec = sys.argv[1], sys.argv[2], sys.argv[3]
+dtype_name, _, dims = spec.rpartition(":")  # "bfloat16:8,3,224,224" or "8,3,224,224" (float32)
+dtype, shape = getattr(torch, dtype_name or "float32"), [int(s) for s in dims.split(",")]
 report = {"how": how}
 from pt2kit.artifact.libstdcxx import check_package
 if how == "plain":
     import torch._inductor.package
-x = torch.randn(*shape, device="cuda")
+x = torch.randn(*shape, device="cuda").to(dtype)
 torch.cuda.synchronize()
 t = time.perf_counter()
 try:
     if how == "pt2kit":
         model = pt2kit.load(path)
+    elif how == "profile":  # where pt2kit.load's time goes
+        import cProfile, io, pstats
+        prof = cProfile.Profile()
+        model = prof.runcall(pt2kit.load, path)
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("cumtime").print_stats(12)
+        report["profile"] = text.getvalue()[-3000:]
     elif how == "plain":
         model = torch._inductor.aoti_load_package(path)
     else:
@@ -52,7 +61,7 @@ report["bound_elsewhere"] = list(check.bound_elsewhere[:5])
 report["mapped"] = list(check.mapped)
 if how == "pt2kit" and "error" not in report:
     try:
-        model(torch.randn(*shape))
+        model(torch.randn(*shape).to(dtype))
     except pt2kit.InputMismatchError as exc:
         report["cpu_tensor"] = str(exc)
 print(json.dumps(report))
@@ -79,6 +88,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}; package {package}", flush=True)
     ours = [run(package, "pt2kit", shape, True) for _ in range(repeat)]
+    profiled = run(package, "profile", shape, True)
+    print(profiled.get("profile", ""), flush=True)
     plain = run(package, "plain", shape, True)
     clash = run(package, "pt2kit", shape, False)
     truth = run(package, "raw", shape, False)
