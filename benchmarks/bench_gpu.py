@@ -55,7 +55,7 @@ def plain_eager_ms(target, dtype: str, runs: int = 50) -> float:
     return statistics.median(times)
 
 
-def run_one(case: str, dtype: str, json_path: Path, iters: int, warmup: int) -> None:
+def run_one(case: str, dtype: str, json_path: Path, iters: int, warmup: int, run_id: str = "") -> None:
     import bench_models
 
     import pt2kit
@@ -68,7 +68,20 @@ def run_one(case: str, dtype: str, json_path: Path, iters: int, warmup: int) -> 
     doc = report.to_json()
     doc["plain_eager_ms"] = plain
     doc["markdown"] = bench_models.markdown_table(report)
-    json_path.write_text(json.dumps(doc, indent=1))
+    doc["run_id"] = run_id
+    tmp = json_path.with_name(json_path.name + ".tmp")  # whole or absent: a killed case leaves no JSON to misread
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, json_path)
+
+
+def fresh_result(json_path: Path, code, run_id: str) -> bool:
+    """The case's JSON is this run's: the child exited 0 and wrote the JSON with this run's id (never an old file)."""
+    if code != 0 or not json_path.is_file():
+        return False
+    try:
+        return json.loads(json_path.read_text()).get("run_id") == run_id
+    except (OSError, ValueError):
+        return False
 
 
 def write_markdown(out_dir: Path, done: list[tuple[str, str]]) -> Path:
@@ -106,13 +119,15 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--budget-s", type=float, default=540, help="start no case after this many seconds")
+    parser.add_argument("--run-id", default="", help=argparse.SUPPRESS)  # set by the parent for its children
     args = parser.parse_args()
     if args.one:
         case, dtype = args.one.split(":")
-        run_one(case, dtype, args.json, args.iters, args.warmup)
+        run_one(case, dtype, args.json, args.iters, args.warmup, args.run_id)
         return 0
     args.out_dir.mkdir(parents=True, exist_ok=True)
     start, done = time.monotonic(), []
+    run_id = f"{os.getpid()}-{time.time_ns()}"
     for dtype in DTYPES:
         for case in CASES:
             left = args.budget_s - (time.monotonic() - start)
@@ -120,15 +135,16 @@ def main() -> int:
                 print(f"skip {case}:{dtype}: {left:.0f}s of budget left", flush=True)
                 continue
             json_path = args.out_dir / f"{case}_{dtype}.json"
+            json_path.unlink(missing_ok=True)  # an earlier run's JSON must never pass for this run's
             cmd = [sys.executable, __file__, "--one", f"{case}:{dtype}", "--json", str(json_path),
-                   "--iters", str(args.iters), "--warmup", str(args.warmup)]
+                   "--iters", str(args.iters), "--warmup", str(args.warmup), "--run-id", run_id]
             print(f"== {case} {dtype} ({left:.0f}s left)", flush=True)
             try:
                 code = subprocess.run(cmd, timeout=left, env=os.environ).returncode
             except subprocess.TimeoutExpired:
                 code = "timeout"
             print(f"== {case} {dtype}: exit {code}, {time.monotonic() - start:.0f}s elapsed", flush=True)
-            if json_path.exists():
+            if fresh_result(json_path, code, run_id):
                 done.append((case, dtype))
     print(write_markdown(args.out_dir, done).read_text())
     return 0 if len(done) == len(CASES) * len(DTYPES) else 1

@@ -26,7 +26,7 @@ from pt2kit.target.resolve import Target
 from conftest import case, check_one_line_error
 
 ROW_KEYS = {"mode", "batch_size", "build_s", "cold_start_s", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput",
-            "peak_mem_bytes", "artifact_bytes", "samples"}
+            "peak_mem_bytes", "artifact_bytes", "samples", "outputs_match"}
 FAST_MODES = "eager,compile,export,onnxruntime"
 
 
@@ -73,6 +73,7 @@ def check_consistent(doc: dict, modes: list[str], sizes: list[int]) -> None:
                 assert row["build_s"] > 0 and row["artifact_bytes"] > 0
             if mode == "eager":
                 assert row["build_s"] is None and row["artifact_bytes"] is None
+            assert row["outputs_match"] is (None if mode == "eager" else True), row  # every mode checked against eager
     assert len(doc["results"]) == len(modes) * len(sizes)
 
 
@@ -107,7 +108,7 @@ def test_table_lists_each_row_and_the_overhead(cli_bench, tmp_path):
     report = pt2kit.bench(case("linear_relu") + ":model", modes="eager,export", warmup=0, iters=3)
     text = str(report)
     lines = text.splitlines()
-    assert lines[1].split()[:3] == ["mode", "batch", "build"]
+    assert lines[1].split()[:4] == ["mode", "batch", "outputs", "build"]
     assert sum(line.startswith(("eager ", "export ")) for line in lines) == 2
     assert report.batch_sizes == (8,)  # the example's own batch when none is given
     assert report.outcomes[1].batch_build == "static"

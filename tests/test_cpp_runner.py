@@ -9,6 +9,7 @@ import torch
 
 import pt2kit
 from pt2kit import progress
+from conftest import case
 from pt2kit.cli import main
 from pt2kit.cpp import run_cpp_runner
 
@@ -55,3 +56,37 @@ def test_cpp_runner_json_names_the_executable(cli, cpp_runner):
     assert result.code == 0, result.err
     doc = json.loads(result.out)
     assert doc["executable"] == str(cpp_runner) and Path(doc["cmake_prefix_path"]).is_dir()
+
+
+@pytest.fixture(scope="module")
+def keyword_package(build_cache_dir, tmp_path_factory) -> Path:
+    """tests/cases/keyword_inputs.py (inputs `x`, `mask` by keyword, dynamic batch) compiled for CPU."""
+    folder = tmp_path_factory.mktemp("kwpkg")
+    target = pt2kit.load_target(f"{case('keyword_inputs')}:model")
+    progress.set_quiet(True)
+    try:
+        pt2kit.export_program(target, folder / "kw.pt2", dynamic=target.dynamic, check_specialization=False)
+        pt2kit.compile_package(folder / "kw.pt2", folder / "kw.aoti.pt2", device="cpu")
+    finally:
+        progress.set_quiet(False)
+    return folder / "kw.aoti.pt2"
+
+
+def test_cpp_runner_binds_named_inputs_by_the_recorded_order(cpp_runner, keyword_package, small_aoti_package, tmp_path):
+    model = pt2kit.load(keyword_package)
+    assert [leaf.name for leaf in model.manifest.inputs] == ["x", "mask"] and model.signature.keyword == ("x", "mask")
+    x, mask = torch.randn(3, 5, 6), (torch.rand(3, 5) > 0.5).float()
+    want = model(x=x, mask=mask)
+    # a dict in another order than the package's binds by name; a list is taken in the recorded order
+    for inputs in ({"mask": mask, "x": x}, [x, mask]):
+        got = run_cpp_runner(cpp_runner, keyword_package, inputs)
+        assert len(got) == 2
+        torch.testing.assert_close(got[0], want["y"], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(got[1], want["count"], rtol=1e-6, atol=1e-6)
+    with pytest.raises(pt2kit.ArtifactError, match="has no input `mask`; the package takes: x, mask"):
+        run_cpp_runner(cpp_runner, keyword_package, {"x": x})
+    with pytest.raises(pt2kit.ArtifactError, match="unknown input `bias`"):
+        run_cpp_runner(cpp_runner, keyword_package, {"x": x, "mask": mask, "bias": x})
+    # a positional program by its input's name (the manifest names it `input`)
+    (got,) = run_cpp_runner(cpp_runner, small_aoti_package, {"input": torch.ones(2, 16)})
+    torch.testing.assert_close(got, pt2kit.load(small_aoti_package)(torch.ones(2, 16)), rtol=1e-6, atol=1e-6)

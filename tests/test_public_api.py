@@ -12,13 +12,13 @@ PUBLIC = [
     "Artifact", "ArtifactError", "BenchMode", "BenchReport", "BenchRow", "Blocker", "BlockerKind",
     "BuildFailed", "CaptureMode", "CaseError", "CompileResult", "CppRunner", "Diagnosis", "DimEntry",
     "DimRange", "DimRelation", "DynamicSpec", "ExportFailed", "ExportResult", "FixFailed", "FixResult",
-    "InputMismatchError", "InputSpec", "InputSpecError", "Inspection", "LeafSpec", "Manifest", "Mismatch",
-    "MismatchKind", "OutputCheck", "Pt2kitError", "Refusal", "RefusalReason", "RepairReport", "RunResult",
+    "InputMismatchError", "InputSpec", "InputSpecError", "Inspection", "LeafSpec", "Manifest", "MigrateResult", "Mismatch",
+    "MismatchKind", "OutputCheck", "PartialResult", "Pt2kitError", "Refusal", "RefusalReason", "RepairReport", "RunResult",
     "ShapeInference", "ShapeRepair", "SurveyOptions", "SurveyReport", "Target", "TargetError",
-    "TensorFileError", "UsageError", "VerifyReport", "__version__", "bench", "build_cpp_runner",
-    "compile_package", "diagnose_model", "export_program", "find_non_pytree", "fix_model", "infer_dynamic",
-    "infer_shapes", "inspect_artifact", "load", "load_target", "parse_dynamic", "parse_input", "run_artifact",
-    "survey_models", "verify_outputs", "write_plot", "write_verified",
+    "TensorFileError", "TuneReport", "UsageError", "VerifyReport", "__version__", "apply_regions", "bench", "build_cpp_runner",
+    "compile_package", "compile_regions", "diagnose_model", "export_program", "find_non_pytree", "fix_model", "infer_dynamic",
+    "infer_shapes", "inspect_artifact", "load", "load_target", "migrate_model", "parse_dynamic", "parse_input", "register_types", "run_artifact",
+    "survey_models", "tune_model", "verify_outputs", "write_plot", "write_verified",
 ]
 
 

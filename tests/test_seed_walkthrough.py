@@ -51,11 +51,15 @@ def test_dynamic_batch_model_runs_at_several_batch_sizes(cli, tmp_path):
 
 def test_save_and_load_with_plain_torch(cli, tmp_path):
     out = tmp_path / "simple.pt2"
-    assert cli("export", f"{SEED}:make_simple", "-i", "x=float32[5]", "-o", out).code == 0
+    # an unnamed --input is positional, as the notebook's `export(SimpleModel(), (x,))`
+    assert cli("export", f"{SEED}:make_simple", "-i", "float32[5]", "-o", out).code == 0
     loaded = torch.export.load(out)
     x = torch.randn(5)
     assert torch.equal(loaded.module()(x), x + 10)
     assert "aten.add.Tensor" in str(loaded.graph)
+    # a named one is a keyword input, as `export(SimpleModel(), (), {"x": x})`
+    assert cli("export", f"{SEED}:make_simple", "-i", "x=float32[5]", "-o", out).code == 0
+    assert torch.equal(torch.export.load(out).module()(x=x), x + 10)
 
 
 def test_end_point_aotinductor_package_runs_without_python_source(cli, small_aoti_package, linear_program, tmp_path):

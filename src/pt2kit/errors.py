@@ -10,6 +10,7 @@ The CLI turns each into one line on stderr and the exit code below.
     │   ├── InputSpecError           a malformed `--input` or `--dynamic` spec
     │   ├── TensorFileError          a tensor file that cannot be read
     │   ├── ArtifactError            a `.pt2` that is missing, corrupt or not pt2kit's
+    │   ├── OutputPathError          an output path that is a folder, or in a folder that cannot be written
     │   └── InputMismatchError       a tensor of the wrong rank, dtype or size at run time
     ├── ExportFailed(RuntimeError)   (exit_code 1)  the model could not be captured
     │   └── FixFailed                `--fix` left a branch it cannot rewrite, or its rewrite did not match
@@ -47,6 +48,11 @@ class TensorFileError(UsageError):
 
 class ArtifactError(UsageError):
     """A `.pt2` file is missing, truncated, corrupt, or not loadable here."""
+
+
+class OutputPathError(UsageError):
+    """An output path (`-o`, `--out`, `--keep`, `--write-patch`, ...) names a folder, sits in a missing or
+    read-only folder, or the disk filled up while writing it."""
 
 
 class InputMismatchError(UsageError):

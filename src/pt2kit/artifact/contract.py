@@ -7,9 +7,8 @@ so a wrong input is a one-line error instead of a guard failure deep in torch.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
-import sympy
 import torch
 from torch.utils import _pytree as pytree
 
@@ -110,32 +109,35 @@ def _named(expr: str, dims: dict[str, DimRange]) -> str:
 
 
 def _check_derived(derived: list[tuple[LeafSpec, int, str, int]], dims: dict[str, DimRange], bindings: dict[str, tuple[int, str]]) -> None:
-    """Check derived dims; a linear one with a single unknown root binds that root (solved from the size)."""
+    """Check derived dims; a linear one with a single unknown root binds that root (solved from the size).
+
+    `A*s0 + B` (what torch writes for derived dims) is read without sympy; sympy is imported only
+    for any other expression, so loading and calling most artifacts never pays for importing it.
+    """
     pending = list(derived)
     while pending:
         progressed, rest = False, []
         for spec, d, expr, got in pending:
-            try:
-                e = sympy.sympify(expr)
-            except (sympy.SympifyError, TypeError):
+            linear = parse_linear(expr)
+            poly = linear or _sympy_linear(expr, bindings)
+            if poly is None:
                 continue
-            unknown = [s for s in e.free_symbols if str(s) not in bindings]
+            symbols, scale, offset, value = poly
+            unknown = [s for s in symbols if s not in bindings]
             named = _named(expr, dims)
             if not unknown:
-                expected = e.subs({sympy.Symbol(k): v for k, (v, _) in bindings.items()})
-                if expected.is_number and int(expected) != got:
-                    known = ", ".join(f"`{dims[str(s)].name if str(s) in dims else s}` = {bindings[str(s)][0]} from {bindings[str(s)][1]}"
-                                      for s in e.free_symbols)
+                expected = value({k: v for k, (v, _) in bindings.items()})
+                if expected is not None and expected != got:
+                    known = ", ".join(f"`{dims[s].name if s in dims else s}` = {bindings[s][0]} from {bindings[s][1]}" for s in symbols)
                     raise InputMismatchError(
-                        f"input `{spec.name}` dim {d} has size {got}, but the artifact needs {named} = {int(expected)} here ({known})"
+                        f"input `{spec.name}` dim {d} has size {got}, but the artifact needs {named} = {expected} here ({known})"
                     )
                 progressed = True
-            elif len(unknown) == 1 and str(unknown[0]) in dims and sympy.degree(e, unknown[0]) == 1:
-                root = dims[str(unknown[0])]
-                scale, offset = (int(c) for c in sympy.Poly(e, unknown[0]).all_coeffs())
-                value, remainder = divmod(got - offset, scale)
+            elif len(unknown) == 1 and unknown[0] in dims and scale:
+                root = dims[unknown[0]]
+                root_value, remainder = divmod(got - offset, scale)
                 high = "inf" if root.max is None else root.max
-                if remainder or not (root.min <= value and (root.max is None or value <= root.max)):
+                if remainder or not (root.min <= root_value and (root.max is None or root_value <= root.max)):
                     lowest = scale * root.min + offset
                     highest = "inf" if root.max is None else scale * root.max + offset
                     step = f" in steps of {scale}" if scale != 1 else ""
@@ -143,7 +145,7 @@ def _check_derived(derived: list[tuple[LeafSpec, int, str, int]], dims: dict[str
                         f"input `{spec.name}` dim {d} has size {got}, but it must be {named} with `{root.name}` in [{root.min}, {high}], "
                         f"i.e. a size from {lowest} to {highest}{step}"
                     )
-                bindings[root.symbol] = (value, f"input `{spec.name}` dim {d} (= {named})")
+                bindings[root.symbol] = (root_value, f"input `{spec.name}` dim {d} (= {named})")
                 progressed = True
             else:
                 rest.append((spec, d, expr, got))
@@ -152,6 +154,71 @@ def _check_derived(derived: list[tuple[LeafSpec, int, str, int]], dims: dict[str
         pending = rest
 
 
+_LINEAR = re.compile(r"^\s*(?:(\d+)\s*\*\s*)?([A-Za-z_]\w*)(?:\s*\*\s*(\d+))?\s*(?:([+-])\s*(\d+))?\s*$")
+
+
+class _Solved(NamedTuple):
+    """A derived dim's expression: its symbols, `scale*root + offset` in the one unknown root (scale 0: not
+    linear in one unknown), and its value once every symbol is known (None if it is not a number)."""
+
+    symbols: tuple[str, ...]
+    scale: int
+    offset: int
+    value: Callable[[dict[str, int]], int | None]
+
+
+def parse_linear(expr: str) -> _Solved | None:
+    """`8*s0 - 4`, `s0 + 1`, `2*s0`, `s0` -> ((symbol,), scale, offset, evaluate); None for anything else."""
+    match = _LINEAR.match(expr)
+    if not match:
+        return None
+    left, symbol, right, sign, number = match.groups()
+    scale = int(left or 1) * int(right or 1)
+    offset = (int(number) if sign == "+" else -int(number)) if number else 0
+    return _Solved((symbol,), scale, offset, lambda known: scale * known[symbol] + offset if symbol in known else None)
+
+
+def _sympy_linear(expr: str, bindings: dict[str, tuple[int, str]]) -> _Solved | None:
+    """Any other expression, through sympy (imported only here)."""
+    import sympy
+
+    try:
+        e = sympy.sympify(expr)
+    except (sympy.SympifyError, TypeError):
+        return None
+    symbols = tuple(sorted(str(s) for s in e.free_symbols))
+    unknown = [s for s in e.free_symbols if str(s) not in bindings]
+    scale = offset = 0
+    if len(unknown) == 1 and sympy.degree(e, unknown[0]) == 1:
+        known = e.subs({sympy.Symbol(k): v for k, (v, _) in bindings.items()})
+        coeffs = sympy.Poly(known, unknown[0]).all_coeffs()
+        if all(c.is_number for c in coeffs):
+            scale, offset = (int(c) for c in coeffs)
+
+    def value(known: dict[str, int]) -> int | None:
+        result = e.subs({sympy.Symbol(k): v for k, v in known.items()})
+        return int(result) if result.is_number else None
+
+    return _Solved(symbols, scale, offset, value)
+
+
 def flatten_inputs(args: tuple, kwargs: dict) -> list[Any]:
     """The leaves of `(args, kwargs)` in the order the manifest lists inputs."""
     return pytree.tree_leaves((tuple(args), dict(kwargs)))
+
+
+def check_devices(leaves: list[Any], names: list[str], device: torch.device) -> None:
+    """Raise `InputMismatchError` for the first tensor input that is not on `device`.
+
+    An AOTInductor package reads its inputs' memory on the device it was built for: a CPU
+    tensor passed to a CUDA package crashes inside its C++ code rather than raising.
+    """
+    for name, value in zip(names, leaves):
+        if isinstance(value, torch.Tensor) and not _same_device(value.device, device):
+            raise InputMismatchError(
+                f"input `{name}` is on {value.device}, but the artifact runs on {device}; move it there first: `{name}.to('{device}')`"
+            )
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)

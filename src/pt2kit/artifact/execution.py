@@ -60,7 +60,8 @@ def named_outputs(outputs) -> dict[str, torch.Tensor]:
     return {"output" + pytree.keystr(path): value for path, value in flat if isinstance(value, torch.Tensor)}
 
 
-def run_artifact(path: str | os.PathLike, inputs: list[InputSpec], *, out: str | os.PathLike | None = None, seed: int = 0) -> RunResult:
+def run_artifact(path: str | os.PathLike, inputs: list[InputSpec], *, out: str | os.PathLike | None = None, seed: int = 0,
+                 cuda_graphs: bool | None = None) -> RunResult:
     """Load `path`, check and bind `inputs` by the manifest, run once, summarize the outputs (`pt2kit run`).
 
     Args:
@@ -68,6 +69,7 @@ def run_artifact(path: str | os.PathLike, inputs: list[InputSpec], *, out: str |
         inputs: parsed `--input` specs (`parse_input("x=float32[8,3,32,32]")`), bound by the manifest's names.
         out: also write every output leaf to this `.safetensors` file (atomically).
         seed: seed for random inputs.
+        cuda_graphs: passed to `pt2kit.load` (None: the manifest's load options).
 
     Returns:
         A `RunResult`: each output's dtype, shape and statistics, the run time, the file written.
@@ -81,7 +83,7 @@ def run_artifact(path: str | os.PathLike, inputs: list[InputSpec], *, out: str |
         >>> print(result)
     """
     with progress.stage("load"):
-        artifact = load(path)
+        artifact = load(path, cuda_graphs=cuda_graphs)
     positional, named = resolve_inputs(inputs, seed)
     start = time.perf_counter()
     with torch.no_grad():

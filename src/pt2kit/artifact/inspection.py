@@ -74,14 +74,24 @@ def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspect
             str(node.target) for node in ep.graph.nodes if node.op == "call_function"
         )
         ops = dict(counts.most_common())
-        params = ", ".join(manifest.describe(leaf) if leaf.kind == "tensor" else f"{leaf.name}={leaf.value!r}" for leaf in (manifest.inputs if manifest else ()))
-        signature = f"forward({params})" if manifest else str(ep.call_spec.in_spec).replace("\n", " ")
+        describe = lambda leaf: manifest.describe(leaf) if leaf.kind == "tensor" else f"{leaf.name}={leaf.value!r}"  # noqa: E731
+        signature = _signature(manifest, describe) if manifest else str(ep.call_spec.in_spec).replace("\n", " ")
         if manifest is None:
             manifest = _derived_manifest(ep)
         text = ep.graph_module.print_readable(print_output=False) if graph else None
     elif manifest is not None:
-        signature = "forward(" + ", ".join(leaf.name for leaf in manifest.inputs) + ")"
+        signature = _signature(manifest, lambda leaf: leaf.name)
     return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text)
+
+
+def _signature(manifest: Manifest, describe) -> str:
+    """`forward(x: float32[batch, 16], *, mask: ...)`: a `*` before the inputs the program takes by keyword."""
+    parts: list[str] = []
+    for leaf in manifest.inputs:
+        if leaf.keyword and "*" not in parts:
+            parts.append("*")
+        parts.append(describe(leaf))
+    return f"forward({', '.join(parts)})"
 
 
 def _derived_manifest(ep) -> Manifest:

@@ -6,6 +6,11 @@ about 5 s with an empty one) only to print a warning on a mismatch. pt2kit does 
 itself from the manifest (the ISA the package was built for, recorded at compile time)
 against the CPU's feature flags, which needs no compiler, and then opens the package
 with `torch._C._aoti.AOTIModelPackageLoader` directly.
+
+A CUDA package's `.so` can crash the process while it opens (a libstdc++ clash, seen on the GPU
+machine). `check_libstdcxx` decides that from ELF data and the dynamic linker
+(`pt2kit.artifact.libstdcxx`); only when that cannot decide is the package opened in a child
+process first (`probe_load`). CPU packages skip both: the load path stays a few milliseconds.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils import _pytree as pytree
@@ -27,7 +32,8 @@ from torch.utils import _pytree as pytree
 from pt2kit.errors import ArtifactError
 from pt2kit.artifact.manifest import Manifest
 
-SYSTEM_LIBSTDCXX = ("/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6", "/usr/lib/aarch64-linux-gnu/libstdc++.so.6")
+if TYPE_CHECKING:
+    from pt2kit.artifact.libstdcxx import LibstdcxxCheck
 
 # the ISA words Inductor writes in AOTI_CPU_ISA -> the torch.cpu probe for each (cpuinfo, no compiler)
 _ISA_PROBES = {
@@ -114,17 +120,17 @@ def _cpu_has(word: str) -> bool:
 
 def libstdcxx_hint() -> str:
     """The one-line fix for the libstdc++ clash that crashes CUDA packages on some machines."""
-    system = next((p for p in SYSTEM_LIBSTDCXX if os.path.exists(p)), SYSTEM_LIBSTDCXX[0])
+    from pt2kit.artifact.libstdcxx import SYSTEM_LIBSTDCXX, system_libstdcxx
+
+    system = system_libstdcxx() or SYSTEM_LIBSTDCXX[0]
     return f"run with `LD_PRELOAD={system}` in the environment (e.g. `LD_PRELOAD={system} pt2kit run ...`)"
 
 
 def loaded_libstdcxx() -> list[str]:
     """Distinct libstdc++ files mapped into this process (Linux; empty elsewhere)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            return sorted({os.path.realpath(line.split()[-1]) for line in maps if "libstdc++" in line and "/" in line})
-    except OSError:
-        return []
+    from pt2kit.artifact.libstdcxx import mapped_libstdcxx
+
+    return list(mapped_libstdcxx())
 
 
 def default_cache_dir() -> Path:
@@ -133,13 +139,15 @@ def default_cache_dir() -> Path:
         return Path(os.environ["PT2KIT_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "pt2kit"
+_PROBE_TIMEOUT_S = 600
 
 
 def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> None:
     """Open the package in a child process first; a crash there becomes an `ArtifactError` here.
 
-    Used for CUDA packages: on some machines the generated `.so` segfaults inside `std::regex`
-    unless the system libstdc++ is preloaded. The verdict is cached per package, interpreter
+    Used for CUDA packages when the ELF comparison (`check_libstdcxx`) cannot decide: on some
+    machines the generated `.so` segfaults inside `std::regex` unless the system libstdc++ is
+    preloaded. The verdict is cached per package, interpreter
     and `LD_PRELOAD`, so only the first load of a package pays for the child (a few seconds).
     """
     stat = path.stat()
@@ -149,7 +157,12 @@ def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> 
     if marker.exists():
         return
     code = ("import sys, torch; torch._C._aoti.AOTIModelPackageLoader(sys.argv[1], 'model', False, 1, int(sys.argv[2]))")
-    proc = subprocess.run([sys.executable, "-c", code, str(path), str(device_index)], capture_output=True, text=True, timeout=600)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(path), str(device_index)], capture_output=True, text=True,
+                              timeout=_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ArtifactError(f"opening `{path.name}` in a child process took over {_PROBE_TIMEOUT_S}s (a hung load); "
+                            "set PT2KIT_NO_PROBE=1 to load it without the probe") from None
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode).name
         libs = ", ".join(loaded_libstdcxx()) or "unknown"
@@ -164,11 +177,31 @@ def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> 
         pass
 
 
+def check_libstdcxx(path: Path, device_index: int) -> LibstdcxxCheck:
+    """Refuse a package whose `.so` clashes with this process's libstdc++, decided from ELF data.
+
+    Only when the ELF data cannot decide (see `pt2kit.artifact.libstdcxx`) is the package opened
+    in a child process first (`probe_load`, seconds instead of milliseconds).
+
+    Raises:
+        ArtifactError: a clash, in one line with the `LD_PRELOAD` fix.
+    """
+    from pt2kit.artifact.libstdcxx import Verdict, check_package  # CUDA packages only: CPU loads skip ELF reading
+
+    check = check_package(path)
+    if check.verdict is Verdict.CLASH:
+        raise ArtifactError(f"`{path.name}` would crash this process: {check.reason}; a libstdc++ clash; {libstdcxx_hint()}")
+    if check.verdict is Verdict.UNDECIDED:
+        probe_load(path, device_index)
+    return check
+
+
 class AotiRunner:
     """A loaded package called through `boxed_run`, with its call spec parsed once (not per call)."""
 
-    def __init__(self, loader):
+    def __init__(self, loader, device: torch.device | None = None):
         self.loader = loader
+        self.device = device  # where the package reads its inputs
         in_spec, out_spec = loader.get_call_spec()
         self.in_spec = pytree.treespec_loads(in_spec)
         self.out_spec = pytree.treespec_loads(out_spec)
@@ -194,8 +227,10 @@ class AotiRunner:
         return self.run_flat(self.flatten(args, kwargs))
 
 
-def load_aoti(path: Path, manifest: Manifest | None, device_index: int = -1) -> AotiRunner:
+def load_aoti(path: Path, manifest: Manifest | None, device_index: int = -1, *, single_threaded: bool = False) -> AotiRunner:
     """Check compatibility, then open the package. See the module docstring for why not `aoti_load_package`.
+
+    `single_threaded` opens it with AOTInductor's `run_single_threaded` runner, the one a CUDA graph can capture.
 
     Raises:
         ArtifactError: the package does not fit this machine, or the loader rejects it.
@@ -203,10 +238,14 @@ def load_aoti(path: Path, manifest: Manifest | None, device_index: int = -1) -> 
     info = PackageInfo.read(path, manifest)
     check_compatible(path, info, device_index)
     if info.device == "cuda" and not os.environ.get("PT2KIT_NO_PROBE"):
-        probe_load(path, device_index)
+        check_libstdcxx(path, device_index)
     try:
-        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, device_index)
+        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", single_threaded, 1, device_index)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"cannot load AOTInductor package `{path}` ({first}); rebuild it with `pt2kit compile` on this machine") from None
-    return AotiRunner(loader)
+    if info.device == "cuda":
+        device = torch.device("cuda", device_index if device_index >= 0 else torch.cuda.current_device())
+    else:
+        device = torch.device("cpu")
+    return AotiRunner(loader, device)

@@ -36,6 +36,9 @@ class LeafSpec:
     # [low, high) the user gave for the input's values at export (`--input ids=int64[2,128]@0..30000`);
     # `pt2kit verify` draws random values from it. None: not given (never guessed).
     value_range: tuple[float, float] | None = None
+    # an input the program takes by keyword (`forward(**{name: ...})`), as the model was exported with
+    # `example_kwargs`; False for positional inputs and for outputs (pt2kit.artifact.calling)
+    keyword: bool = False
 
     def __post_init__(self):
         if self.value_range is not None:  # JSON gives a list
@@ -106,6 +109,11 @@ class Manifest:
     pytree_imports: tuple[str, ...] = ()
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    # what `pt2kit tune` chose (candidate name, config, p50_ms, max_abs_err, ...); empty when not tuned
+    tuned: dict[str, Any] = field(default_factory=dict)
+    # options `pt2kit.load` applies unless the caller overrides them: `cuda_graphs` (bool),
+    # `cuda_graph_batch` ({"dim": NAME, "sizes": [...]}: pad that dim to the next captured size)
+    load_options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -155,10 +163,11 @@ def _shape_of(value) -> tuple[int | str, ...]:
     return tuple(int(s) if isinstance(s, int) else str(s.node.expr) if hasattr(s, "node") else int(s) for s in value.shape)
 
 
-def _leaf_spec(name: str, value) -> LeafSpec:
+def _leaf_spec(name: str, value, keyword: bool = False) -> LeafSpec:
     if isinstance(value, torch.Tensor):
-        return LeafSpec(name, "tensor", dtype_name(value.dtype), _shape_of(value))
-    return LeafSpec(name, "constant", value=value if isinstance(value, (int, float, bool, str, type(None))) else repr(value))
+        return LeafSpec(name, "tensor", dtype_name(value.dtype), _shape_of(value), keyword=keyword)
+    return LeafSpec(name, "constant", value=value if isinstance(value, (int, float, bool, str, type(None))) else repr(value),
+                    keyword=keyword)
 
 
 def build_manifest(
@@ -188,7 +197,7 @@ def build_manifest(
     paths = [p for p, _ in pytree.tree_flatten_with_path((example_args, example_kwargs))[0]]
     for path, name_or_value, val in zip(paths, ep.graph_signature.user_inputs, user_inputs):
         name = leaf_name(path, parameters)
-        leaves.append(_leaf_spec(name, val if val is not None else name_or_value))
+        leaves.append(_leaf_spec(name, val if val is not None else name_or_value, keyword=path[0].idx == 1))
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
     out_vals = [a.meta.get("val") if isinstance(a, torch.fx.Node) else a for a in out_node.args[0]]
     out_vals = out_vals[len(out_vals) - len(ep.graph_signature.user_outputs):]
@@ -206,8 +215,9 @@ def build_manifest(
                 symbols, names = re.findall(r"[A-Za-z_]\w*", size), re.findall(r"[A-Za-z_]\w*", dim_names.get((leaf.name, d), ""))
                 if len(symbols) == 1 and len(names) == 1:
                     names_by_symbol.setdefault(symbols[0], names[0])
+    # unbacked symbols (values read from tensors, unbounded below) are no input's size: not dims
     ranges = {str(sym): (int(vr.lower), None if str(vr.upper) in ("oo", "int_oo") else int(vr.upper))
-              for sym, vr in ep.range_constraints.items()}
+              for sym, vr in ep.range_constraints.items() if str(vr.lower) not in ("-oo", "-int_oo")}
     dims = [DimRange(sym, names_by_symbol.get(sym, sym), *rng, tuple(used_by.get(sym, ())))
             for sym, rng in ranges.items() if sym.isidentifier()]
     relations = []

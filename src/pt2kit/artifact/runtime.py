@@ -3,19 +3,22 @@
 Works on both kinds of `.pt2`: an exported program (run through `ExportedProgram.module()`)
 and an AOTInductor package (checked against this machine first, then opened with
 `AOTIModelPackageLoader` directly: see `pt2kit.artifact.loader`). Neither needs the model's
-source code. Inputs are checked against the manifest before every call.
+source code. Inputs are checked against the manifest, and for the artifact's device, before
+every call. Nothing here imports sympy or Inductor (tests/test_load_runtime.py checks that).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.artifact.loader import AotiRunner, load_aoti
-from pt2kit.artifact.contract import bind_inputs, check_inputs
+from pt2kit.artifact.calling import CallSignature
+from pt2kit.artifact.contract import bind_inputs, check_devices, check_inputs
 from pt2kit.errors import ArtifactError
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, load_program, read_manifest
@@ -29,62 +32,82 @@ class Artifact:
         path: where it was loaded from.
         kind: `ArtifactKind.PROGRAM` or `ArtifactKind.AOTI`.
         manifest: the pt2kit manifest (None for a `.pt2` pt2kit did not write: no input checks).
+        device: where its tensor inputs must be (the package's device, or where a program's inputs
+            were traced); None when a program's inputs were traced on several devices.
     """
 
-    def __init__(self, path: Path, kind: ArtifactKind, manifest: Manifest | None, fn: Callable, program=None):
+    def __init__(self, path: Path, kind: ArtifactKind, manifest: Manifest | None, fn: Callable, program=None,
+                 device: torch.device | None = None):
         self.path = path
         self.kind = kind
         self.manifest = manifest
         self.program = program
+        self.device = device
         self._fn = fn
-        self._runner = fn if isinstance(fn, AotiRunner) else None
+        self._runner = fn if hasattr(fn, "run_flat") else None  # AotiRunner, or CudaGraphRunner around one
         self._in_spec = pytree.treespec_loads(manifest.in_spec) if manifest and manifest.in_spec else None
+        self.signature = CallSignature.of(manifest) if manifest is not None else None
+        self._names = [s.name for s in manifest.inputs] if manifest else []
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Check the inputs against the manifest, then run."""
-        if kwargs and self._in_spec is not None:
-            args, kwargs = self._positional_by_name(args, kwargs)
+        """Check the inputs against the manifest, then run. Inputs bind as the model's `forward` binds them
+        (by position or by name), whichever split between args and kwargs the program was exported with."""
+        if self.signature is not None:
+            args, kwargs = self.signature.bind(args, kwargs)
         if self._runner is not None:  # AOTInductor: flatten once, check, run on the leaves
             leaves = self._runner.flatten(args, kwargs)
-            if self.manifest is not None:
-                check_inputs(self.manifest, leaves)
+            self._check(leaves)
             return self._runner.run_flat(leaves)
-        if self.manifest is not None:
-            check_inputs(self.manifest, pytree.tree_leaves((tuple(args), dict(kwargs))))
+        if self.manifest is not None or self.device is not None:
+            self._check(pytree.tree_leaves((tuple(args), dict(kwargs))))
         return self._fn(*args, **kwargs)
 
-    def _positional_by_name(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        """Accept `model(x=t)` for a program exported as `model(t)`, as the eager model would."""
-        n_positional = self._in_spec.children_specs[0].num_children
-        names = self.manifest.parameters[:n_positional]
-        args = list(args)
-        for name in names[len(args):]:
-            if name not in kwargs:
-                break
-            args.append(kwargs.pop(name))
-        return tuple(args), kwargs
+    def _check(self, leaves: list[Any]) -> None:
+        if self.manifest is not None:
+            check_inputs(self.manifest, leaves)
+        if self.device is not None:
+            check_devices(leaves, self._names or [f"input {i}" for i in range(len(leaves))], self.device)
 
     def call_named(self, positional: list[Any], named: dict[str, Any]) -> Any:
-        """Run with inputs given by manifest name (as `pt2kit run --input NAME=...` does)."""
+        """Run with inputs given by manifest name (as `pt2kit run --input NAME=...` does).
+
+        Tensors are moved to the artifact's device first: inputs made on the command line
+        (or read from files) are CPU tensors, and a CUDA package must get them on its GPU.
+        """
+        positional, named = [self.to_device(v) for v in positional], {k: self.to_device(v) for k, v in named.items()}
         if self.manifest is None or self._in_spec is None:
             if named:
                 raise ArtifactError(f"`{self.path}` has no pt2kit manifest, so inputs cannot be bound by name; pass them positionally")
             return self._fn(*positional)
         leaves = bind_inputs(self.manifest, positional, named)
-        check_inputs(self.manifest, leaves)
+        self._check(leaves)
         args, kwargs = pytree.tree_unflatten(leaves, self._in_spec)
         return self._fn(*args, **kwargs)
 
+    def to_device(self, value: Any) -> Any:
+        """`value` on the artifact's device if it is a tensor (unchanged otherwise)."""
+        if self.device is not None and isinstance(value, torch.Tensor):
+            return value.to(self.device)
+        return value
+
     def __repr__(self) -> str:
-        return f"Artifact({str(self.path)!r}, kind={self.kind.value})"
+        device = f", device={self.device}" if self.device is not None else ""
+        return f"Artifact({str(self.path)!r}, kind={self.kind.value}{device})"
 
 
-def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
+def load(path: str | os.PathLike, *, device_index: int = -1, cuda_graphs: bool | None = None,
+         graph_batch_sizes: Sequence[int] | None = None, threads: int | None = None) -> Artifact:
     """Load a `.pt2` program or AOTInductor package for calling.
 
     Args:
         path: the artifact.
         device_index: CUDA device for an AOTInductor package built for CUDA.
+        cuda_graphs: capture and replay CUDA graphs (a CUDA package only; see `pt2kit.artifact.cuda_graphs`).
+            None: what the manifest's `load_options` say (`pt2kit tune` records its choice there), else off.
+        graph_batch_sizes: with `cuda_graphs`, capture the manifest's batch dim at these sizes only and pad
+            other sizes up (None: the manifest's `load_options["cuda_graph_batch"]`, else every shape as it comes).
+        threads: `torch.set_num_threads(threads)` at load, process-wide (None: the manifest's `load_options["threads"]`,
+            which `pt2kit tune --threads 1,2` records; 0: leave the thread count alone).
 
     Raises:
         ArtifactError: missing, corrupt, or not loadable on this machine.
@@ -95,6 +118,9 @@ def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
     """
     path = Path(path)
     kind = artifact_kind(path)
+    if kind is ArtifactKind.REGIONS:
+        raise ArtifactError(f"`{path}` is a region archive (`pt2kit compile --partial`): it holds parts of a model, not a whole one; "
+                            f"apply it to your model with `pt2kit.apply_regions(model, \"{path}\")`")
     manifest = read_manifest(path)
     if manifest is not None:  # types the program's inputs/outputs use (e.g. a transformers cache)
         restore_registrations(manifest.pytree_types, manifest.pytree_imports)
@@ -102,8 +128,41 @@ def load(path: str | os.PathLike, *, device_index: int = -1) -> Artifact:
         program = load_program(path)
         if manifest is not None and manifest.weights_sha256:
             _check_weights(path, program, manifest)
-        return Artifact(path, kind, manifest, program.module(), program)
-    return Artifact(path, kind, manifest, load_aoti(path, manifest, device_index))
+        return Artifact(path, kind, manifest, program.module(), program, _input_device(program))
+    options = (manifest.load_options if manifest is not None else None) or {}
+    threads = options.get("threads") if threads is None else threads
+    if threads:
+        torch.set_num_threads(int(threads))
+    graphs = bool(options.get("cuda_graphs", False)) if cuda_graphs is None else cuda_graphs
+    runner = load_aoti(path, manifest, device_index, single_threaded=graphs)
+    device = runner.device
+    if graphs:
+        runner = _with_cuda_graphs(path, runner, manifest, graph_batch_sizes, options.get("cuda_graph_batch"))
+    return Artifact(path, kind, manifest, runner, device=device)
+
+
+def _with_cuda_graphs(path: Path, runner: AotiRunner, manifest: Manifest | None, sizes, marked: dict | None):
+    from pt2kit.artifact.cuda_graphs import CudaGraphRunner, batch_buckets
+
+    device = str(((manifest.extra.get("aoti") if manifest else None) or {}).get("device", ""))
+    if device != "cuda":
+        raise ArtifactError(f"`{path.name}` is a {device or 'CPU'} package and CUDA graphs need a CUDA one; "
+                            "load it with `cuda_graphs=False`, or build it with `pt2kit compile ... --device cuda`")
+    batch = None
+    if manifest is not None and (sizes or marked):
+        dim = (marked or {}).get("dim") or next((d.name for d in manifest.dims if any(u.endswith(":0") for u in d.used_by)), None)
+        if dim is None:
+            raise ArtifactError(f"`{path.name}` has no dynamic batch dim to pad; load it without `graph_batch_sizes`")
+        batch = batch_buckets(manifest, dim, sizes or marked["sizes"])
+    return CudaGraphRunner(runner, manifest, batch=batch)
+
+
+def _input_device(program) -> torch.device | None:
+    """The one device the program's tensor inputs were traced on (None if several, or no tensor input)."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    devices = {node.meta["val"].device for node in program.graph.nodes
+               if node.op == "placeholder" and node.name in user_inputs and isinstance(node.meta.get("val"), torch.Tensor)}
+    return devices.pop() if len(devices) == 1 else None
 
 
 def _check_weights(path: Path, program, manifest: Manifest) -> None:

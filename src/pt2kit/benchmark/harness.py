@@ -24,11 +24,14 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit import progress
+from pt2kit.benchmark.agreement import agreement, tf32_allowed
 from pt2kit.benchmark.batching import BatchLayout, batch_layout, parse_batch_sizes
 from pt2kit.benchmark.modes import BuildContext, Built, ModeUnavailable, build
 from pt2kit.benchmark.report import BenchMode, BenchReport, BenchRow, Machine, ModeOutcome, ModeStatus
 from pt2kit.benchmark.timing import MemoryProbe, Timer, interleaved, percentile
+from pt2kit.artifact.package import check_output_folder
 from pt2kit.errors import UsageError
+from pt2kit.target.device import parse_device
 from pt2kit.target.inputs import DTYPES, InputSpec, dtype_name
 from pt2kit.target.resolve import Target, load_target
 
@@ -50,6 +53,8 @@ def bench(
     seed: int = 0,
     workdir: str | os.PathLike | None = None,
     threads: int | None = None,
+    artifact: str | os.PathLike | None = None,
+    cuda_graphs: bool = False,
 ) -> BenchReport:
     """Benchmark a model's modes side by side: build and cold-start times, latency percentiles,
     throughput, peak memory and artifact size per mode and batch size.
@@ -65,6 +70,8 @@ def bench(
         seed: seed for random inputs.
         workdir: keep the artifacts here (default: a temporary folder, removed afterwards).
         threads: CPU threads for torch (`torch.set_num_threads`) and onnxruntime (default: their own).
+        artifact: also time this existing package (mode `artifact`), loaded with its manifest's load options.
+        cuda_graphs: load the `aoti` package (and `artifact`) with CUDA graph replay (`--device cuda` only).
 
     Returns:
         A `BenchReport`; modes that could not be built are in `.outcomes` as skipped or failed.
@@ -78,11 +85,20 @@ def bench(
         >>> print(report); report.to_json()["modes"]["export"]["batches"]["8"]["p50_ms"]
     """
     chosen = parse_modes(modes)
+    if artifact is not None:
+        from pt2kit.artifact.package import artifact_kind
+
+        artifact_kind(artifact)  # a missing or corrupt file is one clear error before any build
+        chosen = tuple(dict.fromkeys(chosen + (BenchMode.ARTIFACT,)))
+    if cuda_graphs and not str(device).startswith("cuda"):
+        raise UsageError("`--cuda-graphs` replays CUDA graphs and needs `--device cuda`; leave it out on the CPU")
     sizes = parse_batch_sizes(batch_sizes if batch_sizes is None or isinstance(batch_sizes, str) else ",".join(map(str, batch_sizes)))
     if warmup < 0 or iters < 1:
         raise UsageError(f"`--warmup {warmup} --iters {iters}`: warm-up must be >= 0 and iters >= 1")
     device = _check_device(device)
     cast = _parse_dtype(dtype)
+    if workdir is not None:
+        check_output_folder(workdir, "--keep")
     if threads is not None:
         if threads < 1:
             raise UsageError(f"`--threads {threads}`: give at least 1 thread")
@@ -97,9 +113,9 @@ def bench(
         sizes = sizes or (layout.size or 1,)
         if workdir is not None:
             Path(workdir).mkdir(parents=True, exist_ok=True)
-            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(workdir), threads)
+            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(workdir), threads, (artifact, cuda_graphs))
         with tempfile.TemporaryDirectory(prefix="pt2kit-bench-") as tmp:
-            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(tmp), threads)
+            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(tmp), threads, (artifact, cuda_graphs))
 
 
 def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
@@ -114,6 +130,8 @@ def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
             mode = BenchMode(name)
         except ValueError:
             raise UsageError(f"unknown bench mode `{name}`; choose from: {valid} (e.g. `--modes eager,aoti`)") from None
+        if mode is BenchMode.ARTIFACT:
+            raise UsageError("mode `artifact` times an existing package: pass `--artifact PATH` instead of naming it in `--modes`")
         if mode is BenchMode.AOTI_RAW:
             mode = BenchMode.AOTI  # the raw package is timed whenever aoti is
         if mode not in chosen:
@@ -124,15 +142,10 @@ def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
 
 
 def _check_device(device: str) -> str:
-    if device == "cpu":
-        return device
+    device = parse_device(device)
     if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"`--device {device}`: this torch ({torch.__version__}) sees no CUDA GPU; use `--device cpu`")
-        index = int(device.partition(":")[2] or torch.cuda.current_device())
-        torch.cuda.set_device(index)
-        return f"cuda:{index}"
-    raise UsageError(f"`--device {device}` is not a device; use `cpu` or `cuda` (or `cuda:N`)")
+        torch.cuda.set_device(torch.device(device))
+    return device
 
 
 def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -158,7 +171,7 @@ def _prepare(target: Target, device: str, dtype: torch.dtype | None) -> Target:
 
 
 def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], sizes: tuple[int, ...],
-         device: str, warmup: int, iters: int, workdir: Path, threads: int | None) -> BenchReport:
+         device: str, warmup: int, iters: int, workdir: Path, threads: int | None, extra: tuple = (None, False)) -> BenchReport:
     inputs = {bs: layout.resize(target.args, target.kwargs, bs) for bs in sizes}
     notes: list[str] = []
     outcomes: dict[BenchMode, ModeOutcome] = {}
@@ -167,7 +180,7 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
     dynamic = layout.dynamic_spec(min(sizes), max(sizes)) if len(sizes) > 1 else None
     for mode in modes:
         with progress.stage(f"build {mode}"):
-            outcome, per_batch = _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads)
+            outcome, per_batch = _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads, extra)
         outcomes[mode] = outcome
         built.update({(mode, bs): b for bs, b in per_batch.items()})
         if mode is BenchMode.AOTI and per_batch:
@@ -198,6 +211,8 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
                         del built[key]
                     continue
                 cold[(mode, bs)] = (first, first) if b.build_on_first_call else (b.build_s, b.load_s + first)
+    with progress.stage("check every mode's outputs against eager"):
+        matches = _check_outputs(target, built, inputs, outcomes, device, notes)
 
     rows: list[BenchRow] = []
     empty_samples: list[float] = []
@@ -218,7 +233,7 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
             rows.append(BenchRow(
                 mode, bs, build_s, cold_s, p50, percentile(values, 90), percentile(values, 99), sum(values) / len(values),
                 bs * 1000.0 / p50 if p50 > 0 else float("inf"), memory.measure(calls[mode]),
-                built[(mode, bs)].artifact_bytes, len(values),
+                built[(mode, bs)].artifact_bytes, len(values), matches.get((mode, bs)),
             ))
     if device == "cpu":
         notes.append(f"CPU threads: torch {torch.get_num_threads()}" + (f", onnxruntime {threads}" if threads else ", onnxruntime its default"))
@@ -232,11 +247,40 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
     )
 
 
-def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads) -> tuple[ModeOutcome, dict[int, Built]]:
+def _check_outputs(target: Target, built: dict, inputs: dict, outcomes: dict, device: str,
+                   notes: list[str]) -> dict[tuple[BenchMode, int], bool]:
+    """Call every built mode once per batch size and compare with eager; a mode that disagrees becomes WRONG."""
+    compute, tf32 = _dtype_of(target), device != "cpu" and tf32_allowed(target.module)
+    matches: dict[tuple[BenchMode, int], bool] = {}
+    for bs in sorted({bs for _, bs in built}):
+        args, kwargs = inputs[bs]
+        try:
+            expected = target.module(*args, **kwargs)
+        except Exception as exc:
+            notes.append(f"outputs not checked at batch {bs}: the eager model raised {_first_line(exc)}")
+            continue
+        for mode in [m for m in outcomes if (m, bs) in built and m is not BenchMode.EAGER]:
+            try:
+                result = agreement(expected, _bind(built[(mode, bs)], inputs[bs])(), device=device, compute=compute, tf32=tf32)
+            except Exception as exc:
+                outcomes[mode] = ModeOutcome(mode, ModeStatus.FAILED, f"calling it at batch {bs} raised {_first_line(exc)}")
+                for key in [k for k in built if k[0] is mode]:
+                    del built[key]
+                continue
+            matches[(mode, bs)] = result.ok
+            if not result.ok and outcomes[mode].status is ModeStatus.OK:
+                outcomes[mode] = ModeOutcome(mode, ModeStatus.WRONG, f"at batch {bs}, {result}", outcomes[mode].batch_build)
+    return matches
+
+
+def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads, extra) -> tuple[ModeOutcome, dict[int, Built]]:
     """Build `mode` once for every batch size (static or dynamic), else once per batch size."""
+    artifact, cuda_graphs = extra
+
     def context(bs: int, spec: str | None, tag: str) -> BuildContext:
         args, kwargs = inputs[bs]
-        return BuildContext(target, args, kwargs, spec, device, workdir, tag, threads, programs)
+        return BuildContext(target, args, kwargs, spec, device, workdir, tag, threads, programs, cuda_graphs,
+                            Path(artifact) if artifact is not None else None)
 
     shared = mode not in _ARTIFACT_MODES or len(sizes) == 1 or dynamic is not None
     how = "static" if len(sizes) == 1 else ("dynamic" if mode in _ARTIFACT_MODES else "")
@@ -260,6 +304,8 @@ def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs,
 
 def _bind(b: Built, batch_inputs: tuple[tuple, dict]) -> Callable[[], Any]:
     fn, (args, kwargs) = b.fn, batch_inputs
+    if b.prepare is not None:
+        args, kwargs = b.prepare(args, kwargs)
     return lambda: fn(args, kwargs)
 
 

@@ -44,6 +44,7 @@ class Built:
     artifact_bytes: int | None
     build_on_first_call: bool = False
     raw: "Built | Exception | None" = None  # aoti: the package loaded by torch alone (or why that failed)
+    prepare: Callable[[tuple, dict], tuple[tuple, dict]] | None = None  # inputs -> what fn takes, once per batch size
 
 
 @dataclass
@@ -59,6 +60,8 @@ class BuildContext:
     tag: str  # distinguishes artifacts of several builds (one per batch size)
     threads: int | None = None  # CPU threads for onnxruntime (torch's are set by the harness)
     programs: dict[str, Any] = field(default_factory=dict)  # tag -> (.pt2, export seconds) or the export's error
+    cuda_graphs: bool = False  # aoti: load the package with CUDA graph replay
+    artifact: Path | None = None  # artifact: the existing package to time
 
 
 def build(mode: BenchMode, ctx: BuildContext) -> Built:
@@ -75,6 +78,8 @@ def build(mode: BenchMode, ctx: BuildContext) -> Built:
         return _build_aoti(ctx)
     if mode is BenchMode.ONNXRUNTIME:
         return _build_onnxruntime(ctx)
+    if mode is BenchMode.ARTIFACT:
+        return _build_artifact(ctx)
     raise ValueError(f"no builder for mode {mode}")
 
 
@@ -116,10 +121,30 @@ def _build_aoti(ctx: BuildContext) -> Built:
     build_s = export_s + time.perf_counter() - start
     index = int(ctx.device.partition(":")[2]) if ctx.device.startswith("cuda:") else -1
     start = time.perf_counter()
-    artifact = load(package, device_index=index)
+    artifact = load(package, device_index=index, cuda_graphs=ctx.cuda_graphs)
     load_s = time.perf_counter() - start
     size = package.stat().st_size
     return Built(lambda a, k: artifact(*a, **k), build_s, load_s, size, raw=_load_raw(package, index, build_s, size))
+
+
+def _build_artifact(ctx: BuildContext) -> Built:
+    """An existing package or program, loaded with its manifest's load options; inputs cast to the dtypes it takes."""
+    from pt2kit.artifact.runtime import load
+
+    index = int(ctx.device.partition(":")[2]) if ctx.device.startswith("cuda:") else -1
+    start = time.perf_counter()
+    artifact = load(ctx.artifact, device_index=index, cuda_graphs=True if ctx.cuda_graphs else None)
+    load_s = time.perf_counter() - start
+    wanted = [leaf.dtype for leaf in artifact.manifest.inputs] if artifact.manifest else []
+
+    def prepare(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        leaves, spec = pytree.tree_flatten((tuple(args), dict(kwargs)))
+        cast = [getattr(torch, d) if isinstance(x, torch.Tensor) and x.is_floating_point() and d and hasattr(torch, d) else None
+                for x, d in zip(leaves, wanted + [None] * len(leaves))]
+        leaves = [x.to(c) if c is not None else x for x, c in zip(leaves, cast)]
+        return pytree.tree_unflatten(leaves, spec)
+
+    return Built(lambda a, k: artifact(*a, **k), None, load_s, ctx.artifact.stat().st_size, prepare=prepare)
 
 
 def _load_raw(package: Path, device_index: int, build_s: float, size: int) -> Built | Exception:
@@ -156,11 +181,13 @@ def _build_onnxruntime(ctx: BuildContext) -> Built:
     flat = FlatTensorInputs(ctx.target.module, ctx.args, ctx.kwargs, ctx.target.parameter_names)
     start = time.perf_counter()
     exporter = _onnx_export(flat, ctx, path)
+    build_s = time.perf_counter() - start
     options = ort.SessionOptions()
     if ctx.threads:
         options.intra_op_num_threads = ctx.threads
+    start = time.perf_counter()
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    build_s = time.perf_counter() - start
+    load_s = time.perf_counter() - start
     wanted = [i.name for i in session.get_inputs()]
     index = {name: i for i, name in enumerate(flat.names)}
     if any(n not in index for n in wanted):
@@ -170,8 +197,26 @@ def _build_onnxruntime(ctx: BuildContext) -> Built:
         tensors = flat.tensors(args, kwargs)
         return session.run(None, {n: tensors[index[n]].numpy() for n in wanted})
 
-    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-    return Built(run, build_s, 0.0, size)
+    return Built(run, build_s, load_s, onnx_bytes(path))
+
+
+def onnx_bytes(path: Path) -> int:
+    """Size of an ONNX model: the `.onnx` file plus the external-data files it names, and nothing else in its
+    folder (a `--keep` folder may hold files of earlier runs)."""
+    files = {path}
+    try:
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+
+        model = onnx.load(str(path), load_external_data=False)
+        for tensor in model.graph.initializer:
+            if uses_external_data(tensor):
+                where = next((e.value for e in tensor.external_data if e.key == "location"), None)
+                if where:
+                    files.add(path.parent / where)
+    except ImportError:  # no onnx package: count the model file alone
+        pass
+    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 class FlatTensorInputs(torch.nn.Module):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pt2kit.benchmark.report import BenchMode, BenchReport
 from pt2kit.errors import UsageError
-from pt2kit.artifact.package import atomic_path
+from pt2kit.artifact.package import atomic_path, check_output_path
 
 
 def check_plot_path(path: str | os.PathLike) -> Path:
@@ -25,7 +25,7 @@ def check_plot_path(path: str | os.PathLike) -> Path:
         raise UsageError(f"`--plot {path}`: the chart is a PNG; give a path ending in `.png`")
     if importlib.util.find_spec("matplotlib") is None:
         raise UsageError("`--plot` needs matplotlib: `pip install matplotlib` (or `pip install 'pt2kit[bench]'`)")
-    return path
+    return check_output_path(path, "--plot")
 
 
 def write_plot(report: BenchReport, path: str | os.PathLike) -> Path:

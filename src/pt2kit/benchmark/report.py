@@ -4,10 +4,11 @@ Every figure's meaning is stated here once, because a number without its definit
 is not a benchmark:
 
 - `build_s`: seconds to make the artifact from the model: export (`export`), export plus
-  AOTInductor compile (`aoti`), ONNX export plus session creation (`onnxruntime`), the first
-  call at this batch size (`compile`: Dynamo and Inductor work on the first call). None for eager.
-- `cold_start_s`: load plus the first call at this batch size (for `compile`: the first call,
-  which is the compile).
+  AOTInductor compile (`aoti`), ONNX export (`onnxruntime`), the first call at this batch size
+  (`compile`: Dynamo and Inductor work on the first call). None for eager.
+- `cold_start_s`: load plus the first call at this batch size: `pt2kit.load` (`export`, `aoti`),
+  `aoti_load_package` (`aoti-raw`), creating the `InferenceSession` (`onnxruntime`); for `compile`
+  the first call, which is the compile.
 - `p50_ms`, `p90_ms`, `p99_ms`: steady-state latency of one call after warm-up, percentiles with
   linear interpolation. On CUDA, timed with CUDA events around the call, the GPU synchronized
   before and after each call. The harness overhead (`overhead_ms`) is not subtracted.
@@ -18,6 +19,8 @@ is not a benchmark:
   `/proc/self/clear_refs`) minus its resident set before the call; pages the allocator reuses
   are not new, so this is a lower bound. None where it cannot be measured.
 - `artifact_bytes`: size on disk of what the mode built (`.pt2`, package, `.onnx` with its data).
+- `outputs_match`: the mode's outputs at this batch size agree with eager's within `pt2kit verify`'s default
+  tolerances (checked once, before timing; `benchmark/agreement.py`). A mode that disagrees is `wrong`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class BenchMode(str, Enum):
     AOTI = "aoti"
     AOTI_RAW = "aoti-raw"
     ONNXRUNTIME = "onnxruntime"
+    ARTIFACT = "artifact"  # an existing package (`--artifact PATH`, e.g. what `pt2kit tune` wrote)
 
     def __str__(self) -> str:
         return self.value
@@ -46,6 +50,7 @@ class ModeStatus(str, Enum):
     OK = "ok"
     SKIPPED = "skipped"  # not available here (a missing package, a provider); not an error
     FAILED = "failed"  # the build or a call raised
+    WRONG = "wrong"  # it ran, but its outputs disagree with eager's: its timings are not a result
 
     def __str__(self) -> str:
         return self.value
@@ -67,6 +72,7 @@ class BenchRow:
     peak_mem_bytes: int | None
     artifact_bytes: int | None
     samples: int
+    outputs_match: bool | None = None  # None: eager itself (the reference), or not checked
 
     def to_json(self) -> dict:
         return {
@@ -75,6 +81,7 @@ class BenchRow:
             "p50_ms": _round(self.p50_ms, 6), "p90_ms": _round(self.p90_ms, 6), "p99_ms": _round(self.p99_ms, 6),
             "mean_ms": _round(self.mean_ms, 6), "throughput": _round(self.throughput, 2),
             "peak_mem_bytes": self.peak_mem_bytes, "artifact_bytes": self.artifact_bytes, "samples": self.samples,
+            "outputs_match": self.outputs_match,
         }
 
 
@@ -139,8 +146,8 @@ class BenchReport:
 
     @property
     def ok(self) -> bool:
-        """No requested mode failed (skipped ones do not count)."""
-        return not any(o.status is ModeStatus.FAILED for o in self.outcomes)
+        """No requested mode failed or computed wrong outputs (skipped ones do not count)."""
+        return not any(o.status in (ModeStatus.FAILED, ModeStatus.WRONG) for o in self.outcomes)
 
     def row(self, mode: BenchMode | str, batch_size: int) -> BenchRow | None:
         """The row for `mode` at `batch_size`, or None if it did not run."""
@@ -167,16 +174,17 @@ class BenchReport:
         }
 
     def __str__(self) -> str:
-        headers = ["mode", "batch", "build s", "cold s", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak mem", "artifact"]
+        headers = ["mode", "batch", "outputs", "build s", "cold s", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak mem", "artifact"]
         body = [
-            [r.mode.value, str(r.batch_size), _fmt(r.build_s, ".2f"), _fmt(r.cold_start_s, ".3f"),
+            [r.mode.value, str(r.batch_size), {True: "match", False: "WRONG", None: "-"}[r.outputs_match],
+             _fmt(r.build_s, ".2f"), _fmt(r.cold_start_s, ".3f"),
              f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}", f"{r.throughput:,.0f}",
              _size(r.peak_mem_bytes), _size(r.artifact_bytes)]
             for r in sorted(self.rows, key=lambda r: (r.batch_size, list(BenchMode).index(r.mode)))
         ]
         lines = [f"bench {self.target} on {self.device} ({self.dtype}): {self.iters} timed calls per mode and batch "
                  f"after {self.warmup} warm-up, interleaved"]
-        lines.append(render_table(headers, body, right=range(2, len(headers))))
+        lines.append(render_table(headers, body, right=range(3, len(headers))))
         lines.append(f"harness overhead (an empty call through the same timing loop): {self.overhead_ms * 1000:.1f} us")
         for o in self.outcomes:
             if o.status is not ModeStatus.OK:

@@ -66,11 +66,48 @@ class _GuardRecorder(logging.Handler):
 _SIZE_SOURCE = re.compile(r"L\['(\w+)'\]((?:\[\d+\]|\['\w+'\])*)\.size\(\)\[(\d+)\]")
 
 
+@dataclass(frozen=True)
+class SpecializationCheck:
+    """The outcome of the re-trace: the decisions found, or why the check could not run.
+
+    Attributes:
+        found: the size decisions export baked in (empty when none, or when the check did not run).
+        not_run: None when the re-trace ran; else the reason it could not (its exception, first line).
+    """
+
+    found: tuple[Specialization, ...] = ()
+    not_run: str | None = None
+
+    @property
+    def ran(self) -> bool:
+        return self.not_run is None
+
+    def __str__(self) -> str:
+        if self.not_run is not None:
+            return f"shape-specialization check not run: {self.not_run}"
+        return f"shape-specialization check: {len(self.found)} size decision(s) baked in"
+
+    def to_json(self) -> dict:
+        return {"ran": self.ran, "not_run": self.not_run, "found": [s.to_json() for s in self.found]}
+
+
 def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, param_names: list[str]) -> list[Specialization]:
     """Re-trace with every dim dynamic and return the user-code decisions that depended on sizes.
 
-    Best effort: returns [] when the re-trace itself fails (the real export already succeeded).
+    Best effort: returns [] when the re-trace itself fails (the real export already succeeded); use
+    `check_specializations` to learn whether it ran.
     """
+    return list(check_specializations(module, args, kwargs, param_names).found)
+
+
+def check_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, param_names: list[str]) -> SpecializationCheck:
+    """Re-trace with every dim dynamic; return the user-code decisions that depended on sizes, or, when the
+    re-trace itself fails, a check that says it did not run and why (never an empty "nothing found")."""
+    from torch.utils import _pytree as pytree
+
+    # torch marks the tensors it exports with Dim.AUTO as dynamic (`_dynamo_weak_dynamic_indices`), and a later
+    # export of the same tensors would trace them dynamic too: re-trace on fresh aliases, never on the caller's
+    args, kwargs = pytree.tree_map_only(torch.Tensor, lambda t: t.detach(), (tuple(args), dict(kwargs)))
     bound = dict(zip(param_names, args))
     bound.update(kwargs)
     dynamic_shapes = {name: auto_dynamic_shapes(v) for name, v in bound.items()}
@@ -87,8 +124,9 @@ def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, par
                     ep = torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
             finally:
                 logger.handlers, logger.propagate = saved
-    except Exception:
-        return []
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        return SpecializationCheck(not_run=f"the re-trace with every dim dynamic raised {type(exc).__name__}: {text[:200]}".rstrip(": "))
     sources = {**recorder.created, **_symbol_sources(ep, param_names)}
     found: dict[tuple, Specialization] = {}
     for expr, sloc in recorder.guards:
@@ -101,7 +139,7 @@ def find_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, par
         condition = _python_condition(re.sub(r"\bs\d+\b", lambda m: sources[m.group()][0], expr))
         sizes = {sources[s][0]: sources[s][1] for s in dict.fromkeys(symbols)}
         found.setdefault((location.file, location.line), Specialization(condition, location, sizes))
-    return list(found.values())
+    return SpecializationCheck(tuple(found.values()))
 
 
 def _python_condition(expr: str) -> str:
@@ -141,4 +179,4 @@ def _user_location(sloc) -> SourceLocation | None:
     return None
 
 
-__all__ = ["Specialization", "find_specializations"]
+__all__ = ["Specialization", "SpecializationCheck", "check_specializations", "find_specializations"]

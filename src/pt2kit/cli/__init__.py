@@ -24,17 +24,26 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("verify", "pt2kit.cli.verify_cmd", "compare an artifact's outputs with the eager model's, across the dynamic range"),
     ("inspect", "pt2kit.cli.inspect_cmd", "describe a .pt2: inputs, outputs, dynamic dims, weights, operators"),
     ("run", "pt2kit.cli.run_cmd", "run a .pt2 on inputs, without the model's source code"),
+    ("tune", "pt2kit.cli.tune_cmd", "build candidate configs, keep those within a tolerance of float32 eager, write the fastest"),
     ("bench", "pt2kit.cli.bench_cmd", "benchmark eager, torch.compile, export, AOTInductor and ONNX Runtime side by side"),
     ("cpp-runner", "pt2kit.cli.cpp_runner_cmd", "write and build a C++ program that runs an AOTInductor package without Python"),
+    ("migrate", "pt2kit.cli.migrate_cmd", "convert a TorchScript archive (.pt) to a verified .pt2 program, with blockers at the source line"),
     ("serve", "pt2kit.cli.serve_cmd", "serve artifacts over HTTP: Open Inference Protocol v2, dynamic batching, Prometheus metrics"),
     ("survey", "pt2kit.cli.survey_cmd", "export, verify and compile many models; print a coverage table with each blocker"),
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit 2), like every other pt2kit error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {' '.join(message.split())}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pt2kit import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pt2kit",
         description="Ahead-of-time deployment of PyTorch models: export, diagnose, fix, compile, verify, benchmark.",
         epilog="Exit codes: 0 success, 1 the model could not be exported or a check failed, 2 bad usage or input.",
@@ -74,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # pt2kit never exits from inside a command: the model's own code called sys.exit
+        if os.environ.get("PT2KIT_DEBUG"):
+            raise
+        print(f"error: the model's code called `sys.exit({exc.code!r})` while pt2kit ran it; remove that call from the model "
+              "(set PT2KIT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug in pt2kit or torch: one line, the traceback only on request
         if os.environ.get("PT2KIT_DEBUG"):
             raise

@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed calls per mode and batch size (default 10)")
     p.add_argument("--iters", type=int, default=50, metavar="N", help="timed calls per mode and batch size (default 50)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch and onnxruntime (default: their own)")
+    p.add_argument("--artifact", metavar="PATH", help="also time this existing package (e.g. from `pt2kit tune`) as mode `artifact`")
+    p.add_argument("--cuda-graphs", action="store_true", help="load the aoti package (and --artifact) with CUDA graph replay")
     p.add_argument("--keep", metavar="DIR", help="keep the built artifacts in DIR (default: a temporary folder)")
     p.add_argument("--plot", metavar="FILE.png", help="also write a PNG chart (needs matplotlib)")
     add_json_argument(p)
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     report = bench(
         args.target, inputs=parsed_inputs(args), device=args.device, modes=args.modes, batch_sizes=args.batch_sizes,
         dtype=args.dtype, warmup=args.warmup, iters=args.iters, seed=args.seed, workdir=args.keep,
-        threads=args.threads,
+        threads=args.threads, artifact=args.artifact, cuda_graphs=args.cuda_graphs,
     )
     if args.plot:
         write_plot(report, args.plot)

@@ -12,6 +12,43 @@ INPUT_HELP = (
 )
 
 
+def count(minimum: int):
+    """An argparse type: an integer of at least `minimum` (`--samples`, `-j`), checked before any work."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"`{text}` is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"`{text}` is below {minimum}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def tolerance(text: str) -> float:
+    """An argparse type: a finite number >= 0 (`--atol`, `--rtol`)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a finite number >= 0")
+    return value
+
+
+def check_output(path: str | None, flag: str) -> None:
+    """Fail before any work when an output file cannot be written (a folder, a missing or read-only folder)."""
+    if path is not None:
+        from pt2kit.artifact.package import check_output_path
+
+        check_output_path(path, flag)
+
+
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", "-i", action="append", default=[], metavar="SPEC", help=INPUT_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, parsed_inputs
+from pt2kit.cli.common import add_input_arguments, add_json_argument, check_output, emit, parsed_inputs
+from pt2kit.cli.compile_partial import add_partial_arguments, run_partial
 from pt2kit.cli.verify_cmd import add_verify_options, run_verified
 
 
@@ -21,17 +22,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify", action="store_true",
                    help="compare the package with TARGET's eager model (or with the .pt2 program); on failure OUT is not written")
     add_verify_options(p)
+    add_partial_arguments(p)
     add_json_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.partial:
+        return run_partial(args)
     from pt2kit.compile import compile_package
 
+    check_output(args.output, "-o")
+    inputs = parsed_inputs(args)  # malformed inputs fail before any work, even where a .pt2 does not use them
     source = args.source
     if ":" in source and not source.endswith(".pt2"):
         from pt2kit.target.resolve import load_target
 
-        source = load_target(source, parsed_inputs(args), seed=args.seed)
+        source = load_target(source, inputs, seed=args.seed)
         source.dynamic = args.dynamic or source.dynamic
 
     def build(output):
@@ -42,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
         from pt2kit.verify.outputs import program_target
 
         reference = program_target(source) if isinstance(source, str) else source
-        return run_verified(args, build, reference, parsed_inputs(args))
+        return run_verified(args, build, reference, inputs)
     emit(build(args.output), args.json)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, emit_failure, parsed_inputs
+from pt2kit.cli.common import add_input_arguments, add_json_argument, check_output, emit, emit_failure, parsed_inputs
 from pt2kit.cli.verify_cmd import add_verify_options, run_verified
 
 
@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from pt2kit.export.program import export_program
     from pt2kit.target.resolve import load_target
 
+    check_output(args.output, "-o")
+    check_output(args.write_patch, "--write-patch")
     inputs = parsed_inputs(args)
     samples = None
     if args.sample:  # the model's own example_args are not needed: the samples are the examples
@@ -51,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sample:
         samples = load_samples(target.module, args.sample, seed=args.seed)
 
+    exported = []
+
     def export(output):
         result = export_program(
             target, output, mode=args.mode, dynamic=args.dynamic,
@@ -59,20 +63,21 @@ def run(args: argparse.Namespace) -> int:
             repair=not args.no_repair, samples=samples,
             fix=args.fix or args.show_diff or bool(args.write_patch),
         )
-        if result.fix is not None:  # the rewrite, shown or saved only once it exported and matched
-            from pt2kit.rewrite.fix import write_patch
-
-            if args.write_patch:
-                write_patch(result.fix, args.write_patch)
-            if args.show_diff and not args.json:
-                print(result.fix.diff or "# --fix changed nothing: the model exports as written", end="" if result.fix.diff else "\n")
+        exported.append(result)
         return result
 
     try:
         if not args.verify:
-            emit(export(args.output), args.json)
+            result = export(args.output)
+            _show_fix(result.fix, args)
+            emit(result, args.json)
             return 0
-        return run_verified(args, export, target, inputs)
+        code = run_verified(args, export, target, inputs)
+        if code == 0:  # the rewrite is shown and saved only once the program it made was verified
+            _show_fix(exported[-1].fix, args)
+        elif args.write_patch:
+            print(f"note: `{args.write_patch}` was not written: the program failed verification", file=sys.stderr)
+        return code
     except ExportFailed as exc:
         fix = getattr(exc, "fix", None)
         # a refused --fix already says what blocks it and what to do by hand; otherwise diagnose
@@ -85,6 +90,18 @@ def run(args: argparse.Namespace) -> int:
             print(diagnosis)
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _show_fix(fix, args) -> None:
+    """Write and print the `--fix` rewrite (only called once the program exported, and passed `--verify` if asked)."""
+    if fix is None:
+        return
+    from pt2kit.rewrite.fix import write_patch
+
+    if args.write_patch:
+        write_patch(fix, args.write_patch)
+    if args.show_diff and not args.json:
+        print(fix.diff or "# --fix changed nothing: the model exports as written", end="" if fix.diff else "\n")
 
 
 def _diagnose_quietly(target, args):

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, parsed_inputs
+from pt2kit.cli.common import add_input_arguments, add_json_argument, count, emit, parsed_inputs, tolerance
 
 
 def add_verify_options(p: argparse.ArgumentParser) -> None:
     """`--samples`, `--atol`, `--rtol`, `--max-size`: shared by `verify` and `--verify` on export and compile."""
-    p.add_argument("--samples", type=int, default=8, metavar="N",
+    p.add_argument("--samples", type=count(0), default=8, metavar="N",
                    help="random inputs besides the example; the first two are at every dynamic dim's min and max (default 8)")
-    p.add_argument("--atol", type=float, help="absolute tolerance for every numeric output (default: by dtype and device, docs/verify.md)")
-    p.add_argument("--rtol", type=float, help="relative tolerance for every numeric output (default: by dtype and device)")
-    p.add_argument("--max-size", type=int, metavar="N", help="test no dynamic dim above N (default: its max, capped at 4096)")
+    p.add_argument("--atol", type=tolerance, help="absolute tolerance for every numeric output (default: by dtype and device, docs/verify.md)")
+    p.add_argument("--rtol", type=tolerance, help="relative tolerance for every numeric output (default: by dtype and device)")
+    p.add_argument("--max-size", type=count(1), metavar="N", help="test no dynamic dim above N (default: its max, capped at 4096)")
 
 
 def verify_options(args: argparse.Namespace, inputs, parameters: list[str]) -> dict:

@@ -107,7 +107,10 @@ def _aoti_compile(ep: torch.export.ExportedProgram, package_path: Path, inductor
     """The AOTInductor build itself (a seam: tests replace it to simulate a crash midway)."""
     import torch._inductor
 
-    torch._inductor.aoti_compile_and_package(ep, package_path=str(package_path), inductor_configs=dict(inductor_configs))
+    # no_grad: Inductor applies `freezing` (and with it weight prepacking) only when grad mode is off; with it on,
+    # `cpu-freeze` built exactly what `default` builds
+    with torch.no_grad():
+        torch._inductor.aoti_compile_and_package(ep, package_path=str(package_path), inductor_configs=dict(inductor_configs))
 
 
 def _aoti_metadata(package: Path) -> dict[str, str]:
@@ -143,6 +146,7 @@ def compile_package(
     dtype: str | DType | None = None,
     use_cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    inductor_configs: Mapping[str, Any] | None = None,
 ) -> CompileResult:
     """Build an AOTInductor package from a program, with the pt2kit manifest inside.
 
@@ -154,6 +158,7 @@ def compile_package(
         dtype: `bf16`, `fp16` or `fp32`: cast floating weights and inputs first; None keeps them.
         use_cache: reuse an identical earlier build from the cache (`PT2KIT_CACHE_DIR`).
         cache_dir: the cache folder (default `default_cache_dir()`).
+        inductor_configs: more `torch._inductor.config` settings, laid over the preset's (`pt2kit tune` uses this).
 
     Returns:
         A `CompileResult` (path, seconds, size, whether the cache hit).
@@ -186,7 +191,7 @@ def compile_package(
         with progress.stage("move to cuda"):
             # an explicit index: "cuda" would not match the "cuda:0" of the moved tensors in export's device asserts
             ep = move_to_device_pass(ep, f"cuda:{torch.cuda.current_device()}")
-    settings = dict(chosen.inductor_configs)
+    settings = {**chosen.inductor_configs, **(inductor_configs or {})}
     with progress.stage("hash program"):
         weights = weights_summary(ep)[2]
         key = build_key(program_digest(ep, weights), settings, device, cast.value if cast else None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,9 @@ def program_digest(ep: torch.export.ExportedProgram, weights_sha256: str) -> str
         artifact = serialize(ep, serialize_state_dict=False, serialize_constants=False, serialize_example_inputs=False)
     except TypeError:  # older torch: no switches; the pickled weights are in the digest too (still deterministic)
         artifact = serialize(ep)
-    digest = hashlib.sha256(artifact.exported_program)
+    # node provenance (`from_node`) records `graph_id`, a Python object id: different in every process, so
+    # it would make every re-exported program (`--dtype`, a TARGET exported again) miss the cache
+    digest = hashlib.sha256(re.sub(rb'(graph_id\\*"\s*:\s*)\d+', rb"\g<1>0", artifact.exported_program))
     digest.update(weights_sha256.encode())
     return digest.hexdigest()
 
@@ -42,7 +45,10 @@ def build_key(program: str, settings: dict[str, Any], device: str, dtype: str | 
     from pt2kit import __version__
 
     payload = json.dumps(
-        {"program": program, "settings": settings, "device": device, "dtype": dtype, "torch": torch.__version__, "pt2kit": __version__},
+        # "build": bumped when the build itself changes, so older cached packages are not reused
+        # (2: builds run under no_grad, so `freezing` applies)
+        {"program": program, "settings": settings, "device": device, "dtype": dtype, "torch": torch.__version__, "pt2kit": __version__,
+         "build": 2},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]

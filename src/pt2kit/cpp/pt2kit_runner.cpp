@@ -2,18 +2,23 @@
 //
 //   pt2kit_runner MODEL.aoti.pt2 INPUTS.pt OUTPUTS.pt [--device-index N] [--repeat N]
 //
-// INPUTS.pt is what Python's `torch.save([t0, t1, ...], "INPUTS.pt")` writes: a list of the
-// package's tensor inputs in its flat order (the order of `pt2kit inspect`). OUTPUTS.pt is
+// INPUTS.pt is what Python's `torch.save(...)` writes: either a dict `{"name": tensor, ...}`, bound by
+// name to the package's inputs in the order its pt2kit manifest records (positional and keyword inputs
+// alike), or a list `[t0, t1, ...]` already in that flat order (the order of `pt2kit inspect`). OUTPUTS.pt is
 // written with torch::pickle_save, so `torch.load("OUTPUTS.pt")` in Python reads back a tuple
 // of the output tensors, in the package's flat output order.
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
+#include <cctype>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,19 +30,145 @@ std::vector<char> read_file(const std::string& path) {
   return std::vector<char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-std::vector<at::Tensor> read_inputs(const std::string& path) {
+// The little JSON the manifest needs: objects, arrays, strings, numbers, true/false/null.
+struct Json {
+  enum Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = kNull;
+  std::string text;
+  std::vector<Json> items;
+  std::map<std::string, Json> fields;
+  const Json* get(const std::string& key) const {
+    auto it = fields.find(key);
+    return it == fields.end() ? nullptr : &it->second;
+  }
+};
+
+class JsonParser {
+ public:
+  explicit JsonParser(const std::string& s) : s_(s) {}
+  Json parse() {
+    Json value = parse_value();
+    skip();
+    if (i_ != s_.size()) fail("trailing characters");
+    return value;
+  }
+
+ private:
+  const std::string& s_;
+  size_t i_ = 0;
+  [[noreturn]] void fail(const std::string& why) { throw std::runtime_error("the pt2kit manifest is not valid JSON (" + why + ")"); }
+  void skip() { while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_; }
+  bool eat(char c) { skip(); if (i_ < s_.size() && s_[i_] == c) { ++i_; return true; } return false; }
+  Json parse_value() {
+    skip();
+    if (i_ >= s_.size()) fail("unexpected end");
+    Json v;
+    char c = s_[i_];
+    if (c == '{') {
+      v.kind = Json::kObject; ++i_;
+      if (eat('}')) return v;
+      do {
+        skip();
+        std::string key = parse_string();
+        if (!eat(':')) fail("expected ':'");
+        v.fields[key] = parse_value();
+      } while (eat(','));
+      if (!eat('}')) fail("expected '}'");
+    } else if (c == '[') {
+      v.kind = Json::kArray; ++i_;
+      if (eat(']')) return v;
+      do { v.items.push_back(parse_value()); } while (eat(','));
+      if (!eat(']')) fail("expected ']'");
+    } else if (c == '"') {
+      v.kind = Json::kString; v.text = parse_string();
+    } else if (s_.compare(i_, 4, "true") == 0 || s_.compare(i_, 5, "false") == 0) {
+      v.kind = Json::kBool; v.text = s_[i_] == 't' ? "true" : "false"; i_ += v.text.size();
+    } else if (s_.compare(i_, 4, "null") == 0) {
+      i_ += 4;
+    } else {
+      size_t start = i_;
+      while (i_ < s_.size() && std::string("+-.eE0123456789").find(s_[i_]) != std::string::npos) ++i_;
+      if (start == i_) fail(std::string("unexpected '") + c + "'");
+      v.kind = Json::kNumber; v.text = s_.substr(start, i_ - start);
+    }
+    return v;
+  }
+  std::string parse_string() {
+    if (i_ >= s_.size() || s_[i_] != '"') fail("expected a string");
+    std::string out;
+    for (++i_; i_ < s_.size() && s_[i_] != '"'; ++i_) {
+      if (s_[i_] != '\\') { out += s_[i_]; continue; }
+      if (++i_ >= s_.size()) break;
+      char e = s_[i_];
+      if (e == 'u') {  // names are ASCII in practice; keep other code points as '?'
+        unsigned code = std::stoul(s_.substr(i_ + 1, 4), nullptr, 16);
+        out += code < 128 ? static_cast<char>(code) : '?';
+        i_ += 4;
+      } else {
+        out += e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
+      }
+    }
+    if (i_ >= s_.size()) fail("unterminated string");
+    ++i_;
+    return out;
+  }
+};
+
+// The names of the package's tensor inputs, in its flat input order, from the pt2kit manifest inside it
+// (empty when the package has none: it was not built by pt2kit).
+std::vector<std::string> recorded_input_names(const std::string& package) {
+  caffe2::serialize::PyTorchStreamReader reader(package);
+  const std::string entry = "extra/pt2kit/manifest.json";
+  if (!reader.hasRecord(entry)) return {};
+  auto [data, size] = reader.getRecord(entry);
+  std::string text(static_cast<const char*>(data.get()), size);
+  Json manifest = JsonParser(text).parse();
+  std::vector<std::string> names;
+  const Json* inputs = manifest.get("inputs");
+  if (inputs == nullptr || inputs->kind != Json::kArray) throw std::runtime_error("the pt2kit manifest lists no inputs");
+  for (const auto& leaf : inputs->items) {
+    const Json* kind = leaf.get("kind");
+    const Json* name = leaf.get("name");
+    if (kind != nullptr && kind->text == "tensor" && name != nullptr) names.push_back(name->text);
+  }
+  return names;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+at::Tensor tensor_item(const c10::IValue& item, const std::string& path, const std::string& what) {
+  if (!item.isTensor()) throw std::runtime_error("`" + path + "` holds a non-tensor item" + what + "; save tensors only");
+  return item.toTensor();
+}
+
+std::vector<at::Tensor> read_inputs(const std::string& path, const std::string& package) {
   c10::IValue value = torch::pickle_load(read_file(path));
   std::vector<at::Tensor> tensors;
   if (value.isTensor()) {
     tensors.push_back(value.toTensor());
   } else if (value.isList() || value.isTuple()) {
     auto items = value.isList() ? value.toListRef().vec() : value.toTupleRef().elements().vec();
-    for (const auto& item : items) {
-      if (!item.isTensor()) throw std::runtime_error("`" + path + "` holds a non-tensor item; save a list of tensors");
-      tensors.push_back(item.toTensor());
+    for (const auto& item : items) tensors.push_back(tensor_item(item, path, ""));
+  } else if (value.isGenericDict()) {  // {name: tensor}: bind by the names the manifest records, in its order
+    std::map<std::string, at::Tensor> given;
+    for (const auto& entry : value.toGenericDict()) {
+      if (!entry.key().isString()) throw std::runtime_error("`" + path + "` holds a dict with a non-string key; key it by input name");
+      given[entry.key().toStringRef()] = tensor_item(entry.value(), path, " (`" + entry.key().toStringRef() + "`)");
     }
+    std::vector<std::string> names = recorded_input_names(package);
+    if (names.empty()) throw std::runtime_error("`" + package + "` has no pt2kit manifest to bind names by; save a list in its input order");
+    for (const auto& name : names) {
+      auto it = given.find(name);
+      if (it == given.end()) throw std::runtime_error("`" + path + "` has no input `" + name + "`; the package takes: " + joined(names));
+      tensors.push_back(it->second);
+      given.erase(it);
+    }
+    if (!given.empty()) throw std::runtime_error("`" + path + "` holds unknown input `" + given.begin()->first + "`; the package takes: " + joined(names));
   } else {
-    throw std::runtime_error("`" + path + "` must hold a list of tensors: torch.save([t0, t1], path)");
+    throw std::runtime_error("`" + path + "` must hold a dict of tensors by input name or a list of tensors: torch.save({\"x\": t}, path)");
   }
   return tensors;
 }
@@ -63,7 +194,7 @@ int main(int argc, char** argv) {
     torch::inductor::AOTIModelPackageLoader loader(package, "model", false, 1, static_cast<c10::DeviceIndex>(device_index));
     auto loaded = std::chrono::steady_clock::now();
     auto metadata = loader.get_metadata();
-    std::vector<at::Tensor> inputs = read_inputs(inputs_path);
+    std::vector<at::Tensor> inputs = read_inputs(inputs_path, package);
     std::string device = metadata.count("AOTI_DEVICE_KEY") ? metadata["AOTI_DEVICE_KEY"] : "cpu";
     if (device.rfind("cuda", 0) == 0) {
       auto target = device_index >= 0 ? c10::Device(c10::kCUDA, device_index) : c10::Device(c10::kCUDA);

@@ -29,7 +29,8 @@ class CppRunner:
     def __str__(self) -> str:
         return (f"built {self.executable} in {self.seconds:.1f}s (libtorch from {self.cmake_prefix_path})\n"
                 f"  run it: {self.executable} MODEL.aoti.pt2 INPUTS.pt OUTPUTS.pt\n"
-                f"  INPUTS.pt: torch.save([t0, t1, ...], 'INPUTS.pt'); outputs: torch.load('OUTPUTS.pt')")
+                f"  INPUTS.pt: torch.save({{'x': t0, ...}}, 'INPUTS.pt') (or a list in the package's input order); "
+                f"outputs: torch.load('OUTPUTS.pt')")
 
     def to_json(self) -> dict:
         return {"ok": True, "folder": str(self.folder), "executable": str(self.executable), "seconds": self.seconds,
@@ -66,7 +67,9 @@ def build_cpp_runner(folder: str | os.PathLike = "pt2kit_runner", *, jobs: int |
     cmake = _tool("cmake", "install CMake 3.18+ (e.g. `apt-get install cmake` or `pip install cmake`)")
     if not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
         raise UsageError("no C++ compiler on the PATH; install one (e.g. `apt-get install g++`)")
-    folder = Path(folder)
+    from pt2kit.artifact.package import check_output_folder
+
+    folder = check_output_folder(folder, "-o")
     folder.mkdir(parents=True, exist_ok=True)
     for name in SOURCES:  # copy only what changed, so a rebuild in the same folder is incremental
         if not (folder / name).is_file() or (folder / name).read_bytes() != (TEMPLATE / name).read_bytes():
@@ -95,8 +98,11 @@ def _step(command: list[str], out, log: Path) -> None:
         raise BuildFailed(f"`{' '.join(command[:2])}` failed (exit {proc.returncode}); full log in `{log}`: {tail}")
 
 
-def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, inputs: list, *, timeout: float = 300) -> list:
-    """Run the C++ runner on `inputs` (a list of tensors, in the package's flat order); return its output tensors.
+def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, inputs: list | dict, *, timeout: float = 300) -> list:
+    """Run the C++ runner on `inputs`; return its output tensors.
+
+    `inputs` is a dict `{name: tensor}` (the runner binds each by the input order the package's manifest
+    records, positional and keyword inputs alike) or a list of tensors already in that flat order.
 
     Raises:
         ArtifactError: the runner exited with an error (its one-line message is included).
@@ -105,9 +111,16 @@ def run_cpp_runner(executable: str | os.PathLike, package: str | os.PathLike, in
 
     with tempfile.TemporaryDirectory(prefix="pt2kit-cpp-") as tmp:
         inputs_path, outputs_path = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt"
-        torch.save([t.detach().cpu().contiguous() for t in inputs], inputs_path)
-        proc = subprocess.run([str(executable), str(package), str(inputs_path), str(outputs_path)],
-                              capture_output=True, text=True, timeout=timeout)
+        if isinstance(inputs, dict):
+            torch.save({str(k): t.detach().cpu().contiguous() for k, t in inputs.items()}, inputs_path)
+        else:
+            torch.save([t.detach().cpu().contiguous() for t in inputs], inputs_path)
+        try:
+            proc = subprocess.run([str(executable), str(package), str(inputs_path), str(outputs_path)],
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ArtifactError(f"the C++ runner gave no result for `{package}` within {timeout:g}s; "
+                                "pass a larger `timeout` or check the package on smaller inputs") from None
         if proc.returncode != 0:
             raise ArtifactError(f"the C++ runner could not run `{package}` (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
         return list(torch.load(outputs_path))

@@ -16,7 +16,7 @@ import torch
 
 from pt2kit import progress
 from pt2kit.capture.capture import Capture, CaptureMode, failure_message
-from pt2kit.capture.specialization import Specialization, find_specializations
+from pt2kit.capture.specialization import Specialization, check_specializations
 from pt2kit.errors import ExportFailed, InputSpecError
 from pt2kit.artifact.manifest import Manifest, build_manifest, with_value_ranges
 from pt2kit.artifact.package import save_program
@@ -48,6 +48,7 @@ class ExportResult:
     shape_repair: RepairReport | None = None  # what repair changed in the dynamic shapes (pt2kit.shapes.repair)
     inferred: ShapeInference | None = None  # the spec proposed from `samples` (pt2kit.shapes.inference)
     fix: FixResult | None = None  # the branches `--fix` rewrote into torch.cond (pt2kit.rewrite.fix)
+    specialization_not_run: str | None = None  # why the shape-specialization check did not run (None: it ran, or was off)
 
     def __str__(self) -> str:
         m = self.manifest
@@ -55,14 +56,16 @@ class ExportResult:
         lines += [f"  input  {m.describe(leaf)}" for leaf in m.inputs]
         lines += [f"  output {m.describe(leaf)}" for leaf in m.outputs]
         lines += [f"  dim    {d.describe()}" for d in m.dims]
-        lines += [f"  pytree {r['type']} registered as a pytree node (flattened by attribute; pt2kit.load registers it again)"
-                  for r in m.pytree_types]
+        lines += [f"  pytree {r['type']} registered as a pytree node (flattened by attribute; pt2kit.load registers it again, "
+                  "plain torch.export.load after `pt2kit.register_types(path)`)" for r in m.pytree_types]
         if self.inferred is not None:
             lines += ["  " + ln for ln in str(self.inferred).splitlines()]
         if self.fix is not None:
             lines += ["  " + ln for ln in str(self.fix).splitlines()]
         if self.shape_repair is not None:
             lines += ["  " + ln for ln in str(self.shape_repair).splitlines()]
+        if self.specialization_not_run:
+            lines.append(f"  note: shape-specialization check not run: {self.specialization_not_run}")
         for s in self.specializations:
             lines.append(f"  note: {s}")
         if self.specializations:
@@ -77,6 +80,7 @@ class ExportResult:
             "shape_repair": self.shape_repair.to_json() if self.shape_repair else None,
             "inferred": self.inferred.to_json() if self.inferred else None,
             "fix": self.fix.to_json() if self.fix else None,
+            "specialization_check_not_run": self.specialization_not_run,
         }
 
 
@@ -141,16 +145,24 @@ def export_program(
             hint = repaired.report.failure_hint() if repaired.report else ""
             raise ExportFailed("\n".join(filter(None, [failure_message(result), hint])), result)
     specializations: list[Specialization] = []
+    not_run = None  # why the check did not run, when it was asked for and could not
     if check_specialization:
-        with progress.stage("check shape specialization"):
-            specializations = find_specializations(target.module, target.args, target.kwargs, params)
+        try:
+            with progress.stage("check shape specialization"):  # shown failed, not done, when the re-trace failed
+                check = check_specializations(target.module, target.args, target.kwargs, params)
+                if not check.ran:
+                    raise _NotRun(check.not_run)
+        except _NotRun as exc:
+            not_run = str(exc)
+        specializations = list(check.found)
         declared = {f"{e.input}.shape[{e.dim}]" for e in spec.entries}
         # a decision on a declared-dynamic dim is a real guard in the program, not a baked-in branch
         specializations = [s for s in specializations if not set(s.sizes) & declared]
     manifest = build_manifest(
         result.program, parameters=params, dim_names=spec.dim_names(), capture_mode=result.mode,
         target=target.spec, notes=[str(s) for s in specializations] + [f"shape repair: {r}" for r in (repaired.report.repairs if repaired.report else ())]
-        + [f"fix: {s}" for s in (fixed.steps if fixed else ())],
+        + [f"fix: {s}" for s in (fixed.steps if fixed else ())]
+        + ([f"shape-specialization check not run: {not_run}"] if not_run else []),
     )
     manifest = manifest.replace(**manifest_fields(result.program))
     if value_ranges:
@@ -159,7 +171,12 @@ def export_program(
     if output is not None:
         with progress.stage("save .pt2"):
             path = save_program(result.program, manifest, output)
-    return ExportResult(path, result.program, manifest, result, tuple(specializations), repaired.report, inferred, fixed)
+    return ExportResult(path, result.program, manifest, result, tuple(specializations), repaired.report, inferred, fixed,
+                        not_run)
+
+
+class _NotRun(Exception):
+    """Raised inside the progress stage so a check that could not run is shown failed, not done."""
 
 
 __all__ = ["ExportResult", "export_program"]

@@ -20,6 +20,7 @@ from pt2kit.capture.capture import Attempt, Capture, CaptureMode, SourceLocation
 from pt2kit.capture.specialization import find_specializations
 from pt2kit.errors import FixFailed
 from pt2kit.rewrite import ModelPatch, Refusal, RefusalReason, RewriteStep, rewrite_function, unified_diff
+from pt2kit.rewrite.cond_outputs import OutputProblem, output_problem, rewrite_cond_outputs
 from pt2kit.rewrite.equivalence import AUTO_LABEL, EquivalenceCheck, compare, probe_inputs
 from pt2kit.shapes.spec import DynamicSpec
 
@@ -53,7 +54,8 @@ class FixResult:
         return self.capture.ok and not self.left and (self.equivalence is None or self.equivalence.ok)
 
     def __str__(self) -> str:
-        lines = [f"fix: rewrote {len(self.steps)} branch{'es' if len(self.steps) != 1 else ''} into torch.cond"]
+        n = sum(1 for s in self.steps if s.rule not in {p.value for p in OutputProblem})
+        lines = [f"fix: rewrote {n} branch{'es' if n != 1 else ''} into torch.cond"]
         lines += [f"  {s}" for s in self.steps]
         lines += [f"  {r.report()}" for r in self.left]
         if self.equivalence is not None:
@@ -159,12 +161,47 @@ def _next_rewrite(patch: ModelPatch, failed: Attempt, steps: list[RewriteStep], 
         return Refusal(RefusalReason.NO_RULE, None, f"{failed.error_type} with no line of user code: {failed.message}")
     found = patch.locate(location)
     user_loc = _user_facing(patch, location)
+    problem = output_problem(_messages(failed))
+    if problem is not None and found is not None:  # a branch returns an input, a view of one, or another layout
+        return _rewrite_outputs(patch, location, problem, steps, seen)
     mismatch = _MISMATCH.search(str(failed.exception or failed.message))
     if mismatch and found and "torch.cond(" in location.code:
         step = next((s for s in steps if s.condition in location.code), None)
         return Refusal(RefusalReason.BRANCH_MISMATCH, step.location if step else user_loc,
                        f"the two sides return different tensors ({mismatch.group(3).strip(' .') or mismatch.group(1).strip()})")
     return _rewrite_at(patch, location, frame_locals, f"{failed.error_type}: {failed.message[:200]}", steps, seen)
+
+
+def _messages(failed: Attempt) -> str:
+    """The failure's message and its causes': torch names the aliasing in the cause of the error it raises."""
+    texts, seen, exc = [failed.message], set(), failed.exception
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        texts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(texts)
+
+
+def _rewrite_outputs(patch: ModelPatch, location: SourceLocation, problem: OutputProblem, steps: list[RewriteStep], seen: set) -> Refusal | None:
+    """Clone (or make contiguous) what the branches of the `torch.cond` at `location` return."""
+    method, line = patch.locate(location)
+    step = next((s for s in steps if s.condition in location.code), None)
+    user_loc = step.location if step else _user_facing(patch, location)
+    key = (method.synthetic_file, method.current, line, problem)
+    outcome = None if key in seen else rewrite_cond_outputs(method.current, line, problem)
+    seen.add(key)
+    if outcome is None:
+        if problem is OutputProblem.ALIAS:
+            what, hint = "an input or a view of one", "return `x.clone()` instead of an input `x` or a view of it"
+        else:
+            what, hint = "a tensor laid out unlike the other side", "return `.contiguous()` tensors from both sides"
+        return Refusal(RefusalReason.BRANCH_MISMATCH, user_loc,
+                       f"a torch.cond branch returns {what}, and pt2kit cannot change it further in `{method.qualname}`; {hint}")
+    text, condition = outcome
+    patch.update(method, text)
+    steps.append(RewriteStep(problem.value, method.qualname, step.condition if step else condition, user_loc))
+    progress.info(f"{problem.value}: rewrote the returns of the torch.cond branches in {method.qualname}")
+    return None
 
 
 def _rewrite_at(patch: ModelPatch, location: SourceLocation, frame_locals: dict | None, why: str,

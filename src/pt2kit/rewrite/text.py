@@ -64,8 +64,15 @@ def _aliases(expr: ast.expr, aliases: set[str]) -> bool:
     if isinstance(expr, ast.Attribute) and expr.attr in {"T", "mT", "real", "imag", "data"}:
         return _aliases(expr.value, aliases)
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr in analysis.VIEW_METHODS:
+        if ast.unparse(expr.func.value) == "torch":  # `torch.reshape(x, ...)`: the function form of a view
+            return bool(expr.args) and expr.func.attr in VIEW_FUNCTIONS and _aliases(expr.args[0], aliases)
         return _aliases(expr.func.value, aliases)
     return False
+
+
+# torch functions that return a view of their first argument (`torch.reshape(x, s)` may be `x` itself)
+VIEW_FUNCTIONS = frozenset({"reshape", "transpose", "t", "permute", "squeeze", "unsqueeze", "flatten", "unflatten", "narrow",
+                            "select", "movedim", "swapaxes", "diagonal", "detach", "as_strided", "unbind", "split", "chunk"})
 
 
 class _OutOfPlace(ast.NodeTransformer):
@@ -140,8 +147,9 @@ def drop_needless_clones(text: str) -> str:
                     edits.append((stmt, ast.Return(new)))
                 continue
             stored = set(stored_names_of(stmt))
-            fresh = isinstance(stmt, ast.Assign) and (
-                _is_cond_call(stmt.value) or (isinstance(stmt.targets[0], ast.Name) and not _aliases(stmt.value, aliases)))
+            # only a torch.cond's outputs are known fresh: a clone of anything else may have been added because
+            # torch found an alias the text does not show (pt2kit.rewrite.cond_outputs)
+            fresh = isinstance(stmt, ast.Assign) and _is_cond_call(stmt.value)
             aliases = (aliases - stored) if fresh else (aliases | stored)
     for old, new in sorted(edits, key=lambda e: -e[0].lineno):
         indent = " " * old.col_offset

@@ -25,6 +25,7 @@ import torch
 
 from pt2kit.errors import InputSpecError
 from pt2kit.target.inputs import InputSpec, dtype_name, parse_input, resolve_inputs
+from pt2kit.target.resolve import signature_order
 from pt2kit.shapes.spec import DimEntry, DynamicSpec
 
 Sample = tuple[tuple, dict]
@@ -240,8 +241,8 @@ def parse_sample(text: str) -> list[InputSpec]:
 
 
 def load_samples(module: torch.nn.Module, texts: list[str], seed: int = 0) -> list[Sample]:
-    """Each `--sample` value as `(args, kwargs)` bound to `module.forward` (named inputs of
-    positional parameters become positional, as `load_target` does).
+    """Each `--sample` value as `(args, kwargs)`, checked against `module.forward` and kept as given
+    (named inputs stay keyword, as `load_target` keeps them).
 
     Raises:
         InputSpecError: a sample does not parse or does not fit forward's parameters.
@@ -258,10 +259,10 @@ def load_samples(module: torch.nn.Module, texts: list[str], seed: int = 0) -> li
             samples.append((tuple(positional), named))
             continue
         try:
-            b = signature.bind(*positional, **named)
+            signature.bind(*positional, **named)
         except TypeError as exc:
             raise InputSpecError(f"`--sample {text}` does not fit forward({', '.join(signature.parameters)}): {exc}") from None
-        samples.append((tuple(b.args), dict(b.kwargs)))
+        samples.append((tuple(positional), signature_order(module, named)))
     return samples
 
 

@@ -204,6 +204,7 @@ class _State:
         self.module, self.bound, self.param_names, self.n_args, self.spec = module, bound, param_names, n_args, spec
         self.extra_args = extra_args  # what `forward(*args)` collects: no name to key it by
         self.original = dict(bound)
+        self.resized_once: set[str] = set()  # dims re-traced at another size because torch pinned them to the example's
         self._guards: dict[tuple[str, int], tuple[SourceLocation, bool]] | None = None
 
     @property
@@ -284,6 +285,21 @@ class _State:
                     True, fix.text,
                 )
         guard = self.guard(fix.name)
+        if example == fix.value and fix.name not in self.resized_once and not (guard and guard[1]):
+            # torch pins a dim to the example's size when a size derived from it is 0 or 1 there
+            # (`x.view(b, -1, 8)` with 8 columns: -1 is 1); another example size tells that apart
+            # from a size the model really fixes. Tried once per dim; eager must accept the size.
+            resized = self._resize(fix.name, declared, _other_size(example, declared))
+            if resized is not None:
+                self.resized_once.add(fix.name)
+                return ShapeRepair(
+                    FixKind.RESIZE_EXAMPLE, fix.name, where, f"example size {example}", f"example size {resized}",
+                    f"torch fixed this dim to the example's size {example}, which can be an artifact of that size (a size "
+                    f"derived from it is 0 or 1); re-traced with {resized}, declared range {_range(*declared)} kept",
+                    True, fix.text,
+                )
+        if fix.name in self.resized_once:
+            self._restore(fix.name)  # a real constant: trace with the user's own example again
         declined = self._declined(FixKind.SPECIALIZE, fix, _range(*declared), f"static {fix.value}", guard, fix_applied)
         if declined:
             return declined
@@ -309,10 +325,10 @@ class _State:
         self.spec = self.spec.derive(fix.name, fix.root, fix.scale, fix.offset, root_range)
         return ShapeRepair(FixKind.RELATE, fix.name, where, f"{fix.name} {_range(*declared)}", expr, why + _at(guard), True, fix.text, guard and guard[0])
 
-    def _resize(self, name: str, declared: tuple[int | None, int | None]) -> int | None:
-        """Re-size every example dim of root `name` so the root is >= 2; None if the model rejects it."""
-        root = max(2, declared[0] or 0)
-        if declared[1] is not None and root > declared[1]:
+    def _resize(self, name: str, declared: tuple[int | None, int | None], root: int | None = None) -> int | None:
+        """Re-size every example dim of root `name` so the root is `root` (default: >= 2); None if the model rejects it."""
+        root = max(2, declared[0] or 0) if root is None else root
+        if root is None or (declared[1] is not None and root > declared[1]) or (declared[0] is not None and root < declared[0]):
             return None
         saved = dict(self.bound)
         for e in self.entries(name):
@@ -325,6 +341,22 @@ class _State:
             return None
         self._guards = None
         return root
+
+    def _restore(self, name: str) -> None:
+        for e in self.entries(name):
+            self.bound[e.input] = self.original[e.input]
+        self._guards = None
+
+
+def _other_size(example: int | None, declared: tuple[int | None, int | None]) -> int | None:
+    """A second example size for a dim pinned to `example`: twice it if the range allows, else the range's ends."""
+    if example is None:
+        return None
+    low, high = declared
+    for size in (2 * example, high, low if low is not None and low >= 2 else None, example + 1):
+        if size is not None and size != example and size >= 2 and (high is None or size <= high) and (low is None or size >= low):
+            return size
+    return None
 
 
 def _resized(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:

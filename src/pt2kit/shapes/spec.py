@@ -182,6 +182,7 @@ class _Scanner:
 
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_LARGEST_SIZE = 2**63 - 1
 
 
 def parse_dynamic(text: str | None) -> DynamicSpec:
@@ -244,6 +245,9 @@ def _parse_entry(scan: _Scanner) -> DimEntry:
         scan.take(",", "`,` between min and max")
         high = scan.optional_int()
         scan.take(r"\]", "`]` after the range")
+        if max(low or 0, high or 0) > _LARGEST_SIZE:
+            raise InputSpecError(f"`--dynamic {scan.text}`: a bound at column {start + 1} is above {_LARGEST_SIZE} (the largest "
+                                 "int64); leave the max open instead, e.g. `[2,]`")
         if low is not None and high is not None and low > high:
             raise InputSpecError(
                 f"`--dynamic {scan.text}`: empty range [{low},{high}] at column {start + 1}; write [min,max] with min <= max"

@@ -101,6 +101,15 @@ def _run_all(entries: list[SurveyEntry], options: SurveyOptions, workdir: Path, 
 
 
 def _check_options(options: SurveyOptions) -> None:
+    from pt2kit.artifact.package import check_output_folder
+    from pt2kit.target.device import parse_device
+
+    parse_device(options.device)
+    if options.samples < 0 or not options.timeout > 0:
+        raise UsageError(f"`--samples {options.samples} --timeout {options.timeout:g}`: samples must be >= 0 and the timeout "
+                         "above 0 seconds")
+    if options.workdir is not None:
+        check_output_folder(options.workdir, "--workdir")
     for stage in options.stages:
         if stage not in STAGES:
             raise UsageError(f"unknown stage `{stage}`; use a comma-separated list of {', '.join(STAGES)}")
@@ -155,8 +164,9 @@ def run_row(entry: SurveyEntry, shapes: str, options: SurveyOptions, workdir: Pa
 def _row(entry, shapes, dynamic, results, options, start, pytree_types, notes) -> SurveyRow:
     row = _assemble(entry, shapes, dynamic, results, options, start, pytree_types, notes)
     partial = os.environ.get(_PARTIAL_ENV)
-    if partial:  # the parent of an isolated row reads this if the process dies in a later stage
-        Path(partial).write_text(json.dumps(row.to_json()))
+    if partial:  # the parent of an isolated row reads this if the process dies in a later stage: write it whole or not at all
+        Path(partial + ".tmp").write_text(json.dumps(row.to_json()))
+        os.replace(partial + ".tmp", partial)
     return row
 
 
@@ -275,7 +285,10 @@ def _run_isolated(entry: SurveyEntry, shapes: str, options: SurveyOptions) -> Su
 
 def _crashed(entry: SurveyEntry, shapes: str, options: SurveyOptions, start: float, partial: Path, kind: str, message: str) -> SurveyRow:
     """The row as far as it got (from the child's partial file), with the crash charged to the stage it was in."""
-    done = SurveyRow.from_json(json.loads(partial.read_text())) if partial.is_file() else None
+    try:  # the child writes it atomically; a file from an older pt2kit may still be cut short
+        done = SurveyRow.from_json(json.loads(partial.read_text())) if partial.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        done = None
     stages, failed = [], False
     for name in options.stages:
         previous = done.stage(name) if done else None

@@ -73,13 +73,17 @@ def collect_entries(
         UsageError: nothing to survey, a malformed line, or a `SURVEY` entry of the wrong shape.
         TargetError: a file that cannot be imported.
     """
-    parsed = [parse_input(text) for text in inputs]  # malformed inputs fail before any work
+    from pt2kit.shapes.spec import parse_dynamic
+
+    parsed = [parse_input(text) for text in inputs]  # malformed inputs and specs fail before any work
+    parse_dynamic(dynamic)
     entries: list[SurveyEntry] = []
     for spec in specs:
         entries += _entries_for(spec, list(inputs), parsed, dynamic, seed)
     if from_file:
         for spec, line_inputs, line_dynamic in _read_list(Path(from_file)):
             line_parsed = [parse_input(text) for text in line_inputs] or parsed
+            parse_dynamic(line_dynamic)
             entries += _entries_for(spec, line_inputs or list(inputs), line_parsed, line_dynamic or dynamic, seed)
     if not entries:
         raise UsageError("nothing to survey: give TARGETs (`file.py:NAME`, `pkg.mod:NAME`, `models.py`) or `--from FILE`")

@@ -13,6 +13,8 @@ Grammar of one `--input` value (NAME= is optional; unnamed inputs are positional
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +84,8 @@ def parse_input(text: str) -> InputSpec:
             )
         shape_text = m["shape"].replace(" ", "")
         shape = tuple(int(s) for s in shape_text.split(",") if s) if shape_text else ()
-        low = float(m["lo"]) if m["lo"] is not None else None
-        high = float(m["hi"]) if m["hi"] is not None else None
-        if low is not None and high is not None and not low < high:
-            raise InputSpecError(f"`--input {text}`: empty range `{m['lo']}..{m['hi']}`; write LOW..HIGH with LOW < HIGH")
+        low, high = _parse_range(text, dtype, m["lo"], m["hi"])
+        _check_size(text, dtype, shape)
         return InputSpec(name, "random", dtype=dtype, shape=shape, low=low, high=high, text=text)
     scalar = _parse_scalar(rhs)
     if scalar is not None and name is not None:
@@ -94,6 +94,48 @@ def parse_input(text: str) -> InputSpec:
         f"`--input {text}` is not a valid input; write e.g. `x=float32[4,16]`, "
         "`ids=int64[2,128]@0..30000`, `x=@x.npy` or `n=3`"
     )
+
+
+def _parse_range(text: str, dtype: torch.dtype, lo: str | None, hi: str | None) -> tuple[float | None, float | None]:
+    """The `@LOW..HIGH` bounds as numbers that fit `dtype`: integers within its limits for integer dtypes, finite
+    numbers for floating ones, none for bool."""
+    if lo is None:
+        return None, None
+    if dtype == torch.bool:
+        raise InputSpecError(f"`--input {text}`: a bool input takes no `@LOW..HIGH` range; write e.g. `mask=bool[2,128]`")
+    bounds = []
+    for word in (lo, hi):
+        try:
+            value = float(word)
+        except ValueError:
+            raise InputSpecError(f"`--input {text}`: `{word}` is not a number; write LOW..HIGH, e.g. `@-1..1`") from None
+        if not math.isfinite(value):
+            raise InputSpecError(f"`--input {text}`: `{word}` is not a finite number; write LOW..HIGH, e.g. `@-1..1`")
+        if not dtype.is_floating_point and not value.is_integer():
+            raise InputSpecError(f"`--input {text}`: `{word}` is not an integer, and `{dtype_name(dtype)}` values are; "
+                                 f"write integer bounds, e.g. `@0..100`")
+        bounds.append(value)
+    low, high = bounds
+    if not low < high:
+        raise InputSpecError(f"`--input {text}`: empty range `{lo}..{hi}`; write LOW..HIGH with LOW < HIGH")
+    if not dtype.is_floating_point:
+        info = torch.iinfo(dtype)
+        if low < info.min or high - 1 > info.max:
+            raise InputSpecError(f"`--input {text}`: `{lo}..{hi}` does not fit `{dtype_name(dtype)}` "
+                                 f"([{info.min}, {info.max}]); narrow the range or use a wider dtype such as int64")
+    return low, high
+
+
+def _check_size(text: str, dtype: torch.dtype, shape: tuple[int, ...]) -> None:
+    """Refuse a random tensor larger than this machine's memory before trying to allocate it."""
+    nbytes = math.prod(shape) * (dtype.itemsize if hasattr(dtype, "itemsize") else torch.empty((), dtype=dtype).element_size())
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: let the allocator decide
+        return
+    if nbytes > memory:
+        raise InputSpecError(f"`--input {text}` needs {nbytes / 2**30:,.1f} GiB, more than this machine's "
+                             f"{memory / 2**30:,.1f} GiB of memory; give a smaller shape")
 
 
 def _parse_scalar(text: str) -> Any:
@@ -137,6 +179,8 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     Raises:
         TensorFileError: the file is missing, of an unknown kind, or unreadable.
     """
+    if path.is_dir():
+        raise TensorFileError(f"input file `{path}` is a folder; name a .pt, .npy or .safetensors file after `@`")
     if not path.is_file():
         raise TensorFileError(f"input file `{path}` does not exist; check the path after `@`")
     suffix = path.suffix.lower()
@@ -173,6 +217,10 @@ def resolve_inputs(specs: list[InputSpec], seed: int = 0) -> tuple[list[Any], di
     generator = torch.Generator().manual_seed(seed)
     positional: list[Any] = []
     named: dict[str, Any] = {}
+    given = [spec.name for spec in specs if spec.name is not None]
+    twice = sorted({name for name in given if given.count(name) > 1})
+    if twice:
+        raise InputSpecError(f"`--input {twice[0]}=...` is given {given.count(twice[0])} times; give each input once")
     for spec in specs:
         if spec.kind != "file":
             value = make_value(spec, generator)

@@ -83,8 +83,7 @@ def load_target(spec: str, inputs: list[InputSpec] | None = None, seed: int = 0)
         positional, named = resolve_inputs(inputs, seed)
         args, kwargs = tuple(positional), named
     elif hasattr(source, "example_args") or hasattr(source, "example_kwargs"):
-        args = tuple(getattr(source, "example_args", ()) or ())
-        kwargs = dict(getattr(source, "example_kwargs", {}) or {})
+        args, kwargs = _examples(source, spec)
     else:
         params = ", ".join(f"{p}=float32[...]" for p in forward_parameters(module)) or "x=float32[...]"
         raise InputSpecError(
@@ -94,6 +93,17 @@ def load_target(spec: str, inputs: list[InputSpec] | None = None, seed: int = 0)
     args, kwargs = bind_inputs(module, args, kwargs, spec)
     dynamic = getattr(source, "dynamic", None)
     return Target(spec, module, args, kwargs, source, dynamic if isinstance(dynamic, str) else None)
+
+
+def _examples(source: ModuleType, spec: str) -> tuple[tuple, dict]:
+    """`example_args` (a tuple or list) and `example_kwargs` (a dict) defined beside NAME."""
+    args = getattr(source, "example_args", ()) or ()
+    kwargs = getattr(source, "example_kwargs", {}) or {}
+    if not isinstance(args, (tuple, list)):
+        raise InputSpecError(f"`example_args` beside `{spec}` is a {type(args).__name__}; make it a tuple, e.g. `example_args = (x,)`")
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise InputSpecError(f"`example_kwargs` beside `{spec}` is not a dict of names; write e.g. `example_kwargs = {{\"x\": x}}`")
+    return tuple(args), dict(kwargs)
 
 
 def import_source(spec: str) -> tuple[ModuleType, str]:
@@ -113,7 +123,7 @@ def import_source(spec: str) -> tuple[ModuleType, str]:
         if exc.name and where.startswith(exc.name):
             raise TargetError(f"no Python module `{where}`; check the name, or give a path like `{where.replace('.', '/')}.py:{name}`") from None
         raise _user_code_error(spec, exc) from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # the user's module runs here: any error, even sys.exit, is theirs
         raise _user_code_error(spec, exc) from None
 
 
@@ -130,7 +140,7 @@ def _import_file(path: Path) -> ModuleType:
     sys.path.insert(0, str(path.parent))  # so the file can import its neighbours
     try:
         loader_spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # the user's file runs here: any error, even sys.exit, is theirs
         del sys.modules[module_name]
         raise _user_code_error(str(path), exc) from None
     finally:
@@ -138,12 +148,21 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def _user_code_error(where: str, exc: BaseException) -> TargetError:
-    frame = traceback.extract_tb(exc.__traceback__)[-1]
-    return TargetError(
-        f"importing `{where}` raised {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} "
-        f"at {frame.filename}:{frame.lineno}; fix the error in that file and rerun"
-    )
+_PT2KIT_SOURCE = str(Path(__file__).resolve().parents[1])  # frames in here are pt2kit's, not the user's
+
+
+def _user_code_error(where: str, exc: BaseException, doing: str = "importing") -> TargetError:
+    """The user's code raised (or called sys.exit): say what, at the deepest line of theirs, and to fix it there."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if "site-packages" not in f.filename and not f.filename.startswith(_PT2KIT_SOURCE)]
+    frame = (own or frames or [None])[-1]
+    at = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
+    if isinstance(exc, SystemExit):
+        what = f"called `sys.exit({exc.code!r})`"
+    else:
+        text = str(exc).strip()
+        what = f"raised {type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+    return TargetError(f"{doing} `{where}` {what}{at}; fix the error in that file and rerun")
 
 
 def _build_module(source: ModuleType, name: str, spec: str) -> nn.Module:
@@ -158,18 +177,16 @@ def _build_module(source: ModuleType, name: str, spec: str) -> nn.Module:
     if isinstance(obj, nn.Module):
         return obj
     if isinstance(obj, type) and issubclass(obj, nn.Module):
-        try:
-            return obj().eval()
-        except TypeError as exc:
+        if not _callable_without_arguments(obj):
             raise TargetError(
-                f"`{spec}`: class `{name}` cannot be built without arguments ({exc}); "
+                f"`{spec}`: class `{name}{_signature(obj)}` cannot be built without arguments; "
                 f"define `model = {name}(...)` in the file and target `:model`"
-            ) from None
+            )
+        return _call_user(obj, spec, name).eval()
     if callable(obj) and not isinstance(obj, type):
-        try:
-            built = obj()
-        except TypeError as exc:
-            raise TargetError(f"`{spec}`: `{name}()` needs arguments ({exc}); target a function with none, or a module instance") from None
+        if not _callable_without_arguments(obj):
+            raise TargetError(f"`{spec}`: `{name}{_signature(obj)}` needs arguments; target a function with none, or a module instance")
+        built = _call_user(obj, spec, name)
         if isinstance(built, nn.Module):
             return built.eval() if built.training else built
         raise TargetError(f"`{spec}`: `{name}()` returned a {type(built).__name__}, not an nn.Module")
@@ -179,26 +196,52 @@ def _build_module(source: ModuleType, name: str, spec: str) -> nn.Module:
     )
 
 
+def _callable_without_arguments(obj: Any) -> bool:
+    try:
+        inspect.signature(obj).bind()
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): try the call
+        return True
+    return True
+
+
+def _signature(obj: Any) -> str:
+    try:
+        return str(inspect.signature(obj))
+    except (TypeError, ValueError):
+        return "(...)"
+
+
+def _call_user(factory: Any, spec: str, name: str) -> Any:
+    """`factory()`: the user's class or function; whatever it raises (or sys.exit) becomes a `TargetError`."""
+    try:
+        return factory()
+    except (Exception, SystemExit) as exc:
+        raise _user_code_error(spec, exc, doing=f"building `{name}()` of") from None
+
+
+def signature_order(module: nn.Module, kwargs: dict) -> dict:
+    """`kwargs` in the order of `forward`'s parameters (names it collects in `**kwargs` last, as given), so
+    the program's flat input order does not depend on how a file or dict happened to order its keys."""
+    rank = {name: i for i, name in enumerate(forward_parameters(module))}
+    return dict(sorted(kwargs.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
 def bind_inputs(module: nn.Module, args: tuple, kwargs: dict, spec: str) -> tuple[tuple, dict]:
-    """Check inputs fit `forward`; named inputs of positional parameters become positional,
-    so the exported program is called as the model is: `model(x)`, not `model(x=x)`.
-
-    Returns:
-        The bound `(args, kwargs)`.
-
-    Raises:
-        InputSpecError: the inputs do not bind to `forward`'s parameters (`spec` names the target in the message).
-    """
+    """Check inputs fit `forward`, keeping them as given: positional inputs stay positional and named
+    ones keyword (in `forward`'s order), so the exported program is called as the model was
+    (`torch.export.export(m, args, kwargs)` keeps the same split; see pt2kit.artifact.calling)."""
     try:
         sig = inspect.signature(module.forward)
     except (TypeError, ValueError):
         return args, kwargs
     try:
-        bound = sig.bind(*args, **kwargs)
-        return tuple(bound.args), dict(bound.kwargs)
+        sig.bind(*args, **kwargs)
     except TypeError as exc:
         params = ", ".join(forward_parameters(module))
         raise InputSpecError(
             f"inputs do not fit `{type(module).__name__}.forward({params})` of `{spec}`: {exc}; "
             f"name each `--input` after one of: {params}"
         ) from None
+    return tuple(args), signature_order(module, kwargs)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# On the GPU machine, from the repo root: a CUDA package through every command that takes an artifact,
+# its load time in fresh processes, and the transformers dynamic sweep. Results: benchmarks/gpu_compile.md,
+# benchmarks/gpu_survey.md.      OUT=results bash benchmarks/gpu_load.sh
+set -u
+OUT=${OUT:-gpu-out}
+PKG=${PKG:-$OUT/pkg}
+mkdir -p "$OUT" "$PKG"
+export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-src} TRANSFORMERS_VERBOSITY=error
+PRE=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
+P=python3
+step() { echo "== $*" | tee -a "$OUT/steps.log"; }
+step versions; $P -c "import torch, transformers, elftools; print(torch.__version__, transformers.__version__, torch.cuda.get_device_name())" 2>&1 | tee -a "$OUT/steps.log"
+step export; $P -m pt2kit export benchmarks/gpu_models.py:resnet50 -o "$PKG/r50.pt2" \
+  --dynamic pixel_values:0=batch[1,32] --no-specialization-check 2>&1 | tail -4 | tee -a "$OUT/steps.log"
+step compile; $P -m pt2kit compile "$PKG/r50.pt2" -o "$PKG/r50.aoti.pt2" --device cuda --no-cache \
+  2>&1 | tail -4 | tee -a "$OUT/steps.log"
+ls -la "$PKG" | tee -a "$OUT/steps.log"
+step load; timeout 150 $P benchmarks/gpu_load.py "$PKG/r50.aoti.pt2" 8,3,224,224 --repeat 3 2>&1 | tee "$OUT/load.log" | tail -8 | tee -a "$OUT/steps.log"
+for cmd in "inspect $PKG/r50.aoti.pt2" "run $PKG/r50.aoti.pt2 --input pixel_values=float32[8,3,224,224]" \
+           "verify benchmarks/gpu_models.py:resnet50 $PKG/r50.aoti.pt2 --samples 1"; do
+  step "pt2kit $cmd (LD_PRELOAD)"; LD_PRELOAD=$PRE timeout 90 $P -m pt2kit $cmd 2>&1 | tail -6 | tee -a "$OUT/steps.log"; echo "exit ${PIPESTATUS[0]}" | tee -a "$OUT/steps.log"
+done
+step "pt2kit run without LD_PRELOAD"; timeout 60 $P -m pt2kit run "$PKG/r50.aoti.pt2" --input pixel_values=float32[8,3,224,224] 2>&1 | tail -3 | tee -a "$OUT/steps.log"; echo "exit ${PIPESTATUS[0]}" | tee -a "$OUT/steps.log"
+step "bench --device cuda"; LD_PRELOAD=$PRE timeout 100 $P -m pt2kit bench benchmarks/gpu_models.py:resnet50 --device cuda --modes eager,export \
+  --batch-sizes 8 --warmup 3 --iters 10 2>&1 | tail -8 | tee -a "$OUT/steps.log"; echo "exit ${PIPESTATUS[0]}" | tee -a "$OUT/steps.log"
+step "transformers dynamic sweep"; LD_PRELOAD=$PRE timeout ${SWEEP_S:-150} $P -m pt2kit survey tests/architectures.py --device cuda --shapes dynamic \
+  --json > "$OUT/transformers_dynamic.json" 2> "$OUT/transformers_dynamic.log"; echo "exit $?" | tee -a "$OUT/steps.log"
+grep -h '^\[' "$OUT/transformers_dynamic.log" | tail -30 | tee -a "$OUT/steps.log"
+[ "${PROBE_S:-60}" = 0 ] && exit 0
+step probe; LD_PRELOAD=$PRE timeout ${PROBE_S:-60} $P benchmarks/gpu_dynamic_probe.py bert bloom 2>&1 | grep -v Warning | cut -c1-700 | tee "$OUT/probe.log" | tail -12

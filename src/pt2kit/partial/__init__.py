@@ -1,0 +1,33 @@
+"""Partial AOT: when the whole model does not export, compile the submodules that do and keep the rest in Python.
+
+    trace.py    run the model with hooks: each submodule's inputs and share of the eager time
+    regions.py  top-down: the largest submodules that export (with --fix), grouped by class, config and shapes
+    build.py    `compile_regions`: one package per group, each block checked against eager, the archive written
+    report.py   `PartialResult`: compiled, stayed eager and why (diagnose's blockers), share of eager time
+
+The run-time half (the archive format, opening a block's package with its weights, `apply_regions`) is
+`pt2kit.artifact.regions`, so verify and load read archives without importing the build side.
+
+May import: compile, artifact, shapes, diagnose, rewrite, export, target (never verify, benchmark or cli).
+"""
+
+_EXPORTS = {
+    "PartialResult": "pt2kit.partial.report", "EagerPart": "pt2kit.partial.report", "GroupBuild": "pt2kit.partial.report",
+    "compile_regions": "pt2kit.partial.build", "apply_regions": "pt2kit.artifact.regions.apply", "regions_of": "pt2kit.artifact.regions.apply",
+    "CompiledRegion": "pt2kit.artifact.regions.apply", "RegionFallbackWarning": "pt2kit.artifact.regions.apply",
+    "RegionWeightsWarning": "pt2kit.artifact.regions.apply", "RegionManifest": "pt2kit.artifact.regions.archive",
+    "RegionEntry": "pt2kit.artifact.regions.archive", "read_manifest": "pt2kit.artifact.regions.archive",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pt2kit.partial' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

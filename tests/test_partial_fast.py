@@ -1,0 +1,105 @@
+"""Partial AOT without an AOTInductor build: tracing, region choice and grouping, archive and CLI errors."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+
+import pt2kit
+from pt2kit.errors import ArtifactError, UsageError
+from pt2kit.artifact.regions.archive import read_manifest
+from pt2kit.partial.regions import group_key, plan_regions
+from pt2kit.partial.trace import trace_calls
+from tests.conftest import check_one_line_error
+from tests.partial_cases.loop_over_blocks import Block, model as loop_model
+
+CASE = "tests/partial_cases/loop_over_blocks.py:model"
+
+
+def test_trace_records_every_called_module_with_its_inputs_and_time():
+    m = loop_model()
+    x = torch.randn(4, 32)
+    trace = trace_calls(m, [((x,), {}), ((torch.randn(2, 32),), {})], timed_runs=2)
+    assert set(trace.records) == {"", "a", "a.fc", "b", "b.fc", "wide", "wide.0", "wide.1", "wide.1.fc", "wide.2"}
+    assert [tuple(c[0][0].shape) for c in trace.records["a"].calls] == [(4, 32), (2, 32)]
+    assert trace.total_seconds > 0 and 0 < trace.share("wide") <= 1
+    assert trace.share("wide.1") <= trace.share("wide")  # inclusive time: a child never exceeds its parent
+
+
+def test_group_key_separates_configs_and_scalar_settings():
+    x = torch.randn(4, 32)
+    trace = trace_calls(loop_model(), [((x,), {})], timed_runs=1)
+    a, b = trace.records["a"], trace.records["b"]
+    assert group_key(a.module, a) == group_key(b.module, b)  # same class, config, shapes: one package
+    other = Block(32)
+    other.eps = 1e-3  # a plain attribute the code reads: another program
+    assert group_key(other, a) != group_key(a.module, a)
+    wide = trace.records["wide.1"]
+    assert group_key(wide.module, wide) != group_key(a.module, a)
+
+
+def test_plan_exports_the_largest_submodules_and_groups_identical_blocks():
+    m = loop_model()
+    trace = trace_calls(m, [((torch.randn(4, 32),), {})], timed_runs=1)
+    plan = plan_regions(m, trace, target_spec=CASE, min_share=0.0)
+    assert sorted(c.path for c in plan.regions) == ["a", "b", "wide"]  # `wide` covers its children
+    groups = {c.path: c.group for c in plan.regions}
+    assert groups["a"] == groups["b"] != groups["wide"]
+    assert len(plan.programs) == 2  # `b` reused `a`'s export
+    root = next(r for r in plan.rejected if r.path == "")
+    assert root.kind == "export" and "while" in root.reason
+
+
+def test_min_share_leaves_small_modules_eager():
+    m = loop_model()
+    trace = trace_calls(m, [((torch.randn(4, 32),), {})], timed_runs=1)
+    plan = plan_regions(m, trace, target_spec=CASE, min_share=0.99)
+    assert not plan.regions
+    assert {r.kind for r in plan.rejected if r.path} == {"min-share"}
+
+
+def test_a_program_is_not_a_region_archive(tmp_path):
+    fake = tmp_path / "fake.pt2"
+    with zipfile.ZipFile(fake, "w") as zf:
+        zf.writestr("x/data.json", "{}")
+    with pytest.raises(ArtifactError, match="not a region archive"):
+        read_manifest(fake)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        pt2kit.apply_regions(loop_model(), tmp_path / "missing.pt2")
+
+
+def test_load_refuses_a_region_archive_with_the_fix(tmp_path):
+    archive = tmp_path / "regions.pt2"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("pt2kit/regions.json", json.dumps({"regions": []}))
+    with pytest.raises(ArtifactError, match="apply_regions"):
+        pt2kit.load(archive)
+    with pytest.raises(ArtifactError, match="region archive"):
+        pt2kit.compile_package(archive, tmp_path / "again.pt2")
+    with pytest.raises(UsageError, match="weights"):
+        pt2kit.apply_regions(loop_model(), archive, weights="newest")
+
+
+def test_cli_partial_rejects_bad_usage(cli, tmp_path):
+    out = tmp_path / "r.pt2"
+    check_one_line_error(cli("compile", "model.pt2", "--partial", "-o", out), "--partial needs the model's source")
+    check_one_line_error(cli("compile", CASE, "--partial", "--min-share", "2", "-o", out), "--min-share")
+    check_one_line_error(cli("compile", CASE, "--partial", "--preset", "cpu-freeze", "-o", out), "cpu-freeze")
+    assert not out.exists()
+
+
+def test_a_block_with_a_data_dependent_branch_is_fixed_into_torch_cond():
+    from tests.partial_cases.branchy_block import model as branchy_model
+
+    m = branchy_model()
+    trace = trace_calls(m, [((torch.randn(4, 16),), {})], timed_runs=1)
+    plan = plan_regions(m, trace, target_spec="tests/partial_cases/branchy_block.py:model", min_share=0.0)
+    assert [c.path for c in plan.regions] == ["gate"]
+    result = plan.programs[plan.regions[0].group]
+    assert result.fix is not None and result.fix.steps  # the `if` became torch.cond
+    assert any("cond" in str(n.target) for n in result.program.graph.nodes)
+    root = next(r for r in plan.rejected if r.path == "")
+    assert root.kind == "export"
