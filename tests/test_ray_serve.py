@@ -144,10 +144,11 @@ def test_cli_ray_flags_fail_in_one_line(cli, programs, flags, needle):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_cli_serves_on_a_local_ray_and_stops_on_sigterm(small_aoti_package, eager):
-    """An AOTInductor package (the session's, built once) in a replica of a local Ray the command starts."""
+    """An AOTInductor package (the session's, built once) in the replicas of a local Ray the command starts."""
     port = free_port()
+    # three replicas of 1 CPU on a machine of 2 cores (CI's): the local Ray must count enough CPUs to place them all
     proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", str(small_aoti_package), "--ray", "--port", str(port),
-                             "--max-batch-size", "4", "--threads", "1"],
+                             "--num-replicas", "3", "--max-batch-size", "4", "--threads", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
         url = f"http://127.0.0.1:{port}"
@@ -162,7 +163,7 @@ def test_cli_serves_on_a_local_ray_and_stops_on_sigterm(small_aoti_package, eage
             proc.wait()
     assert proc.returncode == 0, err[-3000:]
     said = " ".join(err.split())  # progress lines wrap
-    assert "with 1 replica(s) on a local Ray on 127.0.0.1" in said and "stopped" in said and "Traceback" not in err
+    assert "with 3 replica(s) on a local Ray on 127.0.0.1" in said and "stopped" in said and "Traceback" not in err
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ application (Ray drains its replicas) and, for a local Ray, shuts Ray down, like
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -76,6 +77,21 @@ def _check_reachable(address: str) -> None:
                          "`HOST:6379` on a cluster node, `ray://HOST:10001` from outside, or `auto` on a node") from None
 
 
+def local_cpus(ray_options: RayOptions) -> int:
+    """CPUs to give a local Ray: this machine's cores, or more so that every replica asked for can be placed.
+
+    Ray's CPUs are a count for placement, not a limit; a local Ray short of them would wait forever for the last
+    replicas. Replicas beyond the cores share them (said on stderr).
+    """
+    cores = os.cpu_count() or 1
+    replicas = ray_options.autoscale[1] if ray_options.autoscale else ray_options.num_replicas
+    need = math.ceil(replicas * ray_options.cpus_per_replica)
+    if need > cores:
+        progress.info(f"{replicas} replicas of {ray_options.cpus_per_replica:g} CPU on {cores} cores: the local Ray counts {need} "
+                      "CPUs so that all can be placed; they share the cores")
+    return max(cores, need)
+
+
 def deploy_on_ray(artifacts: Sequence[str | os.PathLike], options: ServeOptions = ServeOptions(),
                   ray_options: RayOptions = RayOptions(), names: Sequence[str] | None = None) -> RayDeployment:
     """Deploy `artifacts` on Ray Serve and return once every replica is running.
@@ -89,7 +105,7 @@ def deploy_on_ray(artifacts: Sequence[str | os.PathLike], options: ServeOptions 
         >>> httpx.get(f"{deployment.url}/v2/health/ready"); stop_on_ray(deployment)
     """
     app = _prepare(artifacts, options, ray_options, names)
-    local = connect_ray(ray_options.address)
+    local = connect_ray(ray_options.address, local_cpus(ray_options) if ray_options.address is None else None)
     try:
         return _run(app, options, ray_options, local)
     except BaseException:
@@ -160,7 +176,7 @@ def serve_on_ray(artifacts: Sequence[str | os.PathLike], options: ServeOptions =
     forever) with `KeyboardInterrupt`, after the same clean-up.
     """
     app = _prepare(artifacts, options, ray_options, names)
-    local = connect_ray(ray_options.address)
+    local = connect_ray(ray_options.address, local_cpus(ray_options) if ray_options.address is None else None)
     stop, deployed = threading.Event(), False
 
     def on_signal(sig, frame):
