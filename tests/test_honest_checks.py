@@ -176,3 +176,15 @@ def test_bench_gpu_counts_only_a_json_this_run_wrote(tmp_path):
     path.write_text('{"run_id": "this-')  # cut short
     assert not bench_gpu.fresh_result(path, 0, "this-run")
     assert not bench_gpu.fresh_result(tmp_path / "missing.json", 0, "this-run")
+
+
+def test_bench_holds_a_lower_precision_artifact_to_its_precision():
+    from pt2kit.benchmark.agreement import agreement
+
+    expected = torch.linspace(-3, 3, 64).reshape(8, 8)
+    close = agreement(expected, expected.to(torch.bfloat16), device="cpu", compute="float32", tf32=False)
+    assert close.ok, close  # bf16 rounding of the same values: within bf16 tolerance, not "dtype differs"
+    far = agreement(expected, (expected + 1).to(torch.bfloat16), device="cpu", compute="float32", tf32=False)
+    assert not far.ok and "output 0" in far.problem
+    wider = agreement(expected.to(torch.bfloat16), expected, device="cpu", compute="float32", tf32=False)
+    assert not wider.ok and "dtype" in wider.problem  # a mode returning a wider dtype than eager is still wrong
