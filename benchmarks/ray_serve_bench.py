@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from serve_bench import build_package_path, drive, free_port, request_bytes  # noqa: E402  (the same load generator)
+from serve_bench import build_package_path, drive, free_port, request_bytes, wait_ready  # noqa: E402  (the same load generator)
 
 
 def start(kind: str, package: Path, port: int, threads: int, batch: int) -> subprocess.Popen:
@@ -40,21 +40,7 @@ def start(kind: str, package: Path, port: int, threads: int, batch: int) -> subp
     if kind.startswith("ray-"):
         cmd += ["--ray", "--num-replicas", kind.split("-")[1]]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    started, deadline = time.monotonic(), time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{kind} exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(request_bytes("GET", "/v2/health/ready"))
-                if s.recv(100).startswith(b"HTTP/1.1 200"):
-                    print(f"{kind}: ready after {time.monotonic() - started:.1f} s", file=sys.stderr)
-                    return proc
-        except OSError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"{kind} not ready after 300 s")
+    return wait_ready(proc, kind, port, timeout=300)
 
 
 def server_timings(port: int) -> dict[str, tuple[float, float]]:

@@ -146,20 +146,26 @@ def start_server(kind: str, package: Path, dims: list[int], port: int, threads: 
         batch = "64" if kind == "pt2kit-batched" else "1"
         cmd = [sys.executable, "-m", "pt2kit", "serve", str(package), "--name", "mlp", "--port", str(port), "--max-batch-size", batch, "--threads", str(threads), "-q"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    return wait_ready(proc, kind, port, timeout=180)
+
+
+def wait_ready(proc: subprocess.Popen, kind: str, port: int, timeout: float) -> subprocess.Popen:
+    """Poll `GET /v2/health/ready` on 127.0.0.1:`port` until 200; the server's stderr if it exits first."""
+    started = time.monotonic()
+    while time.monotonic() < started + timeout:
         if proc.poll() is not None:
-            raise SystemExit(f"{kind} server exited: {proc.stderr.read()[-2000:]}")
+            raise SystemExit(f"{kind} exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                 s.sendall(request_bytes("GET", "/v2/health/ready"))
                 if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    print(f"{kind}: ready after {time.monotonic() - started:.1f} s", file=sys.stderr)
                     return proc
         except OSError:
             pass
         time.sleep(0.2)
     proc.kill()
-    raise SystemExit(f"{kind} server not ready after 180 s")
+    raise SystemExit(f"{kind} not ready after {timeout:g} s")
 
 
 def main() -> None:
