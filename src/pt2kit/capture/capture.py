@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from pt2kit.errors import ExportFailed
 
@@ -121,15 +122,29 @@ def capture(
         result: dict[str, Any] = {}
 
         def run(m=m):
-            result["ep"] = torch.export.export(
-                module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=m is CaptureMode.STRICT
-            )
+            result["ep"] = export_module(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=m is CaptureMode.STRICT)
 
         attempt = _attempt(m.value, run)
         attempts.append(attempt)
         if attempt.ok:
             return Capture(result["ep"], m.value, tuple(attempts))
     return Capture(None, None, tuple(attempts))
+
+
+def export_module(module, args: tuple, kwargs: dict | None = None, *, dynamic_shapes: Any = None,
+                  strict: bool = False) -> torch.export.ExportedProgram:
+    """`torch.export.export`, traced with attention's kernel choice kept out of the shape guards.
+
+    The program records `aten.scaled_dot_product_attention` itself; which kernel runs is decided
+    when the program runs or is compiled. While tracing, though, torch runs the op's kernel choice
+    on fake tensors, and on CUDA before torch 2.12 the memory-efficient kernel checks that the mask's
+    strides are multiples of 8 (pytorch/pytorch#124502): a guard `seq % 8 == 0` that turns a
+    dynamic sequence into `8*_seq` or a constant. Tracing with only the math backend enabled adds no
+    such guard and records the same graph (`tests/test_capture_attention.py` compares them).
+    Every export pt2kit runs goes through here.
+    """
+    with sdpa_kernel([SDPBackend.MATH]):
+        return torch.export.export(module, tuple(args), dict(kwargs or {}), dynamic_shapes=dynamic_shapes, strict=strict)
 
 
 def auto_dynamic_shapes(value: Any) -> Any:

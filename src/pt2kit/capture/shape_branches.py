@@ -21,7 +21,7 @@ import re
 
 import torch
 
-from pt2kit.capture.capture import SourceLocation, auto_dynamic_shapes, is_user_file, quiet_torch_logs
+from pt2kit.capture.capture import SourceLocation, auto_dynamic_shapes, export_module, is_user_file, quiet_torch_logs
 
 _LOGGER = "torch.fx.experimental.symbolic_shapes"
 _TOP_LEVEL_SOURCE = re.compile(r"^L\['(\w+)'\]\.size\(\)\[(\d+)\]$")
@@ -70,8 +70,7 @@ def size_guards(module, args, kwargs, param_names) -> dict[tuple[str, int], tupl
         logger.handlers, logger.propagate = [recorder], False
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                torch.export.export(module, tuple(args), dict(kwargs),
-                                    dynamic_shapes={n: auto_dynamic_shapes(v) for n, v in bound.items()}, strict=False)
+                export_module(module, tuple(args), dict(kwargs), dynamic_shapes={n: auto_dynamic_shapes(v) for n, v in bound.items()})
         except Exception:  # noqa: BLE001 - the guards seen so far are what we want
             pass
         finally:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from pt2kit.artifact.manifest import leaf_name
-from pt2kit.capture.capture import SourceLocation, auto_dynamic_shapes, is_user_file, quiet_torch_logs
+from pt2kit.capture.capture import SourceLocation, auto_dynamic_shapes, export_module, is_user_file, quiet_torch_logs
 
 _GUARD_LOGGER = "torch.fx.experimental.symbolic_shapes"
 
@@ -121,7 +121,7 @@ def check_specializations(module: torch.nn.Module, args: tuple, kwargs: dict, pa
             try:
                 # a failed re-trace prints its partial graph; stdout must stay clean for --json
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                    ep = torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
+                    ep = export_module(module, args, kwargs, dynamic_shapes=dynamic_shapes)
             finally:
                 logger.handlers, logger.propagate = saved
     except Exception as exc:

@@ -18,6 +18,7 @@ from torch.utils import _pytree as pytree
 
 from pt2kit.errors import UsageError
 from pt2kit.artifact.manifest import Manifest, build_manifest
+from pt2kit.capture.capture import export_module
 
 
 class DType(str, Enum):
@@ -98,7 +99,7 @@ def convert_program(ep: torch.export.ExportedProgram, manifest: Manifest, dtype:
     args, kwargs = pytree.tree_map(lambda v: _cast(v, target), (tuple(args), dict(kwargs)))
     names = list(manifest.parameters) or [p for p in inspect.signature(module.forward).parameters]
     dynamic_shapes = _dynamic_shapes(ep, manifest, args, kwargs, names)
-    new = torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
+    new = export_module(module, args, kwargs, dynamic_shapes=dynamic_shapes)
     dim_names = {}
     by_symbol = {d.symbol: d.name for d in manifest.dims}
     for leaf in manifest.inputs:

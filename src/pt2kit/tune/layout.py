@@ -11,6 +11,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.artifact.manifest import Manifest, build_manifest
+from pt2kit.capture.capture import export_module
 
 
 def has_image_inputs(manifest: Manifest) -> bool:
@@ -59,7 +60,7 @@ def to_channels_last(ep: torch.export.ExportedProgram, manifest: Manifest) -> tu
     """`ep` exported again with channels_last weights and inputs converted on entry; the contract is unchanged."""
     args, kwargs = ep.example_inputs or ((), {})
     module = _ChannelsLast(ep.module())
-    new = torch.export.export(module, tuple(args), dict(kwargs), dynamic_shapes=_dynamic_shapes(manifest, args, kwargs), strict=False)
+    new = export_module(module, tuple(args), dict(kwargs), dynamic_shapes=_dynamic_shapes(manifest, args, kwargs))
     dim_names = {}
     by_symbol = {d.symbol: d.name for d in manifest.dims}
     for leaf in manifest.inputs:
