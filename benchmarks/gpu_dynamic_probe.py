@@ -1,50 +1,51 @@
-"""Why do transformers models fail to export with dynamic seq on the GPU machine (torch 2.11, transformers 5.17)?
+"""Why did transformers models fail to export with a dynamic sequence on the GPU machine (torch 2.11)?
 
-For a few architectures of tests/architectures.py: export once with the declared dynamic spec and no
-shape repair, print torch's first error, then try again with attn_implementation="eager".
+For a few architectures of tests/architectures.py, on CUDA: export with the declared dynamic spec
+  - `no-math-trace`: pt2kit's export with attention traced on torch's default kernel choice (what pt2kit
+    did before `export_module` traced with the math backend), no shape repair: torch's first error;
+  - `no-math-trace+repair`: the same with shape repair: what repair alone made of it;
+  - `as-shipped`: pt2kit's export as it is now, no shape repair.
 
-    PYTHONPATH=src python benchmarks/gpu_dynamic_probe.py bert gpt2 bloom
+    PYTHONPATH=src python benchmarks/gpu_dynamic_probe.py bert llama bloom
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-import traceback
 
 sys.path.insert(0, "tests")
 
 import torch  # noqa: E402
 
-import architectures  # noqa: E402
+import architectures  # noqa: E402,F401  (collect_entries reads it by path)
+import pt2kit.capture.capture as capture_module  # noqa: E402
 from pt2kit import progress  # noqa: E402
 from pt2kit.export.program import export_program  # noqa: E402
 from pt2kit.survey.targets import collect_entries  # noqa: E402
 
 progress.set_quiet(True)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+SHIPPED = capture_module.sdpa_kernel
+
+
+def default_kernel_choice(backends):
+    return contextlib.nullcontext()
+
+
 for name in sys.argv[1:] or ["bert", "gpt2"]:
     (entry,) = collect_entries([f"tests/architectures.py:{name}"])
-    for attn in ("default", "eager", "sdpa-math"):
+    for variant, repair in (("no-math-trace", False), ("no-math-trace+repair", True), ("as-shipped", False)):
+        capture_module.sdpa_kernel = default_kernel_choice if variant.startswith("no-math") else SHIPPED
         target = entry.build()
-        if attn == "eager":
-            target.module.config._attn_implementation = "eager"
-            for m in target.module.modules():
-                if hasattr(m, "config") and hasattr(m.config, "_attn_implementation"):
-                    m.config._attn_implementation = "eager"
         target = target.__class__(target.spec, target.module.to(DEVICE), tuple(a.to(DEVICE) for a in target.args),
                                   {k: v.to(DEVICE) for k, v in target.kwargs.items()}, None, target.dynamic)
         try:
-            # sdpa-math: the same model traced with SDPA's math backend only, so no fused kernel's
-            # alignment check (mask stride % 8 on CUDA) runs at trace time
-            from torch.nn.attention import SDPBackend, sdpa_kernel
-
-            with sdpa_kernel([SDPBackend.MATH]) if attn == "sdpa-math" else contextlib.nullcontext():
-                export_program(target, None, dynamic=entry.dynamic, check_specialization=False, repair=False)
-            print(f"{name} attn={attn}: OK")
+            result = export_program(target, None, dynamic=entry.dynamic, check_specialization=False, repair=repair)
+            report = result.shape_repair
+            print(f"{name} {variant}: OK" + (f"; repair: {str(report)[:600]}" if report else ""))
         except Exception as exc:
-            first = exc.capture.attempts[1].exception if getattr(exc, "capture", None) and len(exc.capture.attempts) > 1 else exc
-            print(f"{name} attn={attn}: FAIL {type(first).__name__}: {str(first)[:1500]}")
-            frames = traceback.extract_tb(first.__traceback__)
-            print("   ", [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in frames if "transformers" in f.filename][-4:])
+            first = exc.capture.attempts[0].exception if getattr(exc, "capture", None) and exc.capture.attempts else exc
+            print(f"{name} {variant}: FAIL {type(first).__name__}: {' '.join(str(first).split())[:1200]}")
         torch._dynamo.reset()
+    capture_module.sdpa_kernel = SHIPPED

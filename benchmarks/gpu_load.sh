@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repo root: a CUDA package through every command that takes an artifact,
-# its load time in fresh processes, and the transformers dynamic sweep. Results: benchmarks/gpu_compile.md,
-# benchmarks/gpu_survey.md.      OUT=results bash benchmarks/gpu_load.sh
+# and its load time in fresh processes. Results: benchmarks/gpu_compile.md (the transformers dynamic sweep and the
+# C++ runner's comparison are in benchmarks/gpu_issue12.sh).      OUT=results bash benchmarks/gpu_load.sh
 set -u
 OUT=${OUT:-gpu-out}
 PKG=${PKG:-$OUT/pkg}
@@ -24,8 +24,3 @@ done
 step "pt2kit run without LD_PRELOAD"; timeout 60 $P -m pt2kit run "$PKG/r50.aoti.pt2" --input pixel_values=float32[8,3,224,224] 2>&1 | tail -3 | tee -a "$OUT/steps.log"; echo "exit ${PIPESTATUS[0]}" | tee -a "$OUT/steps.log"
 step "bench --device cuda"; LD_PRELOAD=$PRE timeout 100 $P -m pt2kit bench benchmarks/gpu_models.py:resnet50 --device cuda --modes eager,export \
   --batch-sizes 8 --warmup 3 --iters 10 2>&1 | tail -8 | tee -a "$OUT/steps.log"; echo "exit ${PIPESTATUS[0]}" | tee -a "$OUT/steps.log"
-step "transformers dynamic sweep"; LD_PRELOAD=$PRE timeout ${SWEEP_S:-150} $P -m pt2kit survey tests/architectures.py --device cuda --shapes dynamic \
-  --json > "$OUT/transformers_dynamic.json" 2> "$OUT/transformers_dynamic.log"; echo "exit $?" | tee -a "$OUT/steps.log"
-grep -h '^\[' "$OUT/transformers_dynamic.log" | tail -30 | tee -a "$OUT/steps.log"
-[ "${PROBE_S:-60}" = 0 ] && exit 0
-step probe; LD_PRELOAD=$PRE timeout ${PROBE_S:-60} $P benchmarks/gpu_dynamic_probe.py bert bloom 2>&1 | grep -v Warning | cut -c1-700 | tee "$OUT/probe.log" | tail -12
