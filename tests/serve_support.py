@@ -74,10 +74,11 @@ def wait_ready(url: str, timeout: float = 180.0, proc: subprocess.Popen | None =
 
 
 @contextlib.contextmanager
-def subprocess_server(*args: str):
-    """`python -m pt2kit serve ARGS --port P` in a child process; yields (proc, url); SIGTERM and wait at the end."""
+def subprocess_server(*args: str, env: dict | None = None):
+    """`python -m pt2kit serve ARGS --port P` in a child process (`env` added to its environment); yields (proc, url);
+    SIGTERM and wait at the end."""
     port = free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", *map(str, args), "--port", str(port), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"

@@ -102,6 +102,17 @@ def test_memory_stays_flat_under_2000_bad_requests(linear):
 
 
 @pytest.mark.slow
+def test_a_stopped_server_leaves_no_extracted_package_behind(small_aoti_package, tmp_path):
+    """AOTInductor extracts a package's .so into $TMPDIR/aotinductor_* and removes it only when its loader is destroyed."""
+    with subprocess_server(small_aoti_package, env={"TMPDIR": str(tmp_path)}) as (proc, url):
+        assert httpx.post(f"{url}/v2/models/linear/infer", json=body(), timeout=30).status_code == 200
+        assert list(tmp_path.glob("aotinductor_*")), "the served package was not extracted under TMPDIR"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert not list(tmp_path.glob("aotinductor_*"))
+
+
+@pytest.mark.slow
 def test_aoti_package_serves_batched_requests(small_aoti_package):
     """The AOTInductor package (built once per session) behind the batcher: outputs match `pt2kit.load`'s."""
     (loaded,) = load_services([small_aoti_package], max_batch_size=16)

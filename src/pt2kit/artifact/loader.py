@@ -11,10 +11,16 @@ A CUDA package's `.so` can crash the process while it opens (a libstdc++ clash, 
 machine). `check_libstdcxx` decides that from ELF data and the dynamic linker
 (`pt2kit.artifact.libstdcxx`); only when that cannot decide is the package opened in a child
 process first (`probe_load`). CPU packages skip both: the load path stays a few milliseconds.
+
+AOTInductor extracts each package's `.so` into a fresh `$TMPDIR/aotinductor_*` folder and removes it
+only when the loader is destroyed. A loader still referenced when the process ends (a served
+model inside the web app's reference cycles) never is, so every run left the package's size in
+`/tmp`; `close_all_packages` runs at exit and closes every package still open.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -22,6 +28,7 @@ import platform
 import signal
 import subprocess
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,6 +217,10 @@ class AotiRunner:
             kwargs_spec = self.in_spec.child(1) if hasattr(self.in_spec, "child") else self.in_spec.children_specs[1]
         self._kwarg_order = list(kwargs_spec.context) if kwargs_spec is not None and kwargs_spec.context else []
 
+    def close(self) -> None:
+        """Destroy the loader now: AOTInductor removes the folder it extracted the package to. The runner is unusable after."""
+        self.loader = None
+
     def run_flat(self, leaves: list[Any]) -> Any:
         """Run on the flat input leaves (constants are skipped: they are baked into the package)."""
         outputs = self.loader.boxed_run([x for x in leaves if isinstance(x, torch.Tensor)])
@@ -248,4 +259,16 @@ def load_aoti(path: Path, manifest: Manifest | None, device_index: int = -1, *, 
         device = torch.device("cuda", device_index if device_index >= 0 else torch.cuda.current_device())
     else:
         device = torch.device("cpu")
-    return AotiRunner(loader, device)
+    runner = AotiRunner(loader, device)
+    _OPEN.add(runner)
+    return runner
+
+
+_OPEN: weakref.WeakSet[AotiRunner] = weakref.WeakSet()
+
+
+@atexit.register
+def close_all_packages() -> None:
+    """Close every package still open (see the module docstring); runs at exit."""
+    for runner in list(_OPEN):
+        runner.close()
