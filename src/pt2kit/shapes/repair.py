@@ -20,115 +20,18 @@ and repeats (bounded). Policy, so a repair never changes what the program comput
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from pt2kit.capture.capture import Capture, CaptureMode, SourceLocation, capture, quiet_torch_logs
 from pt2kit.capture.shape_branches import size_guards
+from pt2kit.shapes.report import FixKind, RepairReport, ShapeRepair, range_text
 from pt2kit.shapes.spec import DimEntry, DynamicSpec, to_dynamic_shapes
 from pt2kit.shapes.suggested_fixes import SuggestedFix, parse_suggested_fixes
 
 MAX_ROUNDS = 6
-
-
-class FixKind(str, Enum):
-    NARROW = "narrow"  # the dim's range became smaller
-    SPECIALIZE = "specialize"  # the dim became a constant
-    RELATE = "relate"  # the dim became equal to, or derived from, another
-    RESIZE_EXAMPLE = "resize-example"  # the example was re-sized so size 0/1 does not pin the dim
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class ShapeRepair:
-    """One change pt2kit made (or declined to make) to the declared dynamic shapes."""
-
-    kind: FixKind
-    dim: str
-    where: str  # the input dims it covers: `x:0, mask:0`
-    before: str
-    after: str
-    reason: str
-    applied: bool = True
-    suggestion: str = ""  # torch's line, as printed
-    location: SourceLocation | None = None
-
-    def __str__(self) -> str:
-        verb = "" if self.applied else "NOT applied: "
-        return f"{verb}{self.kind} `{self.dim}` ({self.where}): {self.before} -> {self.after}; {self.reason}"
-
-    def to_json(self) -> dict:
-        return {
-            "kind": self.kind.value, "dim": self.dim, "where": self.where, "before": self.before, "after": self.after,
-            "reason": self.reason, "applied": self.applied, "suggestion": self.suggestion,
-            "location": self.location.to_json() if self.location else None,
-        }
-
-
-@dataclass(frozen=True)
-class RepairReport:
-    """What repair did: the declared spec, the final one, each change, and the example sizes used.
-
-    Attributes:
-        declared: the spec as the user gave it.
-        final: the spec the program was (or would be) exported with.
-        repairs: every change, applied or declined, in order.
-        rounds: how many exports it took.
-        example_shapes: input -> shape traced with, for inputs whose example was resized.
-        fix_applied: the branch rewrite (`--fix`) ran before capture.
-    """
-
-    declared: DynamicSpec
-    final: DynamicSpec
-    repairs: tuple[ShapeRepair, ...] = ()
-    rounds: int = 1
-    example_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    fix_applied: bool = False
-
-    @property
-    def declined(self) -> tuple[ShapeRepair, ...]:
-        return tuple(r for r in self.repairs if not r.applied)
-
-    @property
-    def changed(self) -> bool:
-        return any(r.applied for r in self.repairs)
-
-    def __str__(self) -> str:
-        lines = [f"shape repair ({self.rounds} export{'s' if self.rounds != 1 else ''}):"]
-        lines += [f"  - {r}" for r in self.repairs]
-        if self.changed:
-            lines.append(f"  final spec: --dynamic {self.final}")
-            lines += ["    " + ln for ln in self.final.code().splitlines()]
-        return "\n".join(lines)
-
-    def failure_hint(self) -> str:
-        """For a failed export: why repair stopped, and the ways out, as paste-able specs."""
-        if not self.declined:
-            return ""
-        narrowed = self.final
-        for r in self.declined:
-            narrowed = _apply_declined(narrowed, r)
-        lines = ["pt2kit did not apply torch's suggested fix, because it would bake in one side of a shape branch:"]
-        lines += [f"  - {r}" for r in self.declined]
-        if not self.fix_applied:
-            lines.append("  either export with `--fix` (rewrites the branch into torch.cond and keeps the declared range),")
-            lines.append(f"  or accept the narrower spec: --dynamic {narrowed}")
-        else:
-            lines.append(f"  the branch is still there after --fix; accept the narrower spec: --dynamic {narrowed}")
-        lines += ["    " + ln for ln in narrowed.code().splitlines()]
-        return "\n".join(lines)
-
-    def to_json(self) -> dict:
-        return {
-            "declared": str(self.declared), "final": str(self.final), "final_code": self.final.code(),
-            "rounds": self.rounds, "repairs": [r.to_json() for r in self.repairs],
-            "example_shapes": {k: list(v) for k, v in self.example_shapes.items()}, "fix_applied": self.fix_applied,
-        }
 
 
 @dataclass(frozen=True)
@@ -264,7 +167,7 @@ class _State:
     def _narrow(self, fix: SuggestedFix, declared: tuple[int | None, int | None], fix_applied: bool) -> ShapeRepair:
         low = fix.min if fix.min is not None else declared[0]
         high = fix.max if fix.max is not None else declared[1]
-        before, after = _range(*declared), _range(low, high)
+        before, after = range_text(*declared), range_text(low, high)
         declined = self._declined(FixKind.NARROW, fix, before, after, self.guard(fix.name), fix_applied)
         if declined:
             return declined
@@ -281,7 +184,7 @@ class _State:
             if resized is not None:
                 return ShapeRepair(
                     FixKind.RESIZE_EXAMPLE, fix.name, where, f"example size {fix.value}", f"example size {resized}",
-                    f"torch pins a dim whose example size is 0 or 1; re-traced with {resized}, declared range {_range(*declared)} kept",
+                    f"torch pins a dim whose example size is 0 or 1; re-traced with {resized}, declared range {range_text(*declared)} kept",
                     True, fix.text,
                 )
         guard = self.guard(fix.name)
@@ -295,17 +198,17 @@ class _State:
                 return ShapeRepair(
                     FixKind.RESIZE_EXAMPLE, fix.name, where, f"example size {example}", f"example size {resized}",
                     f"torch fixed this dim to the example's size {example}, which can be an artifact of that size (a size "
-                    f"derived from it is 0 or 1); re-traced with {resized}, declared range {_range(*declared)} kept",
+                    f"derived from it is 0 or 1); re-traced with {resized}, declared range {range_text(*declared)} kept",
                     True, fix.text,
                 )
         if fix.name in self.resized_once:
             self._restore(fix.name)  # a real constant: trace with the user's own example again
-        declined = self._declined(FixKind.SPECIALIZE, fix, _range(*declared), f"static {fix.value}", guard, fix_applied)
+        declined = self._declined(FixKind.SPECIALIZE, fix, range_text(*declared), f"static {fix.value}", guard, fix_applied)
         if declined:
             return declined
         self.spec = self.spec.without(fix.name)
         reason = f"the model's code fixes this size to {fix.value} (e.g. a weight of that size){_at(guard)}; it is static now"
-        return ShapeRepair(FixKind.SPECIALIZE, fix.name, where, _range(*declared), f"static {fix.value}", reason, True, fix.text, guard and guard[0])
+        return ShapeRepair(FixKind.SPECIALIZE, fix.name, where, range_text(*declared), f"static {fix.value}", reason, True, fix.text, guard and guard[0])
 
     def _relate(self, fix: SuggestedFix, roots, new_roots, fix_applied: bool) -> ShapeRepair:
         where, declared = self.where(fix.name), roots[fix.name]
@@ -316,14 +219,14 @@ class _State:
             return declined
         if fix.root in new_roots:
             root_range = new_roots[fix.root]
-            why = f"the model needs `{fix.name}` to be {expr} (torch's new root `{fix.root}` in {_range(*root_range)})"
+            why = f"the model needs `{fix.name}` to be {expr} (torch's new root `{fix.root}` in {range_text(*root_range)})"
         else:
             root_range = roots[fix.root]
             if fix.scale == 1 and fix.offset == 0:  # one dim now: both declared ranges hold
                 root_range = _intersect(root_range, declared)
             why = f"the model combines these sizes, so `{fix.name}` is always {expr}"
         self.spec = self.spec.derive(fix.name, fix.root, fix.scale, fix.offset, root_range)
-        return ShapeRepair(FixKind.RELATE, fix.name, where, f"{fix.name} {_range(*declared)}", expr, why + _at(guard), True, fix.text, guard and guard[0])
+        return ShapeRepair(FixKind.RELATE, fix.name, where, f"{fix.name} {range_text(*declared)}", expr, why + _at(guard), True, fix.text, guard and guard[0])
 
     def _resize(self, name: str, declared: tuple[int | None, int | None], root: int | None = None) -> int | None:
         """Re-size every example dim of root `name` so the root is `root` (default: >= 2); None if the model rejects it."""
@@ -369,10 +272,6 @@ def _resized(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return torch.cat([t] * reps, dim).narrow(dim, 0, size).clone()
 
 
-def _range(low: int | None, high: int | None) -> str:
-    return f"[{'' if low is None else low}, {'' if high is None else high}]".replace("[, ]", "unbounded")
-
-
 def _intersect(a: tuple[int | None, int | None], b: tuple[int | None, int | None]) -> tuple[int | None, int | None]:
     lows = [x for x in (a[0], b[0]) if x is not None]
     highs = [x for x in (a[1], b[1]) if x is not None]
@@ -381,16 +280,6 @@ def _intersect(a: tuple[int | None, int | None], b: tuple[int | None, int | None
 
 def _at(guard: tuple[SourceLocation, bool] | None) -> str:
     return f" (`{guard[0].code}` at {guard[0]})" if guard else ""
-
-
-def _apply_declined(spec: DynamicSpec, r: ShapeRepair) -> DynamicSpec:
-    """The spec as it would be had a declined fix been applied (for the advice)."""
-    if r.kind is FixKind.NARROW:
-        low, high = (None if s.strip() == "" else int(s) for s in r.after.strip("[]").split(","))
-        return spec.with_range(r.dim, low, high)
-    if r.kind is FixKind.SPECIALIZE:
-        return spec.without(r.dim)
-    return spec
 
 
 __all__ = ["FixKind", "RepairReport", "RepairedCapture", "ShapeRepair", "capture_with_repair"]
