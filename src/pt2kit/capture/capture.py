@@ -96,6 +96,7 @@ def capture(
     mode: str | CaptureMode = CaptureMode.AUTO,
     dynamic_shapes: Any = None,
     check_eager: bool = True,
+    defer_guards: bool = False,
 ) -> Capture:
     """Capture `module` with `torch.export.export`, trying the modes `mode` allows.
 
@@ -106,6 +107,7 @@ def capture(
         dynamic_shapes: passed to `torch.export.export` as is.
         check_eager: run the model eagerly first, so a model that fails in plain Python
             is reported as such rather than as an export error.
+        defer_guards: keep guards torch cannot prove as assertions in the program (see `export_module`).
 
     Returns:
         A `Capture`; `capture.ok` is False when every mode failed (nothing is raised).
@@ -122,7 +124,8 @@ def capture(
         result: dict[str, Any] = {}
 
         def run(m=m):
-            result["ep"] = export_module(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=m is CaptureMode.STRICT)
+            result["ep"] = export_module(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=m is CaptureMode.STRICT,
+                                         defer_guards=defer_guards)
 
         attempt = _attempt(m.value, run)
         attempts.append(attempt)
@@ -132,7 +135,7 @@ def capture(
 
 
 def export_module(module, args: tuple, kwargs: dict | None = None, *, dynamic_shapes: Any = None,
-                  strict: bool = False) -> torch.export.ExportedProgram:
+                  strict: bool = False, defer_guards: bool = False) -> torch.export.ExportedProgram:
     """`torch.export.export`, traced with attention's kernel choice kept out of the shape guards.
 
     The program records `aten.scaled_dot_product_attention` itself; which kernel runs is decided
@@ -142,9 +145,14 @@ def export_module(module, args: tuple, kwargs: dict | None = None, *, dynamic_sh
     dynamic sequence into `8*_seq` or a constant. Tracing with only the math backend enabled adds no
     such guard and records the same graph (`tests/test_capture_attention.py` compares them).
     Every export pt2kit runs goes through here.
+
+    `defer_guards` keeps guards torch cannot prove as assertions in the program instead of failing
+    (`prefer_deferred_runtime_asserts_over_guards`); shape repair sets it only after checking that
+    every such guard holds at every size in the declared range (pt2kit.shapes.unprovable).
     """
     with sdpa_kernel([SDPBackend.MATH]):
-        return torch.export.export(module, tuple(args), dict(kwargs or {}), dynamic_shapes=dynamic_shapes, strict=strict)
+        return torch.export.export(module, tuple(args), dict(kwargs or {}), dynamic_shapes=dynamic_shapes, strict=strict,
+                                   prefer_deferred_runtime_asserts_over_guards=defer_guards)
 
 
 def auto_dynamic_shapes(value: Any) -> Any:

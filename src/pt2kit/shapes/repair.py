@@ -30,6 +30,7 @@ from pt2kit.capture.shape_branches import size_guards
 from pt2kit.shapes.report import FixKind, RepairReport, ShapeRepair, range_text
 from pt2kit.shapes.spec import DimEntry, DynamicSpec, to_dynamic_shapes
 from pt2kit.shapes.suggested_fixes import SuggestedFix, parse_suggested_fixes
+from pt2kit.shapes.unprovable import check_guard, unprovable_guards
 
 MAX_ROUNDS = 6
 
@@ -78,15 +79,20 @@ def capture_with_repair(
     repairs: list[ShapeRepair] = []
     state = _State(module, dict(zip(param_names, args)) | dict(kwargs), param_names, len(args), spec,
                    extra_args=tuple(args[len(param_names):]))
-    result = None
+    result, defer = None, False
     for rounds in range(1, max_rounds + 1):
         dynamic_shapes = to_dynamic_shapes(state.spec, param_names, state.args, state.kwargs)
-        result = capture(module, state.args, state.kwargs, mode=module_mode, dynamic_shapes=dynamic_shapes)
+        result = capture(module, state.args, state.kwargs, mode=module_mode, dynamic_shapes=dynamic_shapes, defer_guards=defer)
         if result.ok or not repair or not state.spec or state.spec.all_auto:
             break
         violation = next((a for a in result.attempts if a.exception is not None and "Suggested fixes:" in str(a.exception)), None)
         if violation is None:
-            break
+            step = [] if defer else _unprovable_guards(result, state)
+            repairs += step
+            if not step or not all(r.applied for r in step):
+                break  # no guard to check, or one is false somewhere in the range: the failure stands
+            defer = True
+            continue
         module_mode = CaptureMode(violation.mode)  # later rounds retry only the mode that got that far
         before = (state.spec, state.resized_shapes())
         step = state.apply(parse_suggested_fixes(str(violation.exception)), fix_applied)
@@ -249,6 +255,24 @@ class _State:
         for e in self.entries(name):
             self.bound[e.input] = self.original[e.input]
         self._guards = None
+
+
+def _unprovable_guards(result: Capture, state: _State) -> list[ShapeRepair]:
+    """For a violation with no suggested fix: each guard torch could not prove, checked at every size in range.
+
+    Applied (kept as run-time assertions) only when every one holds everywhere; see pt2kit.shapes.unprovable.
+    """
+    attempt = next((a for a in result.attempts if a.exception is not None and unprovable_guards(str(a.exception))), None)
+    if attempt is None:
+        return []
+    checks = [check_guard(g, state.spec) for g in unprovable_guards(str(attempt.exception))]
+    defer = all(c.holds for c in checks)
+    proof = f"torch {torch.__version__.split('+')[0]} cannot prove it and suggests no fix"
+    return [ShapeRepair(FixKind.RUNTIME_CHECK, ", ".join(c.roots) or "?", ", ".join(state.where(r) for r in c.roots) or "?",
+                        c.guard, "run-time check" if defer else "not deferred",
+                        f"{proof}; it holds at each of the {c.points} sizes in the declared range, so the program asserts it"
+                        if defer else f"{c} ({proof})", defer)
+            for c in checks]
 
 
 def _other_size(example: int | None, declared: tuple[int | None, int | None]) -> int | None:

@@ -18,6 +18,7 @@ class FixKind(str, Enum):
     SPECIALIZE = "specialize"  # the dim became a constant
     RELATE = "relate"  # the dim became equal to, or derived from, another
     RESIZE_EXAMPLE = "resize-example"  # the example was re-sized so size 0/1 does not pin the dim
+    RUNTIME_CHECK = "runtime-check"  # a guard torch cannot prove, true at every size in range: kept as an assertion
 
     def __str__(self) -> str:
         return self.value
@@ -87,6 +88,12 @@ class RepairReport:
 
     def failure_hint(self) -> str:
         """For a failed export: why repair stopped, and the ways out, as paste-able specs."""
+        false_guards = [r for r in self.declined if r.kind is FixKind.RUNTIME_CHECK]
+        if false_guards:
+            lines = ["torch could not prove these guards over the declared range, and pt2kit found sizes where they are false:"]
+            lines += [f"  - {r.reason}" for r in false_guards]
+            lines.append("  declare a range where they hold, or export with `--fix` if a branch in your code decides on the size")
+            return "\n".join(lines)
         if not self.declined:
             return ""
         narrowed = self.final

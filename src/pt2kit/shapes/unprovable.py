@@ -112,7 +112,11 @@ def check_guard(guard: str, spec: DynamicSpec) -> GuardCheck:
     for values in itertools.product(*spans):
         at = dict(zip(roots, values))
         scope = {var: scale * at[root] + offset for var, (root, scale, offset) in names.items()}
-        if not eval(code, {"__builtins__": {}, **_FUNCTIONS}, scope):  # noqa: S307 - an ast-checked arithmetic expression
+        try:
+            holds = eval(code, {"__builtins__": {}, **_FUNCTIONS}, scope)  # noqa: S307 - an ast-checked arithmetic expression
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            return GuardCheck(readable, roots, 0, why_unchecked=f"evaluating it at {at} raised {type(exc).__name__}")
+        if not holds:
             failing.append(at)
             if len(failing) == 5:
                 break
