@@ -6,6 +6,8 @@ succeeds, outputs match eager); one false somewhere fails export with the sizes 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -27,23 +29,8 @@ TORCH_MESSAGE = (
 SPEC = parse_dynamic("input_ids:0=batch[1,16],input_ids:1=seq[2,32],mask:1=2*seq")
 
 
-class SquareModFour(torch.nn.Module):
-    """A branch torch cannot decide symbolically, though n*n % 4 is never 2."""
-
-    def forward(self, x):
-        n = x.shape[1]
-        if (n * n) % 4 != 2:
-            return x * 2
-        return x * 3
-
-
-class ModSeven(torch.nn.Module):
-    """A branch that really depends on the size: n % 7 == 3 at 3, 10, 17, 24 and 31."""
-
-    def forward(self, x):
-        if x.shape[1] % 7 != 3:
-            return x * 2
-        return x * 3
+CASES = Path(__file__).parent / "cases"
+ALWAYS_TRUE, FALSE_SOMEWHERE = CASES / "dyn_guard_always_true.py", CASES / "dyn_guard_false_somewhere.py"
 
 
 def test_guards_are_read_from_torchs_message_in_order_without_repeats():
@@ -91,18 +78,17 @@ def test_what_cannot_be_checked_is_never_deferred(guard, spec, why):
     assert not check.holds and why in check.why_unchecked
 
 
-def _export(model, dynamic="x:1=s[2,32]"):
+def _export(case: Path, dynamic="x:1=s[2,32]"):
+    target = pt2kit.load_target(f"{case}:model")
     progress.set_quiet(True)
     try:
-        return pt2kit.export_program(pt2kit.Target("test:m", model, (torch.ones(2, 8),), {}), None, dynamic=dynamic,
-                                     check_specialization=False)
+        return target.module, pt2kit.export_program(target, None, dynamic=dynamic, check_specialization=False)
     finally:
         progress.set_quiet(False)
 
 
 def test_a_guard_true_in_range_becomes_a_run_time_assertion_and_export_succeeds():
-    model = SquareModFour()
-    result = _export(model)
+    model, result = _export(ALWAYS_TRUE)
     (repair,) = result.shape_repair.repairs
     assert repair.kind is FixKind.RUNTIME_CHECK and repair.applied and "31 sizes" in repair.reason
     for n in (2, 13, 32):
@@ -114,14 +100,23 @@ def test_a_guard_true_in_range_becomes_a_run_time_assertion_and_export_succeeds(
 
 def test_a_guard_false_somewhere_fails_export_with_the_sizes():
     with pytest.raises(ExportFailed) as failure:
-        _export(ModSeven())
+        _export(FALSE_SOMEWHERE)
     text = str(failure.value)
     assert "is false at s=3, s=10, s=17, s=24, s=31" in text
     assert "declare a range where they hold" in text
 
 
 def test_a_narrower_range_where_the_guard_holds_exports():
-    result = _export(ModSeven(), "x:1=s[4,9]")
+    model, result = _export(FALSE_SOMEWHERE, "x:1=s[4,9]")
     assert result.shape_repair.repairs[0].kind is FixKind.RUNTIME_CHECK
     x = torch.randn(2, 9)
-    assert torch.equal(result.program.module()(x), x * 2)
+    assert torch.equal(result.program.module()(x), model(x))
+
+
+def test_the_command_line_reports_the_repair_and_the_failure(cli, tmp_path):
+    ok = cli("export", f"{ALWAYS_TRUE}:model", "-o", tmp_path / "ok.pt2", "--dynamic", "x:1=s[2,32]", "--json")
+    assert ok.code == 0, ok.err
+    assert '"kind": "runtime-check"' in ok.out and (tmp_path / "ok.pt2").exists()
+    failed = cli("export", f"{FALSE_SOMEWHERE}:model", "-o", tmp_path / "no.pt2", "--dynamic", "x:1=s[2,32]")
+    assert failed.code == 1 and "is false at s=3" in failed.err and "Traceback" not in failed.err
+    assert not (tmp_path / "no.pt2").exists()
