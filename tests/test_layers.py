@@ -16,7 +16,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "pt2kit"
 # Bottom to top. Packages in one layer do not import each other; to let one use another, give it its own
 # layer above. `serve`, `tune`, `migrate` and `partial` are the top-level stages being added beside `survey`.
 LAYERS: list[set[str]] = [
-    {"pt2kit", "errors", "progress", "tables"},  # lazy public API, exception tree, progress on stderr, text tables
+    {"lazy"},  # names imported on first use, for the public API's __init__ files
+    {"pt2kit", "errors", "progress", "tables"},  # public API, exception tree, progress on stderr, text tables
     {"target", "pytrees"},
     {"artifact"},  # .pt2 I/O, manifest, input contract, load and run: what every later stage reads
     {"capture"},  # torch.export capture strategies and the checks run on a capture

@@ -13,6 +13,8 @@ name with a submodule (`diagnose_model`, not `diagnose`), so a name means the sa
 
 __version__ = "0.1.0"
 
+from pt2kit.lazy import lazy_exports
+
 # Names resolve lazily (PEP 562) so `import pt2kit` and `pt2kit --help` do not import torch.
 _EXPORTS = {
     "BenchMode": "pt2kit.benchmark", "BenchReport": "pt2kit.benchmark", "BenchRow": "pt2kit.benchmark", "bench": "pt2kit.benchmark",
@@ -47,14 +49,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pt2kit' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__():

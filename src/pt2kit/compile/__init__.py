@@ -12,18 +12,13 @@ May import: `export` (to export a TARGET first), `artifact`, `target`, and what 
 (`errors`, `progress`).
 """
 
+from pt2kit.lazy import lazy_exports
+
 _EXPORTS = {"CompileResult": "pt2kit.compile.build", "compile_package": "pt2kit.compile.build",
             "PRESETS": "pt2kit.compile.presets", "Preset": "pt2kit.compile.presets"}
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pt2kit.compile' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = ["CompileResult", "PRESETS", "Preset", "compile_package"]

@@ -11,6 +11,8 @@ The run-time half (the archive format, opening a block's package with its weight
 May import: compile, artifact, shapes, diagnose, rewrite, export, target (never verify, benchmark or cli).
 """
 
+from pt2kit.lazy import lazy_exports
+
 _EXPORTS = {
     "PartialResult": "pt2kit.partial.report", "EagerPart": "pt2kit.partial.report", "GroupBuild": "pt2kit.partial.report",
     "compile_regions": "pt2kit.partial.build", "apply_regions": "pt2kit.artifact.regions.apply", "regions_of": "pt2kit.artifact.regions.apply",
@@ -20,14 +22,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'pt2kit.partial' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -28,34 +28,18 @@ Example:
     >>> app = create_app(load_services(["mlp.aoti.pt2"]), max_queue_delay_ms=2)
 """
 
+from pt2kit.lazy import lazy_exports
 from pt2kit.serve.protocol import InferRequest, RequestError, encode_infer_response, model_metadata, parse_infer_request
 from pt2kit.serve.server import ServeOptions, build_app, run_server
 from pt2kit.serve.service import BatchDim, ModelService, find_batch_dim, load_services, model_name
 
-
-def __getattr__(name: str):  # the app layer needs FastAPI; import it only when asked for
-    if name in ("create_app", "Backend", "ServerState"):
-        from pt2kit.serve import app
-
-        return getattr(app, name)
-    if name in ("DynamicBatcher", "QueueFullError"):
-        from pt2kit.serve import batcher
-
-        return getattr(batcher, name)
-    if name == "ServeMetrics":
-        from pt2kit.serve.metrics import ServeMetrics
-
-        return ServeMetrics
-    if name in _RAY_NAMES:  # Ray Serve: imported only when asked for
-        import importlib
-
-        return getattr(importlib.import_module(_RAY_NAMES[name]), name)
-    raise AttributeError(f"module 'pt2kit.serve' has no attribute {name!r}")
-
-
-_RAY_NAMES = {"RayOptions": "pt2kit.serve.ray_app", "ray_application": "pt2kit.serve.ray_app",
-              "write_ray_config": "pt2kit.serve.ray_config", "deploy_on_ray": "pt2kit.serve.ray_run",
-              "stop_on_ray": "pt2kit.serve.ray_run"}
+# the app layer needs FastAPI, and Ray Serve its own extra: imported only when asked for
+__getattr__ = lazy_exports(__name__, {
+    "create_app": "pt2kit.serve.app", "Backend": "pt2kit.serve.app", "ServerState": "pt2kit.serve.app",
+    "DynamicBatcher": "pt2kit.serve.batcher", "QueueFullError": "pt2kit.serve.batcher", "ServeMetrics": "pt2kit.serve.metrics",
+    "RayOptions": "pt2kit.serve.ray_app", "ray_application": "pt2kit.serve.ray_app", "write_ray_config": "pt2kit.serve.ray_config",
+    "deploy_on_ray": "pt2kit.serve.ray_run", "stop_on_ray": "pt2kit.serve.ray_run",
+})
 
 
 __all__ = [
