@@ -65,7 +65,8 @@ def test_load_and_call_import_only_what_they_use(small_aoti_package):
     assert not [m for m in new if m.startswith("elftools")], "ELF data is read for a CPU package"
     pt2kit_modules = {m for m in new if m.startswith("pt2kit")}
     assert pt2kit_modules <= {
-        "pt2kit.artifact", "pt2kit.artifact.calling", "pt2kit.artifact.contract", "pt2kit.artifact.manifest", "pt2kit.artifact.package",
+        "pt2kit.artifact", "pt2kit.artifact.calling", "pt2kit.artifact.contract", "pt2kit.artifact.extraction",
+        "pt2kit.artifact.manifest", "pt2kit.artifact.package",
         "pt2kit.artifact.runtime", "pt2kit.compile", "pt2kit.artifact.loader", "pt2kit.errors", "pt2kit.pytrees",
         "pt2kit.pytrees.nodes", "pt2kit.pytrees.spec_codec", "pt2kit.pytrees.types", "pt2kit.target", "pt2kit.target.inputs",
     }, sorted(pt2kit_modules)

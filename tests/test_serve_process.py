@@ -103,13 +103,13 @@ def test_memory_stays_flat_under_2000_bad_requests(linear):
 
 @pytest.mark.slow
 def test_a_stopped_server_leaves_no_extracted_package_behind(small_aoti_package, tmp_path):
-    """AOTInductor extracts a package's .so into $TMPDIR/aotinductor_* and removes it only when its loader is destroyed."""
+    """AOTInductor extracts a package's .so under $TMPDIR (aotinductor_*) and removes it only when its loader is destroyed."""
     with subprocess_server(small_aoti_package, env={"TMPDIR": str(tmp_path)}) as (proc, url):
         assert httpx.post(f"{url}/v2/models/linear/infer", json=body(), timeout=30).status_code == 200
-        assert list(tmp_path.glob("aotinductor_*")), "the served package was not extracted under TMPDIR"
+        assert list(tmp_path.rglob("aotinductor_*")), "the served package was not extracted under TMPDIR"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    assert not list(tmp_path.glob("aotinductor_*"))
+    assert not list(tmp_path.rglob("aotinductor_*"))
 
 
 @pytest.mark.slow

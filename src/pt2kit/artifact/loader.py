@@ -15,7 +15,9 @@ process first (`probe_load`). CPU packages skip both: the load path stays a few 
 AOTInductor extracts each package's `.so` into a fresh `$TMPDIR/aotinductor_*` folder and removes it
 only when the loader is destroyed. A loader still referenced when the process ends (a served
 model inside the web app's reference cycles) never is, so every run left the package's size in
-`/tmp`; `close_all_packages` runs at exit and closes every package still open.
+`/tmp`; `close_all_packages` runs at exit and closes every package still open. Packages are
+unpacked into a folder of the process's own, so what a killed process leaves behind is removed by
+the next one (`pt2kit.artifact.extraction`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.errors import ArtifactError
+from pt2kit.artifact.extraction import own_extraction_folder, remove_own_folder
 from pt2kit.artifact.manifest import Manifest
 
 if TYPE_CHECKING:
@@ -165,8 +169,10 @@ def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> 
         return
     code = ("import sys, torch; torch._C._aoti.AOTIModelPackageLoader(sys.argv[1], 'model', False, 1, int(sys.argv[2]))")
     try:
-        proc = subprocess.run([sys.executable, "-c", code, str(path), str(device_index)], capture_output=True, text=True,
-                              timeout=_PROBE_TIMEOUT_S)
+        with own_extraction_folder() as folder, tempfile.TemporaryDirectory(dir=folder) as scratch:
+            # a child that crashes cannot remove what it unpacked; this folder goes either way
+            proc = subprocess.run([sys.executable, "-c", code, str(path), str(device_index)], capture_output=True, text=True,
+                                  timeout=_PROBE_TIMEOUT_S, env={**os.environ, "TMPDIR": scratch})
     except subprocess.TimeoutExpired:
         raise ArtifactError(f"opening `{path.name}` in a child process took over {_PROBE_TIMEOUT_S}s (a hung load); "
                             "set PT2KIT_NO_PROBE=1 to load it without the probe") from None
@@ -251,7 +257,8 @@ def load_aoti(path: Path, manifest: Manifest | None, device_index: int = -1, *, 
     if info.device == "cuda" and not os.environ.get("PT2KIT_NO_PROBE"):
         check_libstdcxx(path, device_index)
     try:
-        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", single_threaded, 1, device_index)
+        with own_extraction_folder():
+            loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", single_threaded, 1, device_index)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"cannot load AOTInductor package `{path}` ({first}); rebuild it with `pt2kit compile` on this machine") from None
@@ -272,3 +279,4 @@ def close_all_packages() -> None:
     """Close every package still open (see the module docstring); runs at exit."""
     for runner in list(_OPEN):
         runner.close()
+    remove_own_folder()
