@@ -12,6 +12,9 @@ every sibling folder whose lock it can take: its owner is gone. (A lock, not a p
 reused and another container sharing `/tmp` has pids this one cannot see.) At a normal exit the
 process removes its own folder after closing its packages.
 
+This needs a torch whose loader honours `TMPDIR`: 2.13 does; 2.10 and 2.11 unpack into `/tmp/XXXXXX`
+whatever it says, so there a killed process's copy stays (a normal exit still removes it).
+
 `TMPDIR` is changed only while a loader is being constructed, under a lock; a thread of another library
 reading `TMPDIR` at that moment gets pt2kit's folder, which exists.
 """
