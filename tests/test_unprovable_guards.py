@@ -120,3 +120,9 @@ def test_the_command_line_reports_the_repair_and_the_failure(cli, tmp_path):
     failed = cli("export", f"{FALSE_SOMEWHERE}:model", "-o", tmp_path / "no.pt2", "--dynamic", "x:1=s[2,32]")
     assert failed.code == 1 and "is false at s=3" in failed.err and "Traceback" not in failed.err
     assert not (tmp_path / "no.pt2").exists()
+
+
+def test_an_unbounded_range_is_not_deferred_and_says_to_bound_it():
+    with pytest.raises(ExportFailed) as failure:
+        _export(ALWAYS_TRUE, "x:1=s[2,]")
+    assert "`s` has no upper bound; give it one (`s[2,N]`)" in str(failure.value)

@@ -90,7 +90,7 @@ class RepairReport:
         """For a failed export: why repair stopped, and the ways out, as paste-able specs."""
         false_guards = [r for r in self.declined if r.kind is FixKind.RUNTIME_CHECK]
         if false_guards:
-            lines = ["torch could not prove these guards over the declared range, and pt2kit found sizes where they are false:"]
+            lines = ["torch could not prove these guards over the declared range, and pt2kit could not show that they always hold:"]
             lines += [f"  - {r.reason}" for r in false_guards]
             lines.append("  declare a range where they hold, or export with `--fix` if a branch in your code decides on the size")
             return "\n".join(lines)
