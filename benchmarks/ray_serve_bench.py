@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from serve_bench import build_package_path, drive, free_port, request_bytes, wait_ready  # noqa: E402  (the same load generator)
+from serve_bench import build_package_path, drive, free_port, request_bytes, stop, wait_ready  # noqa: E402  (the same load generator)
 
 
 def start(kind: str, package: Path, port: int, threads: int, batch: int) -> subprocess.Popen:
@@ -57,15 +56,6 @@ def server_timings(port: int) -> dict[str, tuple[float, float]]:
                 if line.startswith(f"pt2kit_{kind}_duration_seconds_{part}{{"):
                     found.setdefault(kind, [0.0, 0.0])[part == "count"] = float(line.rsplit(" ", 1)[1])
     return {k: tuple(v) for k, v in found.items()}
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def main() -> None:

@@ -168,6 +168,16 @@ def wait_ready(proc: subprocess.Popen, kind: str, port: int, timeout: float) -> 
     raise SystemExit(f"{kind} not ready after {timeout:g} s")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (the server drains), then kill if it has not exited within 120 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dims", default="256,2048,2048,16", help="MLP widths (default 256,2048,2048,16)")
@@ -212,8 +222,7 @@ def main() -> None:
                 print(f"{kind:15s} c={c:3d}  {row['throughput']:8.1f} req/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms"
                       f"  errors {row['errors']}", file=sys.stderr)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            stop(proc)
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())

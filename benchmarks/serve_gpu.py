@@ -14,14 +14,13 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_bench import drive, free_port, request_bytes  # noqa: E402
+from serve_bench import drive, free_port, request_bytes, stop  # noqa: E402
 
 
 def build(workdir: Path) -> Path:
@@ -100,8 +99,7 @@ def serve_and_drive(package: Path, max_batch: int, concurrency: list[int], secon
             rows.append(row)
         return rows
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop(proc)
 
 
 def main() -> None:
