@@ -42,24 +42,36 @@ def _unpacked(tmpdir: Path) -> list[Path]:
 @pytest.mark.slow
 @pytest.mark.skipif(not UNPACKS_UNDER_TMPDIR, reason="this torch's loader unpacks into /tmp/XXXXXX, ignoring TMPDIR")
 def test_a_killed_process_copy_is_removed_by_the_next_load_and_a_live_one_is_kept(small_aoti_package, tmp_path):
-    killed = _start(small_aoti_package, tmp_path)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    left = _unpacked(tmp_path)
-    assert len(left) == 1 and left[0].parent.parent == tmp_path / ROOT_NAME  # what a killed process leaves
+    started: list[subprocess.Popen] = []
 
-    alive = _start(small_aoti_package, tmp_path)  # its first load sweeps the dead folder
-    assert not left[0].exists()
-    (alive_copy,) = _unpacked(tmp_path)
+    def start() -> subprocess.Popen:
+        started.append(_start(small_aoti_package, tmp_path))
+        return started[-1]
 
-    finished = _start(small_aoti_package, tmp_path)
-    finished.stdin.close()
-    assert finished.wait(timeout=60) == 0
-    assert _unpacked(tmp_path) == [alive_copy], "a normal exit removes its own copy and never a live process's"
+    try:
+        killed = start()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        left = _unpacked(tmp_path)
+        assert len(left) == 1 and left[0].parent.parent == tmp_path / ROOT_NAME  # what a killed process leaves
 
-    alive.stdin.close()
-    assert alive.wait(timeout=60) == 0
-    assert list((tmp_path / ROOT_NAME).iterdir()) == []
+        alive = start()  # its first load sweeps the dead folder
+        assert not left[0].exists()
+        (alive_copy,) = _unpacked(tmp_path)
+
+        finished = start()
+        finished.stdin.close()
+        assert finished.wait(timeout=60) == 0
+        assert _unpacked(tmp_path) == [alive_copy], "a normal exit removes its own copy and never a live process's"
+
+        alive.stdin.close()
+        assert alive.wait(timeout=60) == 0
+        assert list((tmp_path / ROOT_NAME).iterdir()) == []
+    finally:
+        for proc in started:  # none outlives the test, whatever failed
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_only_folders_whose_lock_is_free_are_swept(tmp_path):

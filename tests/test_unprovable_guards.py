@@ -70,6 +70,7 @@ def test_two_roots_are_checked_over_their_product():
     ("L['y'].size()[0] > 1", "x:1=s[2,8]", "does not name"),
     ("L['x'].size()[1].__class__ == 1", "x:1=s[2,8]", "cannot read"),
     ("__import__('os').getpid() > 0", "x:1=s[2,8]", "cannot read"),
+    ("'a' * L['x'].size()[1] != ''", "x:1=s[2,8]", "cannot read"),
     ("L['x'].size()[1] > 1", "x:1=s[0,10000000]", "at most"),
     ("1 // (L['x'].size()[1] - 3) >= 0", "x:1=s[2,8]", "raised ZeroDivisionError"),
 ])

@@ -72,9 +72,7 @@ def sweep_dead_folders(root: Path | None = None) -> list[Path]:
             continue
         try:
             fd = os.open(child / _LOCK_NAME, os.O_RDWR)
-        except FileNotFoundError:  # a folder being created right now has its lock within microseconds; leave it
-            continue
-        except OSError:
+        except OSError:  # no lock yet (a folder being created right now gets it within microseconds), or unreadable: leave it
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -140,10 +140,11 @@ def export_module(module, args: tuple, kwargs: dict | None = None, *, dynamic_sh
 
     The program records `aten.scaled_dot_product_attention` itself; which kernel runs is decided
     when the program runs or is compiled. While tracing, though, torch runs the op's kernel choice
-    on fake tensors, and on CUDA before torch 2.12 the memory-efficient kernel checks that the mask's
-    strides are multiples of 8 (pytorch/pytorch#124502): a guard `seq % 8 == 0` that turns a
+    on fake tensors, and on CUDA (seen with torch 2.11) the memory-efficient kernel checks that the
+    mask's strides are multiples of 8 (pytorch/pytorch#124502): a guard `seq % 8 == 0` that turns a
     dynamic sequence into `8*_seq` or a constant. Tracing with only the math backend enabled adds no
-    such guard and records the same graph (`tests/test_capture_attention.py` compares them).
+    such guard and records the same attention op; the math kernel's output layout can make a
+    `.contiguous()` in the model appear in the graph, a no-op at run time (`tests/test_capture_attention.py`).
     Every export pt2kit runs goes through here.
 
     `defer_guards` keeps guards torch cannot prove as assertions in the program instead of failing

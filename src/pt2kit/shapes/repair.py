@@ -262,10 +262,11 @@ def _unprovable_guards(result: Capture, state: _State) -> list[ShapeRepair]:
 
     Applied (kept as run-time assertions) only when every one holds everywhere; see pt2kit.shapes.unprovable.
     """
-    attempt = next((a for a in result.attempts if a.exception is not None and unprovable_guards(str(a.exception))), None)
-    if attempt is None:
+    messages = (str(a.exception) for a in result.attempts if a.exception is not None)
+    guards = next((g for g in map(unprovable_guards, messages) if g), [])
+    checks = [check_guard(g, state.spec) for g in guards]
+    if not checks:
         return []
-    checks = [check_guard(g, state.spec) for g in unprovable_guards(str(attempt.exception))]
     defer = all(c.holds for c in checks)
     proof = f"torch {torch.__version__.split('+')[0]} cannot prove it and suggests no fix"
     return [ShapeRepair(FixKind.RUNTIME_CHECK, ", ".join(c.roots) or "?", ", ".join(state.where(r) for r in c.roots) or "?",

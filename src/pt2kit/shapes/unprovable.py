@@ -89,7 +89,8 @@ def check_guard(guard: str, spec: DynamicSpec) -> GuardCheck:
         readable = readable.replace(var, _expression(root, scale, offset))
     try:
         tree = ast.parse(text, mode="eval")
-        bad = next((n for n in ast.walk(tree) if not isinstance(n, _NODES)), None)
+        bad = next((n for n in ast.walk(tree) if not isinstance(n, _NODES)
+                    or isinstance(n, ast.Constant) and type(n.value) not in (int, float, bool)), None)
         if bad is not None or any(isinstance(n, ast.Name) and n.id not in names and n.id not in _FUNCTIONS for n in ast.walk(tree)):
             raise SyntaxError("unsupported")
         code = compile(tree, "<guard>", "eval")
