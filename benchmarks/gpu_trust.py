@@ -116,7 +116,7 @@ def child(code: str, args: list[str], env: dict, timeout: int) -> dict:
     return doc
 
 
-def run_load(package: str, shape: str, device: str, preload: str, timeout: int) -> None:
+def run_load(package: str, shape: str, device: str, preload: str, timeout: int, quick: bool = False) -> None:
     caches = tempfile.mkdtemp(prefix="pt2kit-trust-")
     base = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "HIDE_ELFTOOLS", "PT2KIT_NO_PROBE")}
     with_preload = {**base, "LD_PRELOAD": preload} if preload else dict(base)
@@ -124,11 +124,13 @@ def run_load(package: str, shape: str, device: str, preload: str, timeout: int) 
         ("check, new package", "a", {}), ("check, new package (2nd process)", "b", {}), ("check, seen package", "a", {}),
         ("probe, new package", "p", {"HIDE_ELFTOOLS": "1"}), ("probe, seen package", "p", {"HIDE_ELFTOOLS": "1"}),
     ]
+    if quick:  # one process per case: less device time
+        rows = [r for r in rows if "2nd" not in r[0]]
     for label, cache, extra in rows:
         env = {**with_preload, **extra, "PT2KIT_CACHE_DIR": os.path.join(caches, cache)}
         print(json.dumps({"row": label, "ld_preload": bool(preload), **child(LOAD_CHILD, [package, shape, device], env, timeout)}),
               flush=True)
-    if preload:
+    if preload and not quick:
         env = {**base, "PT2KIT_CACHE_DIR": os.path.join(caches, "n")}
         print(json.dumps({"row": "no-preload, new package", "ld_preload": False,
                           **child(LOAD_CHILD, [package, shape, device], env, timeout)}), flush=True)
@@ -148,11 +150,12 @@ def main() -> int:
     for p in (load, regions):
         p.add_argument("--device", default="cuda")
         p.add_argument("--timeout", type=int, default=90)
+    load.add_argument("--quick", action="store_true", help="skip the second new-package process and the no-preload row")
     load.add_argument("--preload", default="/usr/lib/x86_64-linux-gnu/libstdc++.so.6",
                       help="LD_PRELOAD for the rows that set it ('' for none)")
     args = parser.parse_args()
     if args.what == "load":
-        run_load(args.package, args.shape, args.device, args.preload, args.timeout)
+        run_load(args.package, args.shape, args.device, args.preload, args.timeout, args.quick)
     else:
         print(json.dumps(child(REGIONS_CHILD, [args.target, args.archive, args.input, args.device, args.batches],
                                dict(os.environ), args.timeout)), flush=True)
