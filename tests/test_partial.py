@@ -13,7 +13,7 @@ import torch
 
 import pt2kit
 from pt2kit.errors import ArtifactError
-from pt2kit.partial import RegionFallbackWarning, RegionWeightsWarning, regions_of
+from pt2kit.partial import RegionFallbackWarning, RegionWeightsWarning, read_manifest, regions_of
 from pt2kit.target.inputs import parse_input
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +77,8 @@ def test_applied_regions_run_compiled_and_match_eager(archive):
     regions = regions_of(model)
     assert {"blocks.0", "blocks.1", "blocks.2", "blocks.3"} <= set(regions)
     assert all(r.compiled_calls == 5 and r.eager_calls == 0 for r in regions.values())
+    # where a region runs is the archive's device: its contract (the exported program's manifest) names none
+    assert {r.device for r in regions.values()} == {read_manifest(archive.path).device}
 
 
 def test_inputs_outside_the_contract_run_eagerly_with_one_warning(archive):

@@ -148,3 +148,20 @@ def test_the_report_lists_regions_whose_batch_stayed_static():
     text = str(result)
     assert "batch stayed static" in text and "pinned  specialize `batch` (x:0)" in text
     assert result.to_json()["static_batch"] == [{"path": "pinned", "reason": "specialize `batch` (x:0)"}]
+
+
+def test_a_region_runs_on_the_archives_device_not_a_default():
+    # a CUDA archive's regions once took "cpu" from their contract (which names no device) and ran every call eagerly
+    from pt2kit.artifact.manifest import LeafSpec, Manifest
+    from pt2kit.artifact.regions.apply import CompiledRegion, RegionFallbackWarning
+    from pt2kit.artifact.regions.archive import RegionEntry
+
+    contract = Manifest(inputs=(LeafSpec("x", "tensor", "float32", (4, 32)),), outputs=(LeafSpec("out", "tensor", "float32", (4, 32)),),
+                        parameters=("x",))
+    module = Block(32).eval()
+    entry = RegionEntry("a", "Block", "g", "packages/g.pt2", "weights/a.safetensors", "", contract, 0.0, 0.5, 1)
+    region = CompiledRegion(module, entry, runner=None, constants={}, device="cuda")
+    assert region.device == "cuda"
+    with pytest.warns(RegionFallbackWarning, match="on cpu, the region was compiled for cuda"):
+        region(torch.randn(4, 32))
+    assert region.eager_calls == 1 and region.compiled_calls == 0
