@@ -324,9 +324,11 @@ def check_shared_object(stream: BinaryIO, name: str, maps: str = "/proc/self/map
             Verdict.UNDECIDED, f"`{name}` needs no libstdc++ version but carries {len(found.own_copies)} libstdc++ symbols of its "
             f"own (e.g. `{found.own_copies[0]}`) that this process's global scope does not take from libstdc++", name, mapped)
     total = len(symbols.versioned) + len(symbols.unversioned) + len(symbols.defined)
-    return LibstdcxxCheck(Verdict.FITS, f"{mapped[0]} defines all {len(runtime_needs)} libstdc++ versions `{name}` needs, "
-                          f"and none of its {total} dynamic symbols binds into another library's copy of libstdc++ code",
-                          name, mapped, runtime_needs)
+    tie = (f"{mapped[0]} defines all {len(runtime_needs)} libstdc++ versions `{name}` needs" if runtime_needs else
+           f"`{name}` needs no libstdc++ version and the global scope gives its libstdc++ names from {mapped[0]} (as "
+           "`LD_PRELOAD` of it does)")
+    return LibstdcxxCheck(Verdict.FITS, f"{tie}, and none of its {total} dynamic symbols binds into another library's copy of "
+                          "libstdc++ code", name, mapped, runtime_needs)
 
 
 class _StoredMember(io.RawIOBase):
