@@ -13,7 +13,8 @@ import torch
 
 import pt2kit
 from pt2kit.errors import ArtifactError
-from pt2kit.partial import RegionFallbackWarning, RegionWeightsWarning, regions_of
+from pt2kit.partial import RegionFallbackWarning, RegionWeightsWarning, read_manifest, regions_of
+from pt2kit.target.inputs import parse_input
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = str(ROOT / "examples" / "partial_refiner.py") + ":refiner"
@@ -25,11 +26,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def archive(build_cache_dir, tmp_path_factory):
-    """The refiner's archive, with a second batch size sampled so the blocks' batch dim is dynamic."""
-    target = pt2kit.load_target(TARGET)
+    """The refiner's archive, built at batch 2 with no other sample: the regions follow the batch by default."""
+    target = pt2kit.load_target(TARGET, [parse_input("x=float32[2,16,32]")])
     path = tmp_path_factory.mktemp("partial") / "refiner.regions.pt2"
     # the blocks take ~15-25% of the time each, embed and head ~1%: 6% keeps this to one AOTInductor build
-    result = pt2kit.compile_regions(target, path, min_share=0.06, samples=[((torch.randn(3, 16, 32),), {})])
+    result = pt2kit.compile_regions(target, path, min_share=0.06)
     return result
 
 
@@ -66,15 +67,18 @@ def test_report_says_what_compiled_what_stayed_eager_and_why(archive):
 
 
 def test_applied_regions_run_compiled_and_match_eager(archive):
+    assert archive.static_batch == ()  # every region follows the batch
     model = pt2kit.apply_regions(refiner(), archive.path)
-    for batch in (8, 3, 5):  # the example, the sample, and a size between: the batch dim is dynamic
+    for batch in (2, 3, 1, 5, 8):  # built at 2, never shown another size: the batch dim is dynamic by default
         x = torch.randn(batch, 16, 32)
         with warnings.catch_warnings():
             warnings.simplefilter("error", RegionFallbackWarning)
             _close(_eager(model, x), _eager(refiner(), x))
     regions = regions_of(model)
     assert {"blocks.0", "blocks.1", "blocks.2", "blocks.3"} <= set(regions)
-    assert all(r.compiled_calls == 3 and r.eager_calls == 0 for r in regions.values())
+    assert all(r.compiled_calls == 5 and r.eager_calls == 0 for r in regions.values())
+    # where a region runs is the archive's device: its contract (the exported program's manifest) names none
+    assert {r.device for r in regions.values()} == {read_manifest(archive.path).device}
 
 
 def test_inputs_outside_the_contract_run_eagerly_with_one_warning(archive):
@@ -136,11 +140,12 @@ def test_damaged_weights_are_refused(archive, tmp_path):
 
 def test_cli_writes_the_same_archive_from_the_build_cache(archive, cli, tmp_path):
     out = tmp_path / "cli.regions.pt2"  # the same program as the fixture's, so its package comes from the build cache
-    result = cli("compile", TARGET, "--partial", "--min-share", "0.06", "--sample", "x=float32[3,16,32]", "-o", out, "--json", "-q")
+    result = cli("compile", TARGET, "--partial", "--min-share", "0.06", "--input", "x=float32[2,16,32]", "-o", out, "--json", "-q")
     assert result.code == 0, result.err
     doc = result.json()
     assert doc["ok"] and doc["path"] == str(out) and out.is_file()
     assert {r["path"] for r in doc["regions"]} >= {"blocks.0", "blocks.1", "blocks.2", "blocks.3"}
     assert doc["eager"][0]["path"] == "" and doc["eager"][0]["blockers"]
     blocks = [r for r in doc["regions"] if r["path"].startswith("blocks.")]
-    assert any(isinstance(d, str) for d in blocks[0]["contract"]["inputs"][0]["shape"])  # the sampled batch dim is dynamic
+    assert isinstance(blocks[0]["contract"]["inputs"][0]["shape"][0], str)  # the batch dim is dynamic with no sample
+    assert doc["static_batch"] == []

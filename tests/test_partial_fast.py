@@ -103,3 +103,65 @@ def test_a_block_with_a_data_dependent_branch_is_fixed_into_torch_cond():
     assert any("cond" in str(n.target) for n in result.program.graph.nodes)
     root = next(r for r in plan.rejected if r.path == "")
     assert root.kind == "export"
+
+
+# -- regions follow the model's batch (export only, no AOTInductor build) -----------------------------------------
+
+BATCH_CASES = [
+    ("examples/partial_refiner.py:refiner", (2, 16, 32), torch.float32),
+    ("examples/partial_lm.py:early_exit_lm", (2, 64), torch.int64),
+    ("tests/partial_cases/loop_over_blocks.py:model", (2, 32), torch.float32),
+    ("tests/partial_cases/branchy_block.py:model", (2, 16), torch.float32),
+    ("tests/partial_cases/pinned_batch.py:model", (2, 16), torch.float32),
+]
+
+
+@pytest.mark.parametrize("spec,shape,dtype", BATCH_CASES, ids=[c[0].split("/")[-1] for c in BATCH_CASES])
+def test_regions_built_at_batch_2_take_dim_0_dynamic_unless_the_code_pins_it(spec, shape, dtype):
+    target = pt2kit.load_target(spec)
+    x = torch.randint(0, 100, shape) if dtype == torch.int64 else torch.randn(shape)
+    trace = trace_calls(target.module, [((x,), {})], timed_runs=1)  # one call: nothing varied, only the batch says
+    plan = plan_regions(target.module, trace, target_spec=spec, min_share=0.0)
+    assert plan.regions
+    for region in plan.regions:
+        first = plan.programs[region.group].manifest.inputs[0]
+        if region.path == "pinned":  # `.reshape(2, 16)`: the batch is written into the code
+            assert first.shape[0] == 2 and "specialize `batch`" in region.static and "static 2" in region.static
+        else:
+            assert isinstance(first.shape[0], str), (region.path, first)  # a symbol: any batch
+            assert region.static == ""
+
+
+def test_a_batch_of_1_stays_static_and_says_why():
+    m = loop_model()
+    trace = trace_calls(m, [((torch.randn(1, 32),), {})], timed_runs=1)
+    plan = plan_regions(m, trace, target_spec=CASE, min_share=0.0)
+    for region in plan.regions:
+        assert plan.programs[region.group].manifest.inputs[0].shape[0] == 1
+        assert "batch is 1" in region.static and "batch 2 or more" in region.static
+
+
+def test_the_report_lists_regions_whose_batch_stayed_static():
+    from pt2kit.partial.report import PartialResult, StaticBatch
+
+    result = PartialResult(None, CASE, "cpu", (), (), (), 1.0, 1.0, (StaticBatch("pinned", "specialize `batch` (x:0)"),))
+    text = str(result)
+    assert "batch stayed static" in text and "pinned  specialize `batch` (x:0)" in text
+    assert result.to_json()["static_batch"] == [{"path": "pinned", "reason": "specialize `batch` (x:0)"}]
+
+
+def test_a_region_runs_on_the_archives_device_not_a_default():
+    # a CUDA archive's regions once took "cpu" from their contract (which names no device) and ran every call eagerly
+    from pt2kit.artifact.manifest import LeafSpec, Manifest
+    from pt2kit.artifact.regions.apply import CompiledRegion, RegionFallbackWarning
+    from pt2kit.artifact.regions.archive import RegionEntry
+
+    contract = Manifest(inputs=(LeafSpec("x", "tensor", "float32", (4, 32)),), outputs=(LeafSpec("out", "tensor", "float32", (4, 32)),),
+                        parameters=("x",))
+    module = Block(32).eval()
+    entry = RegionEntry("a", "Block", "g", "packages/g.pt2", "weights/a.safetensors", "", contract, 0.0, 0.5, 1)
+    region = CompiledRegion(module, entry, runner=None, constants={}, device="cuda")
+    assert region.device == "cuda"
+    with pytest.warns(RegionFallbackWarning, match="on cpu, the region was compiled for cuda"):
+        region(torch.randn(4, 32))
+    assert region.eager_calls == 1 and region.compiled_calls == 0

@@ -245,6 +245,29 @@ def _newest(versions: frozenset[str] | tuple[str, ...], family: str = "GLIBCXX")
     return max(keys) if keys else ()
 
 
+@dataclass(frozen=True)
+class VersionMatch:
+    """The `.so`'s libstdc++ version needs against what the mapped libstdc++ defines.
+
+    `new_enough`: the mapped libstdc++ is at least as new as what the `.so` was built against. A `.so` tied to
+    libstdc++ by version says what it needs (every need defined is enough, whatever compiler built it); one with no
+    version needs says nothing, so it is taken as built against the compiler's libstdc++ (`compiler`).
+    """
+
+    needs: tuple[str, ...]
+    missing: tuple[str, ...]
+    new_enough: bool
+
+
+def compare_versions(needs: tuple[str, ...] | list[str], provided: frozenset[str], compiler: frozenset[str]) -> VersionMatch:
+    """Compare version names (`GLIBCXX_3.4.30`, `CXXABI_1.3.9`); pure, so any set can be tested."""
+    needs = tuple(sorted((v for v in needs if _RUNTIME_VERSION.match(v)), key=version_key))
+    missing = tuple(v for v in needs if v not in provided)
+    if needs:
+        return VersionMatch(needs, missing, not missing)
+    return VersionMatch(needs, missing, _newest(compiler) <= _newest(provided))
+
+
 def check_shared_object(stream: BinaryIO, name: str, maps: str = "/proc/self/maps", system: str | None = None) -> LibstdcxxCheck:
     """Compare one `.so` (an open binary stream) with the libstdc++ mapped in this process.
 
@@ -273,11 +296,11 @@ def check_shared_object(stream: BinaryIO, name: str, maps: str = "/proc/self/map
     except Exception as exc:  # a truncated or foreign ELF: let the child probe decide
         return LibstdcxxCheck(Verdict.UNDECIDED, f"cannot read the ELF data ({type(exc).__name__}: {exc})", name, mapped)
     runtime_needs = tuple(sorted((v for v in needed if _RUNTIME_VERSION.match(v)), key=version_key))
-    missing = tuple(v for v in runtime_needs if v not in provided)
-    if missing:
-        return LibstdcxxCheck(Verdict.CLASH, f"`{name}` needs {', '.join(missing)}, which {mapped[0]} does not define",
-                              name, mapped, runtime_needs, missing)
-    if _newest(compiler) > _newest(provided):
+    versions = compare_versions(runtime_needs, provided, compiler)
+    if versions.missing:
+        return LibstdcxxCheck(Verdict.CLASH, f"`{name}` needs {', '.join(versions.missing)}, which {mapped[0]} does not define",
+                              name, mapped, runtime_needs, versions.missing)
+    if not versions.new_enough:
         newest = ".".join(map(str, _newest(compiler)))
         return LibstdcxxCheck(
             Verdict.CLASH, f"{mapped[0]} (up to GLIBCXX_{'.'.join(map(str, _newest(provided)))}) is older than the compiler's "
@@ -301,9 +324,11 @@ def check_shared_object(stream: BinaryIO, name: str, maps: str = "/proc/self/map
             Verdict.UNDECIDED, f"`{name}` needs no libstdc++ version but carries {len(found.own_copies)} libstdc++ symbols of its "
             f"own (e.g. `{found.own_copies[0]}`) that this process's global scope does not take from libstdc++", name, mapped)
     total = len(symbols.versioned) + len(symbols.unversioned) + len(symbols.defined)
-    return LibstdcxxCheck(Verdict.FITS, f"{mapped[0]} defines all {len(runtime_needs)} libstdc++ versions `{name}` needs, "
-                          f"and none of its {total} dynamic symbols binds into another library's copy of libstdc++ code",
-                          name, mapped, runtime_needs)
+    tie = (f"{mapped[0]} defines all {len(runtime_needs)} libstdc++ versions `{name}` needs" if runtime_needs else
+           f"`{name}` needs no libstdc++ version and the global scope gives its libstdc++ names from {mapped[0]} (as "
+           "`LD_PRELOAD` of it does)")
+    return LibstdcxxCheck(Verdict.FITS, f"{tie}, and none of its {total} dynamic symbols binds into another library's copy of "
+                          "libstdc++ code", name, mapped, runtime_needs)
 
 
 class _StoredMember(io.RawIOBase):

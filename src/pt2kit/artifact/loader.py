@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,11 @@ def default_cache_dir() -> Path:
 _PROBE_TIMEOUT_S = 600
 
 
-def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> None:
+class ChildProbeWarning(UserWarning):
+    """A CUDA package is opened in a child process first (seconds, once per package file), and why."""
+
+
+def probe_load(path: Path, device_index: int, cache_dir: Path | None = None, reason: str = "") -> None:
     """Open the package in a child process first; a crash there becomes an `ArtifactError` here.
 
     Used for CUDA packages when the ELF comparison (`check_libstdcxx`) cannot decide: on some
@@ -167,6 +172,11 @@ def probe_load(path: Path, device_index: int, cache_dir: Path | None = None) -> 
     marker = (cache_dir or default_cache_dir()) / "probes" / key
     if marker.exists():
         return
+    if reason:  # say why the first load of this package takes seconds, and what lets pt2kit decide without the child
+        fix = ("`pip install pyelftools` (a pt2kit dependency) lets pt2kit decide from the .so's ELF data" if "pyelftools" in reason
+               else libstdcxx_hint())
+        warnings.warn(f"opening `{path.name}` in a child process first (a few seconds, once per package): {reason}; {fix}",
+                      ChildProbeWarning, stacklevel=4)
     code = ("import sys, torch; torch._C._aoti.AOTIModelPackageLoader(sys.argv[1], 'model', False, 1, int(sys.argv[2]))")
     try:
         with own_extraction_folder() as folder, tempfile.TemporaryDirectory(dir=folder) as scratch:
@@ -205,7 +215,7 @@ def check_libstdcxx(path: Path, device_index: int) -> LibstdcxxCheck:
     if check.verdict is Verdict.CLASH:
         raise ArtifactError(f"`{path.name}` would crash this process: {check.reason}; a libstdc++ clash; {libstdcxx_hint()}")
     if check.verdict is Verdict.UNDECIDED:
-        probe_load(path, device_index)
+        probe_load(path, device_index, reason=check.reason)
     return check
 
 

@@ -15,6 +15,7 @@ from pt2kit.lazy import lazy_exports
 
 _EXPORTS = {
     "PartialResult": "pt2kit.partial.report", "EagerPart": "pt2kit.partial.report", "GroupBuild": "pt2kit.partial.report",
+    "StaticBatch": "pt2kit.partial.report",
     "compile_regions": "pt2kit.partial.build", "apply_regions": "pt2kit.artifact.regions.apply", "regions_of": "pt2kit.artifact.regions.apply",
     "CompiledRegion": "pt2kit.artifact.regions.apply", "RegionFallbackWarning": "pt2kit.artifact.regions.apply",
     "RegionWeightsWarning": "pt2kit.artifact.regions.apply", "RegionManifest": "pt2kit.artifact.regions.archive",

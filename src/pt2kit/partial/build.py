@@ -23,7 +23,7 @@ from pt2kit.export.program import ExportResult
 from pt2kit.artifact.regions.archive import RegionEntry, RegionManifest, weights_blob, write_archive
 from pt2kit.artifact.regions.blocks import load_weights, module_constants, open_package, outputs_match
 from pt2kit.partial.regions import RegionPlan, plan_regions
-from pt2kit.partial.report import EagerPart, GroupBuild, PartialResult
+from pt2kit.partial.report import EagerPart, GroupBuild, PartialResult, StaticBatch
 from pt2kit.partial.trace import trace_calls
 from pt2kit.target.resolve import Target
 
@@ -96,6 +96,7 @@ def compile_regions(
     groups: list[GroupBuild] = []
     weights: dict[str, bytes] = {}
     packages: dict[str, Path] = {}
+    static: list[StaticBatch] = []
     with tempfile.TemporaryDirectory(prefix="pt2kit-partial-") as folder:
         for key, result in plan.programs.items():
             blocks = [c for c in plan.regions if c.group == key]
@@ -126,6 +127,8 @@ def compile_regions(
                 weights[f"weights/{region_id}.safetensors"] = blob
                 regions.append(RegionEntry(block.path, type(module).__qualname__, key, name, f"weights/{region_id}.safetensors", sha,
                                            result.manifest, block.seconds, block.share, block.calls))
+                if plan.static.get(key):
+                    static.append(StaticBatch(block.path, plan.static[key]))
                 kept += 1
             if kept:
                 packages[name] = package
@@ -141,8 +144,9 @@ def compile_regions(
                                       extra={"preset": chosen.name, "inductor_configs": settings})
             with progress.stage("write region archive"):
                 path = write_archive(output, manifest, packages, weights)
+    static.sort(key=lambda s: order[s.path])
     return PartialResult(path, target.spec, device, tuple(regions), tuple(eager), tuple(groups), trace.total_seconds,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, tuple(static))
 
 
 def _build(result: ExportResult, package: Path, settings: dict, device: str, preset: str, use_cache: bool,

@@ -48,6 +48,17 @@ class EagerPart:
 
 
 @dataclass(frozen=True)
+class StaticBatch:
+    """A compiled region whose batch dim stayed static, and why: it runs compiled at the built batch only."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"  {self.path or '(model)'}  {self.reason}"
+
+
+@dataclass(frozen=True)
 class PartialResult:
     """What `compile_regions` did.
 
@@ -58,6 +69,7 @@ class PartialResult:
         groups: one entry per package built.
         eager_seconds: the whole model's eager time per run (on the CPU: one thread's CPU time).
         seconds: wall time of the call.
+        static_batch: compiled regions whose batch dim stayed static (other batch sizes run them eagerly), and why.
     """
 
     path: Path | None
@@ -68,6 +80,7 @@ class PartialResult:
     groups: tuple[GroupBuild, ...]
     eager_seconds: float
     seconds: float
+    static_batch: tuple[StaticBatch, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -91,6 +104,9 @@ class PartialResult:
                 pack = f"package {r.group}" + (f" (shared by {g.blocks})" if g and g.blocks > 1 else "")
                 inputs = ", ".join(r.contract.describe(leaf) for leaf in r.contract.inputs)
                 lines.append(f"  {r.path or '(model)'}  {r.module_class}  {r.share:.1%}  {pack}  inputs {inputs}")
+        if self.static_batch:
+            lines.append("batch stayed static (other batch sizes run these blocks eagerly):")
+            lines += [str(s) for s in self.static_batch]
         if self.eager:
             lines.append("stayed eager:")
             lines += [str(e) for e in self.eager]
@@ -105,4 +121,5 @@ class PartialResult:
             "regions": [r.to_json() for r in self.regions],
             "eager": [{**e.entry().to_json(), "kind": e.kind, "reason": e.reason} for e in self.eager],
             "groups": [g.__dict__ for g in self.groups],
+            "static_batch": [{"path": s.path, "reason": s.reason} for s in self.static_batch],
         }

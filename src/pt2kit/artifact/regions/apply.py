@@ -37,11 +37,13 @@ class RegionWeightsWarning(UserWarning):
 class CompiledRegion:
     """Stands in for one submodule's `forward`: the compiled package when the inputs fit, else the original."""
 
-    def __init__(self, module: nn.Module, entry: RegionEntry, runner, constants: dict[str, torch.Tensor]):
+    def __init__(self, module: nn.Module, entry: RegionEntry, runner, constants: dict[str, torch.Tensor], device: str):
         self.path = entry.path
         self.entry = entry
         self.contract = entry.contract
-        self.device = (entry.contract.extra.get("aoti") or {}).get("device", "cpu")
+        # the archive's device: a region's contract is its exported program's manifest, which names no device
+        # (reading it there sent every call of a CUDA archive to eager, seen on the GPU machine)
+        self.device = device
         self.eager_forward = type(module).forward.__get__(module)
         self._module = weakref.ref(module)
         self._runner = runner
@@ -134,7 +136,7 @@ def apply_regions(model: nn.Module, path: str | Path, *, weights: str = "archive
                 _warn_if_weights_differ(module, stored, entry)
             runner = open_package(package, entry.contract, device_index)
             held = load_weights(runner, constants, manifest.device, device_index)
-            regions.append((module, CompiledRegion(module, entry, runner, held)))
+            regions.append((module, CompiledRegion(module, entry, runner, held, manifest.device)))
     for module, region in regions:  # installed only once every region loaded: never a half-applied model
         previous = module.__dict__.get("forward")
         if isinstance(previous, CompiledRegion):
