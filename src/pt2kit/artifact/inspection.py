@@ -24,8 +24,19 @@ class Inspection:
     ops: dict[str, int] = field(default_factory=dict)
     graph: str | None = None
 
+    @property
+    def trust(self) -> str:
+        """What loading this kind of file runs: an AOTInductor package holds native code, a program is data."""
+        if self.kind is ArtifactKind.PROGRAM:
+            return "a .pt2 program is data: reading it (inspect, run, verify, load) runs no code from the file"
+        if self.kind is ArtifactKind.REGIONS:
+            return ("a region archive holds AOTInductor packages, i.e. native code that runs when they are loaded "
+                    "(pt2kit.apply_regions); load only archives you trust (inspect does not load them)")
+        return ("an AOTInductor package holds native code: its .so runs when the package is loaded (run, verify, serve, "
+                "pt2kit.load), as any shared library does; load only packages you trust (inspect does not load it)")
+
     def __str__(self) -> str:
-        lines = [f"{self.path}  ({self.kind.value}, {self.size_bytes / 1e6:.2f} MB)"]
+        lines = [f"{self.path}  ({self.kind.value}, {self.size_bytes / 1e6:.2f} MB)", f"trust   {self.trust}"]
         if self.signature:
             lines.append(f"signature: {self.signature}")
         m = self.manifest
@@ -49,7 +60,8 @@ class Inspection:
 
     def to_json(self) -> dict:
         return {
-            "path": str(self.path), "kind": self.kind.value, "size_bytes": self.size_bytes,
+            "path": str(self.path), "kind": self.kind.value, "size_bytes": self.size_bytes, "trust": self.trust,
+            "native_code": self.kind is not ArtifactKind.PROGRAM,
             "signature": self.signature, "manifest": self.manifest.to_json() if self.manifest else None,
             "ops": self.ops, "graph": self.graph,
         }

@@ -33,6 +33,10 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+# commands that read `.pt2` files: each takes `--trust-import MODULE` (pt2kit.pytrees.trust)
+READS_ARTIFACTS = {"compile", "verify", "inspect", "run", "tune", "bench", "migrate", "serve"}
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (exit 2), like every other pt2kit error."""
 
@@ -55,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         module.add_arguments(p)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+        if name in READS_ARTIFACTS:
+            p.add_argument("--trust-import", metavar="MODULE", action="append", default=[],
+                           help="let a .pt2 make pt2kit import MODULE (and modules under it) for its pytree types; without it "
+                                "pt2kit imports only modules already imported and `transformers` (repeatable)")
         p.set_defaults(_run=module.run)
     return parser
 
@@ -70,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     from pt2kit.errors import Pt2kitError
 
     progress.set_quiet(args.quiet)
+    try:
+        if getattr(args, "trust_import", None):
+            from pt2kit.pytrees.trust import trust_imports
+
+            trust_imports(args.trust_import)
+    except Pt2kitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     # torch's own deprecation chatter from its pickling of pytree specs: nothing a user can act on
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     try:
