@@ -9,11 +9,13 @@ Every field gets its type and bounds checked, every size expression is parsed wi
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
 
 import torch
+from torch.utils import _pytree as pytree
 
 from pt2kit.artifact.size_expr import MAX_INT, SYMBOL, parse_size
 from pt2kit.errors import ArtifactError
@@ -86,6 +88,10 @@ def _check(data: Any) -> None:
     for key in _TEXT_FIELDS:
         if data.get(key) is not None:
             _text(data[key], key)
+    known = {PREFIX + r["type"] for r in data.get("pytree_types", [])}
+    for key in ("in_spec", "out_spec"):
+        if data.get(key):
+            _spec(data[key], key, known, tuple(data.get("pytree_imports", [])))
     for key in ("parameter_count", "parameter_bytes", "format_version"):
         if key in data:
             _integer(data[key], key, 0, MAX_INT)
@@ -130,6 +136,25 @@ def _type_record(record: Any, where: str) -> None:
         raise _Bad(f"{where}.strategy", "must be `attributes`")
     if record.get("path") is not None:
         _text(record["path"], f"{where}.path", limit=1000)
+
+
+def _spec(text: str, where: str, known: set[str], imports: tuple[str, ...]) -> None:
+    """A pytree spec (`treespec_dumps`): JSON whose node types torch knows, the manifest registers, or its imports do."""
+    try:
+        protocol, root = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        raise _Bad(where, "is not a pytree spec") from None
+    stack, seen = [root], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if not isinstance(node, dict) or not isinstance(node.get("children_spec", []), list) or seen > MAX_ITEMS:
+            raise _Bad(where, "is not a pytree spec")
+        kind = node.get("type")
+        if kind is not None and not (isinstance(kind, str) and (kind in pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE or kind in known
+                                                               or any(kind.startswith(m + ".") for m in imports))):
+            raise _Bad(where, f"names the type {str(kind)[:80]!r}, which is neither torch's nor recorded in `pytree_types`")
+        stack.extend(node.get("children_spec", []))
 
 
 def _extra(extra: dict) -> None:

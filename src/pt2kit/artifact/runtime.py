@@ -48,7 +48,13 @@ class Artifact:
         self.device = device
         self._fn = fn
         self._runner = fn if hasattr(fn, "run_flat") else None  # AotiRunner, or CudaGraphRunner around one
-        self._in_spec = pytree.treespec_loads(manifest.in_spec) if manifest and manifest.in_spec else None
+        try:
+            self._in_spec = pytree.treespec_loads(manifest.in_spec) if manifest and manifest.in_spec else None
+        except ArtifactError:
+            raise
+        except Exception as exc:  # torch raises several types for a spec it cannot read
+            raise ArtifactError(f"the input spec in the manifest of `{path}` cannot be read ({str(exc)[:200]}); "
+                                "export the model again") from None
         self.signature = CallSignature.of(manifest) if manifest is not None else None
         self._names = [s.name for s in manifest.inputs] if manifest else []
 
