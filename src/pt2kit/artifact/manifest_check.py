@@ -196,7 +196,7 @@ def _mapping(value: Any, where: str, keys: set[str] | None = None, required: tup
 
 
 def _items(value: Any, where: str, limit: int = MAX_ITEMS) -> list:
-    if not isinstance(value, list):
+    if not isinstance(value, (list, tuple)):  # JSON gives lists; `Manifest.to_json()` keeps tuples
         raise _Bad(where, f"is a {type(value).__name__}, expected a list")
     if len(value) > limit:
         raise _Bad(where, f"has {len(value)} items, more than {limit}")
