@@ -123,7 +123,7 @@ def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
     if modes is None:
         return DEFAULT_MODES
     names = [m.strip() for m in modes.split(",")] if isinstance(modes, str) else [str(m) for m in modes]
-    valid = ", ".join(m.value for m in DEFAULT_MODES)
+    valid = ", ".join(m.value for m in BenchMode if m is not BenchMode.ARTIFACT)
     chosen = []
     for name in filter(None, names):
         try:

@@ -11,6 +11,7 @@ May import: any package; nothing imports `cli` but `pt2kit.__main__`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -75,6 +76,23 @@ class _PipeSafeStdout:
         return getattr(self._stream, name)
 
 
+@contextlib.contextmanager
+def _torch_logs(verbose: bool):
+    """torch's own log lines (Inductor's and Dynamo's warnings) at error level only, unless `-v` or `TORCH_LOGS` is set."""
+    if verbose or os.environ.get("TORCH_LOGS"):
+        yield
+        return
+    import logging
+
+    import torch._logging
+
+    torch._logging.set_logs(all=logging.ERROR)
+    try:
+        yield
+    finally:
+        torch._logging.set_logs()  # torch's defaults again (in-process callers, tests)
+
+
 def _exit_message(exc: SystemExit) -> tuple[str, int]:
     """Who called `sys.exit` inside a command, read from the frame that raised: the model's code (exit 2, the user
     can remove the call), a library (exit 1, named), or pt2kit itself (a bug: exit 1, please report)."""
@@ -114,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         module.add_arguments(p)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+        p.add_argument("-v", "--verbose", action="store_true",
+                       help="let torch's and Inductor's own warnings, logs and autotune tables through to stderr")
         if name in READS_ARTIFACTS:
             p.add_argument("--trust-import", metavar="MODULE", action="append", default=[],
                            help="let a .pt2 make pt2kit import MODULE (and modules under it) for its pytree types; without it "
@@ -133,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from pt2kit.errors import Pt2kitError
 
     progress.set_quiet(args.quiet)
+    progress.set_verbose(args.verbose)
     try:
         if getattr(args, "trust_import", None):
             from pt2kit.pytrees.trust import trust_imports
@@ -146,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     stdout = sys.stdout
     sys.stdout = _PipeSafeStdout(stdout)
     try:
-        code = args._run(args)
+        with warnings.catch_warnings(), _torch_logs(args.verbose):
+            if not args.verbose:  # torch's, ONNX's and transformers' warnings are not the user's to act on
+                warnings.filterwarnings("ignore")
+                warnings.filterwarnings("default", message="pt2kit")  # pt2kit's own (a region run eagerly, ...)
+            code = args._run(args)
         sys.stdout.flush()  # a reader gone by now must not turn the exit code into a traceback at shutdown
         return code
     except Pt2kitError as exc:

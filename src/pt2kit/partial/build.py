@@ -13,7 +13,7 @@ import torch
 from pt2kit import __version__, progress
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import check_output_path
-from pt2kit.compile.build import add_manifest
+from pt2kit.compile.build import add_manifest, quiet_inductor
 from pt2kit.compile.cache import BuildCache, build_key, program_digest
 from pt2kit.compile.presets import get_preset
 from pt2kit.diagnose.blockers import Blocker
@@ -165,7 +165,7 @@ def _build(result: ExportResult, package: Path, settings: dict, device: str, pre
         shutil.copyfile(entry.path, package)
         return package, entry.build_seconds, True
     begin = time.perf_counter()
-    with progress.stage(f"compile {result.manifest.target} with AOTInductor ({preset}, {device})"):
+    with progress.stage(f"compile {result.manifest.target} with AOTInductor ({preset}, {device})"), quiet_inductor():
         torch._inductor.aoti_compile_and_package(ep, package_path=str(package), inductor_configs=dict(settings))
     seconds = time.perf_counter() - begin
     meta = dict(torch._C._aoti.AOTIModelPackageLoader.load_metadata_from_package(str(package), "model"))
