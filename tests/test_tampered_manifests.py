@@ -203,3 +203,9 @@ def test_inspect_says_what_loading_runs(programs, cli):
     result = cli("inspect", programs["derived"], "--json")
     assert result.code == 0 and result.json()["native_code"] is False
     assert "runs no code" in cli("inspect", programs["derived"]).out
+
+
+def test_trust_import_takes_only_module_names(programs, cli):
+    check_one_line_error(cli("inspect", programs["derived"], "--trust-import", "os; rm -rf"), "is not a module name")
+    with pytest.raises(pt2kit.UsageError, match="not a module name"):
+        pt2kit.load(programs["derived"], trust_imports=["__import__('os')"])

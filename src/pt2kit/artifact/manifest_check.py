@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import torch
@@ -20,8 +19,9 @@ from torch.utils import _pytree as pytree
 from pt2kit.artifact.size_expr import MAX_INT, SYMBOL, parse_size
 from pt2kit.errors import ArtifactError
 from pt2kit.pytrees.nodes import PREFIX
+from pt2kit.pytrees.trust import MODULE_NAME
 
-DOTTED_NAME = re.compile(r"^(?!__)[A-Za-z_][A-Za-z0-9_]{0,99}(\.(?!__)[A-Za-z_][A-Za-z0-9_]{0,99}){0,15}$")
+DOTTED_NAME = MODULE_NAME  # `pkg.mod.Class`: dotted identifiers, no dunder part
 _LEAF_KEYS = {"name", "kind", "dtype", "shape", "value", "value_range", "keyword"}
 _DIM_KEYS = {"symbol", "name", "min", "max", "used_by"}
 _RELATION_KEYS = {"input", "dim", "expr", "named", "min", "max"}
