@@ -37,7 +37,7 @@ def main() -> None:
     step("verify the package against the eager model", "verify", CNN, "out/cnn.aoti.pt2", "--samples", "4")
     step("run the package", "run", "out/cnn.aoti.pt2", "-i", "images=float32[8,3,32,32]")
     step("benchmark eager, export and AOTInductor", "bench", CNN, "--modes", "eager,export,aoti", "--batch-sizes", "1,8", "--iters", "30")
-    print("\ndemo finished: artifacts in out/")
+    print("\ndemo finished: artifacts in out/. To run the commands yourself, first: . .venv/bin/activate")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pt2kit.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "cases"
-ACCEPTANCE = ROOT.parent / "shared" / "acceptance"
+ACCEPTANCE = Path(__file__).resolve().parent / "acceptance"  # vendored from the shared folder: a fresh clone has them
 
 
 @dataclass

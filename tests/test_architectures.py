@@ -4,7 +4,6 @@ sequence dims, each verified against eager through the survey machinery; decoder
 from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("transformers")
 
@@ -17,18 +16,6 @@ from pt2kit.survey.targets import collect_entries  # noqa: E402
 FILE = str(Path(architectures.__file__))
 NAMES = list(architectures.SURVEY)
 CACHE_TYPES = {"decoder": "DynamicCache", "encoder-decoder": "EncoderDecoderCache"}
-# dynamic-sequence exports that fail on torch 2.11 / transformers 5.17 (the GPU machine) and pass on 2.13;
-# each is listed with its blocker kind in benchmarks/gpu_survey.md
-FAIL_DYNAMIC_ON_TORCH_2_11 = {
-    "bert", "roberta", "distilbert", "albert", "electra", "mobilebert", "gpt2", "llama", "mistral", "qwen2", "qwen3",
-    "gemma", "phi", "opt", "bloom", "bart", "whisper",
-}
-
-
-def _torch_before(major: int, minor: int) -> bool:
-    return tuple(int(p) for p in torch.__version__.split(".")[:2]) < (major, minor)
-
-
 @pytest.fixture(scope="module")
 def report():
     """Every architecture, static and dynamic, export + verify (the example and the dims' bounds)."""
@@ -50,8 +37,6 @@ def test_the_set_covers_every_family():
 @pytest.mark.parametrize("shapes", ["static", "dynamic"])
 def test_exports_and_matches_eager(report, name, shapes):
     row = next(r for r in report.rows if r.name == name and r.shapes == shapes)
-    if not row.ok and shapes == "dynamic" and name in FAIL_DYNAMIC_ON_TORCH_2_11 and _torch_before(2, 13):
-        pytest.xfail(f"{name} [dynamic] does not export on torch {torch.__version__}: listed in benchmarks/gpu_survey.md")
     assert row.ok, f"{name} [{shapes}]: {row.blocker}: " + "; ".join(s.message for s in row.stages if s.message)
     if shapes == "dynamic":
         assert "batch" in row.dynamic and row.dynamic == architectures.SURVEY[name]["dynamic"]

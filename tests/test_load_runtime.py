@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import pt2kit
-from pt2kit.artifact.contract import parse_linear
+from pt2kit.artifact.size_expr import parse_size
 from pt2kit.artifact.libstdcxx import (
     Verdict,
     check_package,
@@ -66,8 +66,8 @@ def test_load_and_call_import_only_what_they_use(small_aoti_package):
     pt2kit_modules = {m for m in new if m.startswith("pt2kit")}
     assert pt2kit_modules <= {
         "pt2kit.artifact", "pt2kit.artifact.calling", "pt2kit.artifact.contract", "pt2kit.artifact.extraction",
-        "pt2kit.artifact.manifest", "pt2kit.artifact.package",
-        "pt2kit.artifact.runtime", "pt2kit.compile", "pt2kit.artifact.loader", "pt2kit.errors", "pt2kit.pytrees",
+        "pt2kit.artifact.manifest", "pt2kit.artifact.manifest_check", "pt2kit.artifact.package", "pt2kit.artifact.size_expr",
+        "pt2kit.artifact.runtime", "pt2kit.pytrees.trust", "pt2kit.compile", "pt2kit.artifact.loader", "pt2kit.errors", "pt2kit.pytrees",
         "pt2kit.pytrees.nodes", "pt2kit.pytrees.spec_codec", "pt2kit.pytrees.types", "pt2kit.target", "pt2kit.target.inputs",
     }, sorted(pt2kit_modules)
     others = {m.split(".")[0] for m in new} - {"pt2kit", "torch", "encodings"}
@@ -98,15 +98,17 @@ print(json.dumps({"sympy": "sympy" in sys.modules, "message": message}))
 
 @pytest.mark.parametrize("expr, symbol, scale, offset, at3", [
     ("s0", "s0", 1, 0, 3), ("2*s0", "s0", 2, 0, 6), ("8*s0 - 4", "s0", 8, -4, 20), ("s0 + 1", "s0", 1, 1, 4), ("s0*2", "s0", 2, 0, 6),
+    ("8 - s0", "s0", -1, 8, 5),
 ])
-def test_linear_dims_parse_without_sympy(expr, symbol, scale, offset, at3):
-    solved = parse_linear(expr)
-    assert (solved.symbols, solved.scale, solved.offset, solved.value({symbol: 3})) == ((symbol,), scale, offset, at3)
+def test_affine_dims_parse_without_sympy(expr, symbol, scale, offset, at3):
+    parsed = parse_size(expr)
+    assert (parsed.symbols, parsed.affine({}), parsed.evaluate({symbol: 3})) == ((symbol,), ({symbol: scale}, offset), at3)
 
 
-@pytest.mark.parametrize("expr", ["s0*s1", "s0**2", "Max(1, s0)", "s0 // 2"])
-def test_other_dims_fall_back_to_sympy(expr):
-    assert parse_linear(expr) is None
+@pytest.mark.parametrize("expr, at3", [("s0*s0", 9), ("s0**2", 9), ("Max(1, s0)", 3), ("(s0//2)", 1), ("Mod(s0, 2)", 1)])
+def test_other_dims_are_not_affine_but_evaluate(expr, at3):
+    parsed = parse_size(expr)
+    assert parsed.affine({}) is None and parsed.evaluate({"s0": 3}) == at3
 
 
 # -- the libstdc++ check: real .so files, the real dynamic linker -------------------------------------------------

@@ -10,6 +10,7 @@ The CLI turns each into one line on stderr and the exit code below.
     │   ├── InputSpecError           a malformed `--input` or `--dynamic` spec
     │   ├── TensorFileError          a tensor file that cannot be read
     │   ├── ArtifactError            a `.pt2` that is missing, corrupt or not pt2kit's
+    │   │   └── UntrustedImportError a `.pt2` names a module to import that the user did not trust
     │   ├── OutputPathError          an output path that is a folder, or in a folder that cannot be written
     │   └── InputMismatchError       a tensor of the wrong rank, dtype or size at run time
     ├── ExportFailed(RuntimeError)   (exit_code 1)  the model could not be captured
@@ -48,6 +49,15 @@ class TensorFileError(UsageError):
 
 class ArtifactError(UsageError):
     """A `.pt2` file is missing, truncated, corrupt, or not loadable here."""
+
+
+class UntrustedImportError(ArtifactError):
+    """A `.pt2` names a module (for its pytree types) that is not imported yet and not trusted: importing it would
+    run its code because a file said so. `.module` is the name to pass to `--trust-import` / `trust_imports=`."""
+
+    def __init__(self, message: str, module: str = ""):
+        super().__init__(message)
+        self.module = module
 
 
 class OutputPathError(UsageError):

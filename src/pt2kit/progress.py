@@ -1,7 +1,8 @@
 """Progress of long steps on stderr: the stage name, a spinner while it runs, and its time.
 
 stdout stays clean for results and `--json`. `set_quiet(True)` silences progress (tests, `-q`); `silenced()`
-does so for one block; `is_quiet()` says which holds.
+does so for one block; `is_quiet()` says which holds. `set_verbose(True)` (`-v`) lets torch's and Inductor's own
+warnings and autotune tables through to stderr; by default pt2kit keeps them off (`is_verbose()`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,17 @@ from rich.console import Console
 
 _console = Console(stderr=True, highlight=False)
 _quiet = False
+_verbose = False
+
+
+def set_verbose(verbose: bool) -> None:
+    global _verbose
+    _verbose = verbose
+
+
+def is_verbose() -> bool:
+    """Whether torch's and Inductor's own warnings, logs and autotune tables reach stderr (`-v`)."""
+    return _verbose
 
 
 def set_quiet(quiet: bool) -> None:

@@ -7,7 +7,7 @@ so a wrong input is a one-line error instead of a guard failure deep in torch.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
 import torch
 from torch.utils import _pytree as pytree
@@ -15,6 +15,7 @@ from torch.utils import _pytree as pytree
 from pt2kit.errors import InputMismatchError
 from pt2kit.target.inputs import dtype_name
 from pt2kit.artifact.manifest import DimRange, LeafSpec, Manifest
+from pt2kit.artifact.size_expr import parse_size_cached
 
 
 def bind_inputs(manifest: Manifest, positional: list[Any], named: dict[str, Any]) -> list[Any]:
@@ -109,97 +110,49 @@ def _named(expr: str, dims: dict[str, DimRange]) -> str:
 
 
 def _check_derived(derived: list[tuple[LeafSpec, int, str, int]], dims: dict[str, DimRange], bindings: dict[str, tuple[int, str]]) -> None:
-    """Check derived dims; a linear one with a single unknown root binds that root (solved from the size).
+    """Check derived dims; an affine one with a single unknown root binds that root (solved from the size).
 
-    `A*s0 + B` (what torch writes for derived dims) is read without sympy; sympy is imported only
-    for any other expression, so loading and calling most artifacts never pays for importing it.
+    Expressions are read with pt2kit's checked size grammar (`pt2kit.artifact.size_expr`), never evaluated
+    as Python and without sympy, so loading and calling an artifact never pays for importing it.
     """
     pending = list(derived)
     while pending:
         progressed, rest = False, []
         for spec, d, expr, got in pending:
-            linear = parse_linear(expr)
-            poly = linear or _sympy_linear(expr, bindings)
-            if poly is None:
-                continue
-            symbols, scale, offset, value = poly
-            unknown = [s for s in symbols if s not in bindings]
+            parsed = parse_size_cached(expr)
+            known = {k: v for k, (v, _) in bindings.items()}
+            unknown = [s for s in parsed.symbols if s not in bindings]
             named = _named(expr, dims)
             if not unknown:
-                expected = value({k: v for k, (v, _) in bindings.items()})
-                if expected is not None and expected != got:
-                    known = ", ".join(f"`{dims[s].name if s in dims else s}` = {bindings[s][0]} from {bindings[s][1]}" for s in symbols)
+                expected = parsed.evaluate(known)
+                if expected != got:
+                    where = ", ".join(f"`{dims[s].name if s in dims else s}` = {bindings[s][0]} from {bindings[s][1]}" for s in parsed.symbols)
                     raise InputMismatchError(
-                        f"input `{spec.name}` dim {d} has size {got}, but the artifact needs {named} = {expected} here ({known})"
+                        f"input `{spec.name}` dim {d} has size {got}, but the artifact needs {named} = {expected} here ({where})"
                     )
                 progressed = True
-            elif len(unknown) == 1 and unknown[0] in dims and scale:
-                root = dims[unknown[0]]
-                root_value, remainder = divmod(got - offset, scale)
-                high = "inf" if root.max is None else root.max
-                if remainder or not (root.min <= root_value and (root.max is None or root_value <= root.max)):
-                    lowest = scale * root.min + offset
-                    highest = "inf" if root.max is None else scale * root.max + offset
-                    step = f" in steps of {scale}" if scale != 1 else ""
-                    raise InputMismatchError(
-                        f"input `{spec.name}` dim {d} has size {got}, but it must be {named} with `{root.name}` in [{root.min}, {high}], "
-                        f"i.e. a size from {lowest} to {highest}{step}"
-                    )
-                bindings[root.symbol] = (root_value, f"input `{spec.name}` dim {d} (= {named})")
-                progressed = True
-            else:
+                continue
+            affine = parsed.affine(known) if len(unknown) == 1 and unknown[0] in dims else None
+            scale = affine[0].get(unknown[0], 0) if affine else 0
+            if not scale:
                 rest.append((spec, d, expr, got))
+                continue
+            offset, root = affine[1], dims[unknown[0]]
+            root_value, remainder = divmod(got - offset, scale)
+            high = "inf" if root.max is None else root.max
+            if remainder or not (root.min <= root_value and (root.max is None or root_value <= root.max)):
+                lowest = scale * root.min + offset
+                highest = "inf" if root.max is None else scale * root.max + offset
+                step = f" in steps of {scale}" if scale != 1 else ""
+                raise InputMismatchError(
+                    f"input `{spec.name}` dim {d} has size {got}, but it must be {named} with `{root.name}` in [{root.min}, {high}], "
+                    f"i.e. a size from {lowest} to {highest}{step}"
+                )
+            bindings[root.symbol] = (root_value, f"input `{spec.name}` dim {d} (= {named})")
+            progressed = True
         if not progressed:
             break
         pending = rest
-
-
-_LINEAR = re.compile(r"^\s*(?:(\d+)\s*\*\s*)?([A-Za-z_]\w*)(?:\s*\*\s*(\d+))?\s*(?:([+-])\s*(\d+))?\s*$")
-
-
-class _Solved(NamedTuple):
-    """A derived dim's expression: its symbols, `scale*root + offset` in the one unknown root (scale 0: not
-    linear in one unknown), and its value once every symbol is known (None if it is not a number)."""
-
-    symbols: tuple[str, ...]
-    scale: int
-    offset: int
-    value: Callable[[dict[str, int]], int | None]
-
-
-def parse_linear(expr: str) -> _Solved | None:
-    """`8*s0 - 4`, `s0 + 1`, `2*s0`, `s0` -> ((symbol,), scale, offset, evaluate); None for anything else."""
-    match = _LINEAR.match(expr)
-    if not match:
-        return None
-    left, symbol, right, sign, number = match.groups()
-    scale = int(left or 1) * int(right or 1)
-    offset = (int(number) if sign == "+" else -int(number)) if number else 0
-    return _Solved((symbol,), scale, offset, lambda known: scale * known[symbol] + offset if symbol in known else None)
-
-
-def _sympy_linear(expr: str, bindings: dict[str, tuple[int, str]]) -> _Solved | None:
-    """Any other expression, through sympy (imported only here)."""
-    import sympy
-
-    try:
-        e = sympy.sympify(expr)
-    except (sympy.SympifyError, TypeError):
-        return None
-    symbols = tuple(sorted(str(s) for s in e.free_symbols))
-    unknown = [s for s in e.free_symbols if str(s) not in bindings]
-    scale = offset = 0
-    if len(unknown) == 1 and sympy.degree(e, unknown[0]) == 1:
-        known = e.subs({sympy.Symbol(k): v for k, (v, _) in bindings.items()})
-        coeffs = sympy.Poly(known, unknown[0]).all_coeffs()
-        if all(c.is_number for c in coeffs):
-            scale, offset = (int(c) for c in coeffs)
-
-    def value(known: dict[str, int]) -> int | None:
-        result = e.subs({sympy.Symbol(k): v for k, v in known.items()})
-        return int(result) if result.is_number else None
-
-    return _Solved(symbols, scale, offset, value)
 
 
 def flatten_inputs(args: tuple, kwargs: dict) -> list[Any]:

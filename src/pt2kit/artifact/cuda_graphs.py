@@ -230,7 +230,7 @@ class CudaGraphRunner:
             note = (f"padding `{self.batch.name}` from {size} to {bucket} changed output {bad[0]}: this model mixes rows across "
                     f"the batch, so batch sizes outside {list(self.batch.sizes)} run uncaptured")
             self.notes.append(note)
-            warnings.warn(note, RuntimeWarning, stacklevel=4)
+            warnings.warn(f"pt2kit: {note}", RuntimeWarning, stacklevel=4)
             self.batch = None
             return False
         return True

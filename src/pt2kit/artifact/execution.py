@@ -40,16 +40,19 @@ class RunResult:
     outputs: tuple[OutputSummary, ...]
     seconds: float
     written: Path | None = None
+    notes: tuple[str, ...] = ()  # what loading could not restore exactly (a pytree type came back as a stand-in)
 
     def __str__(self) -> str:
         lines = [f"ran {self.artifact} in {self.seconds * 1000:.2f} ms"] + [f"  {o}" for o in self.outputs]
         if self.written:
             lines.append(f"  outputs written to {self.written}")
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {
             "artifact": str(self.artifact), "seconds": self.seconds, "written": str(self.written) if self.written else None,
+            "notes": list(self.notes),
             "outputs": [o.__dict__ | {"shape": list(o.shape)} for o in self.outputs],
         }
 
@@ -98,7 +101,7 @@ def run_artifact(path: str | os.PathLike, inputs: list[InputSpec], *, out: str |
         with atomic_path(out) as tmp:
             save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
         written = Path(out)
-    return RunResult(Path(path), summaries, seconds, written)
+    return RunResult(Path(path), summaries, seconds, written, artifact.notes)
 
 
 def _summarize(name: str, t: torch.Tensor) -> OutputSummary:

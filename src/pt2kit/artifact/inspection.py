@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, load_program, read_manifest
+from pt2kit.pytrees.types import restore_registrations
 from pt2kit.tables import render_table
 
 
@@ -23,9 +24,21 @@ class Inspection:
     signature: str = ""
     ops: dict[str, int] = field(default_factory=dict)
     graph: str | None = None
+    load_notes: tuple[str, ...] = ()  # what reading the program could not restore exactly (a stand-in type)
+
+    @property
+    def trust(self) -> str:
+        """What loading this kind of file runs: an AOTInductor package holds native code, a program is data."""
+        if self.kind is ArtifactKind.PROGRAM:
+            return "a .pt2 program is data: reading it (inspect, run, verify, load) runs no code from the file"
+        if self.kind is ArtifactKind.REGIONS:
+            return ("a region archive holds AOTInductor packages, i.e. native code that runs when they are loaded "
+                    "(pt2kit.apply_regions); load only archives you trust (inspect does not load them)")
+        return ("an AOTInductor package holds native code: its .so runs when the package is loaded (run, verify, serve, "
+                "pt2kit.load), as any shared library does; load only packages you trust (inspect does not load it)")
 
     def __str__(self) -> str:
-        lines = [f"{self.path}  ({self.kind.value}, {self.size_bytes / 1e6:.2f} MB)"]
+        lines = [f"{self.path}  ({self.kind.value}, {self.size_bytes / 1e6:.2f} MB)", f"trust   {self.trust}"]
         if self.signature:
             lines.append(f"signature: {self.signature}")
         m = self.manifest
@@ -40,6 +53,7 @@ class Inspection:
             if m.target:
                 lines.append(f"target  {m.target}")
             lines += [f"note    {n}" for n in m.notes]
+        lines += [f"note    {n}" for n in self.load_notes]
         if self.ops:
             lines.append("operators:")
             lines.append(render_table(["operator", "count"], self.ops.items(), show_header=False, indent=2))
@@ -49,9 +63,10 @@ class Inspection:
 
     def to_json(self) -> dict:
         return {
-            "path": str(self.path), "kind": self.kind.value, "size_bytes": self.size_bytes,
+            "path": str(self.path), "kind": self.kind.value, "size_bytes": self.size_bytes, "trust": self.trust,
+            "native_code": self.kind is not ArtifactKind.PROGRAM,
             "signature": self.signature, "manifest": self.manifest.to_json() if self.manifest else None,
-            "ops": self.ops, "graph": self.graph,
+            "ops": self.ops, "graph": self.graph, "load_notes": list(self.load_notes),
         }
 
 
@@ -67,8 +82,10 @@ def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspect
     path = Path(path)
     kind = artifact_kind(path)
     manifest = read_manifest(path)
-    signature, ops, text = "", {}, None
+    signature, ops, text, notes = "", {}, None, []
     if kind is ArtifactKind.PROGRAM:
+        if manifest is not None:  # load_program repeats these quietly; here their notes are kept for the report
+            notes = restore_registrations(manifest.pytree_types, manifest.pytree_imports, f"`{path}`")
         ep = load_program(path)
         counts = collections.Counter(
             str(node.target) for node in ep.graph.nodes if node.op == "call_function"
@@ -81,7 +98,7 @@ def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspect
         text = ep.graph_module.print_readable(print_output=False) if graph else None
     elif manifest is not None:
         signature = _signature(manifest, lambda leaf: leaf.name)
-    return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text)
+    return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text, tuple(notes))
 
 
 def _signature(manifest: Manifest, describe) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from pt2kit.artifact.manifest_check import check_manifest_data
+from pt2kit.artifact.size_expr import parse_size
 from pt2kit.target.inputs import dtype_name
 
 MANIFEST_NAME = "pt2kit/manifest.json"
@@ -129,7 +131,13 @@ class Manifest:
         return json.dumps(self.to_json(), indent=2, default=str)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Manifest":
+    def from_json(cls, data: dict, source: str = "the file") -> "Manifest":
+        """The manifest in `data` (its JSON), checked field by field first: a file is data and may have been edited.
+
+        Raises:
+            ArtifactError: a field is missing, of the wrong type, out of bounds, or not a size expression.
+        """
+        check_manifest_data(data, source)
         data = dict(data)
         data["inputs"] = tuple(LeafSpec(**{**x, "shape": tuple(x["shape"])}) for x in data.get("inputs", ()))
         data["outputs"] = tuple(LeafSpec(**{**x, "shape": tuple(x["shape"])}) for x in data.get("outputs", ()))
@@ -239,14 +247,12 @@ def build_manifest(
 
 def _derived_range(expr: str, ranges: dict[str, tuple[int, int | None]]) -> tuple[int, int | None]:
     """The range of `A*s0 + B` from its root's range (derived sizes grow with their root)."""
-    import sympy
-
-    e = sympy.sympify(expr)
-    roots = [ranges.get(str(s)) for s in e.free_symbols]
+    parsed = parse_size(expr)
+    roots = [ranges.get(s) for s in parsed.symbols]
     if len(roots) != 1 or roots[0] is None:
         return 0, None
-    (sym,), (low, high) = e.free_symbols, roots[0]
-    return int(e.subs(sym, low)), None if high is None else int(e.subs(sym, high))
+    (sym,), (low, high) = parsed.symbols, roots[0]
+    return parsed.evaluate({sym: low}), None if high is None else parsed.evaluate({sym: high})
 
 
 def weights_summary(ep: torch.export.ExportedProgram) -> tuple[int, int, str]:

@@ -217,7 +217,11 @@ def read_manifest(path: str | os.PathLike) -> Manifest | None:
         return None
     try:
         with zipfile.ZipFile(path) as zf:
-            return Manifest.from_json(json.loads(zf.read(entry)))
+            return Manifest.from_json(json.loads(zf.read(entry)), f"`{path}`")
+    except ArtifactError:
+        raise
+    except (RecursionError, MemoryError):  # JSON nested or sized to exhaust the parser
+        raise ArtifactError(f"the pt2kit manifest in `{path}` is damaged (too deeply nested or too large); export the model again") from None
     except (zipfile.BadZipFile, OSError, ValueError, TypeError, KeyError) as exc:
         raise ArtifactError(f"the pt2kit manifest in `{path}` is damaged ({exc}); export the model again") from None
 
@@ -239,7 +243,7 @@ def load_program(path: str | os.PathLike) -> torch.export.ExportedProgram:
         if manifest is not None and (manifest.pytree_types or manifest.pytree_imports):
             from pt2kit.pytrees.types import restore_registrations  # only programs with such types pay for it
 
-            restore_registrations(manifest.pytree_types, manifest.pytree_imports)
+            restore_registrations(manifest.pytree_types, manifest.pytree_imports, f"`{path}`")
         return torch.export.load(path)
     except ArtifactError:
         raise

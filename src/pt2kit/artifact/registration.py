@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from pt2kit.artifact.package import read_manifest
+from pt2kit.pytrees.trust import trusting
 from pt2kit.pytrees.types import restore_registrations
 
 
@@ -52,7 +54,7 @@ class TypeRegistration:
         return {"path": str(self.path), "types": list(self.types), "imports": list(self.imports), "notes": list(self.notes)}
 
 
-def register_types(path: str | os.PathLike) -> TypeRegistration:
+def register_types(path: str | os.PathLike, *, trust_imports: Sequence[str] = ()) -> TypeRegistration:
     """Register the pytree types a pt2kit `.pt2` uses, so plain `torch.export.load(path)` reads it.
 
     Registration is process-wide (as torch's own is) and idempotent; a `.pt2` without such types, or
@@ -60,12 +62,15 @@ def register_types(path: str | os.PathLike) -> TypeRegistration:
 
     Args:
         path: a `.pt2` program or AOTInductor package written by pt2kit.
+        trust_imports: modules the file may make pt2kit import beyond those imported already and `transformers`
+            (`pt2kit.pytrees.trust`); a module named by the file and trusted by neither is refused.
 
     Returns:
         A `TypeRegistration` listing the types and imports.
 
     Raises:
         ArtifactError: the file is missing, not a `.pt2`, or its manifest is damaged.
+        UntrustedImportError: the file names a module to import that is neither imported nor trusted.
 
     Example:
         >>> pt2kit.register_types("gpt2.pt2")
@@ -75,7 +80,8 @@ def register_types(path: str | os.PathLike) -> TypeRegistration:
     manifest = read_manifest(path)
     if manifest is None:
         return TypeRegistration(path, (), ())
-    notes = restore_registrations(manifest.pytree_types, manifest.pytree_imports)
+    with trusting(trust_imports):
+        notes = restore_registrations(manifest.pytree_types, manifest.pytree_imports, f"`{path}`")
     return TypeRegistration(path, tuple(r["type"] for r in manifest.pytree_types), tuple(manifest.pytree_imports), tuple(notes))
 
 

@@ -22,6 +22,7 @@ from pt2kit.artifact.contract import bind_inputs, check_devices, check_inputs
 from pt2kit.errors import ArtifactError
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, load_program, read_manifest
+from pt2kit.pytrees.trust import trusting
 from pt2kit.pytrees.types import restore_registrations
 
 
@@ -34,18 +35,26 @@ class Artifact:
         manifest: the pt2kit manifest (None for a `.pt2` pt2kit did not write: no input checks).
         device: where its tensor inputs must be (the package's device, or where a program's inputs
             were traced); None when a program's inputs were traced on several devices.
+        notes: what loading could not restore exactly (a pytree type not importable here comes back as a stand-in).
     """
 
     def __init__(self, path: Path, kind: ArtifactKind, manifest: Manifest | None, fn: Callable, program=None,
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, notes: Sequence[str] = ()):
         self.path = path
+        self.notes = tuple(notes)
         self.kind = kind
         self.manifest = manifest
         self.program = program
         self.device = device
         self._fn = fn
         self._runner = fn if hasattr(fn, "run_flat") else None  # AotiRunner, or CudaGraphRunner around one
-        self._in_spec = pytree.treespec_loads(manifest.in_spec) if manifest and manifest.in_spec else None
+        try:
+            self._in_spec = pytree.treespec_loads(manifest.in_spec) if manifest and manifest.in_spec else None
+        except ArtifactError:
+            raise
+        except Exception as exc:  # torch raises several types for a spec it cannot read
+            raise ArtifactError(f"the input spec in the manifest of `{path}` cannot be read ({str(exc)[:200]}); "
+                                "export the model again") from None
         self.signature = CallSignature.of(manifest) if manifest is not None else None
         self._names = [s.name for s in manifest.inputs] if manifest else []
 
@@ -96,7 +105,8 @@ class Artifact:
 
 
 def load(path: str | os.PathLike, *, device_index: int = -1, cuda_graphs: bool | None = None,
-         graph_batch_sizes: Sequence[int] | None = None, threads: int | None = None) -> Artifact:
+         graph_batch_sizes: Sequence[int] | None = None, threads: int | None = None,
+         trust_imports: Sequence[str] = ()) -> Artifact:
     """Load a `.pt2` program or AOTInductor package for calling.
 
     Args:
@@ -108,27 +118,38 @@ def load(path: str | os.PathLike, *, device_index: int = -1, cuda_graphs: bool |
             other sizes up (None: the manifest's `load_options["cuda_graph_batch"]`, else every shape as it comes).
         threads: `torch.set_num_threads(threads)` at load, process-wide (None: the manifest's `load_options["threads"]`,
             which `pt2kit tune --threads 1,2` records; 0: leave the thread count alone).
+        trust_imports: modules (and the modules under them) the file may make pt2kit import for its pytree types,
+            beyond those imported already and `transformers` (`pt2kit.pytrees.trust`). A `.pt2` program is data
+            and reading it runs no code otherwise; an AOTInductor package holds native code that runs when it is
+            loaded, so load only packages you trust.
 
     Raises:
         ArtifactError: missing, corrupt, or not loadable on this machine.
+        UntrustedImportError: the file names a module to import that is neither imported nor trusted.
 
     Example:
         >>> model = pt2kit.load("model.pt2")
         >>> y = model(torch.randn(4, 16))
     """
-    path = Path(path)
+    with trusting(trust_imports):  # the specs read below may name classes too (pt2kit.pytrees.spec_codec)
+        return _load(Path(path), device_index, cuda_graphs, graph_batch_sizes, threads)
+
+
+def _load(path: Path, device_index: int, cuda_graphs: bool | None, graph_batch_sizes: Sequence[int] | None,
+          threads: int | None) -> Artifact:
     kind = artifact_kind(path)
     if kind is ArtifactKind.REGIONS:
         raise ArtifactError(f"`{path}` is a region archive (`pt2kit compile --partial`): it holds parts of a model, not a whole one; "
                             f"apply it to your model with `pt2kit.apply_regions(model, \"{path}\")`")
     manifest = read_manifest(path)
+    notes: list[str] = []
     if manifest is not None:  # types the program's inputs/outputs use (e.g. a transformers cache)
-        restore_registrations(manifest.pytree_types, manifest.pytree_imports)
+        notes = restore_registrations(manifest.pytree_types, manifest.pytree_imports, f"`{path}`")
     if kind is ArtifactKind.PROGRAM:
         program = load_program(path)
         if manifest is not None and manifest.weights_sha256:
             _check_weights(path, program, manifest)
-        return Artifact(path, kind, manifest, program.module(), program, _input_device(program))
+        return Artifact(path, kind, manifest, program.module(), program, _input_device(program), notes)
     options = (manifest.load_options if manifest is not None else None) or {}
     threads = options.get("threads") if threads is None else threads
     if threads:
@@ -138,7 +159,7 @@ def load(path: str | os.PathLike, *, device_index: int = -1, cuda_graphs: bool |
     device = runner.device
     if graphs:
         runner = _with_cuda_graphs(path, runner, manifest, graph_batch_sizes, options.get("cuda_graph_batch"))
-    return Artifact(path, kind, manifest, runner, device=device)
+    return Artifact(path, kind, manifest, runner, device=device, notes=notes)
 
 
 def _with_cuda_graphs(path: Path, runner: AotiRunner, manifest: Manifest | None, sizes, marked: dict | None):

@@ -123,7 +123,7 @@ def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
     if modes is None:
         return DEFAULT_MODES
     names = [m.strip() for m in modes.split(",")] if isinstance(modes, str) else [str(m) for m in modes]
-    valid = ", ".join(m.value for m in DEFAULT_MODES)
+    valid = ", ".join(m.value for m in BenchMode if m is not BenchMode.ARTIFACT)
     chosen = []
     for name in filter(None, names):
         try:
@@ -192,8 +192,9 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
             else:
                 reason = f"torch._inductor.aoti_load_package raised {_first_line(error)}" if error else "no raw loader"
                 outcomes[BenchMode.AOTI_RAW] = ModeOutcome(BenchMode.AOTI_RAW, ModeStatus.FAILED, reason)
-    if len(sizes) > 1 and any(o.batch_build == "per-batch" for o in outcomes.values()):
-        notes.append("a dynamic-batch build failed for some modes, so they were built once per batch size")
+    split = [o for o in outcomes.values() if o.batch_build == "per-batch"]
+    if len(sizes) > 1 and split:
+        notes += [f"`{o.mode}` was built once per batch size: {o.reason or 'no dynamic batch was asked for'}" for o in split]
     elif dynamic and any(m in modes for m in _ARTIFACT_MODES):
         notes.append(f"artifact modes were built once with a dynamic batch: `--dynamic {dynamic}`")
 
@@ -291,11 +292,12 @@ def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs,
                 return ModeOutcome(mode, ModeStatus.OK, batch_build=how), {bs: b for bs in sizes}
             except ModeUnavailable:
                 raise
-            except Exception:
+            except Exception as exc:
                 if mode not in _ARTIFACT_MODES or len(sizes) == 1:
                     raise
+                why = f"the dynamic-batch build raised {_first_line(exc)}"  # said in the report's notes, not hidden
         per = {bs: build(mode, context(bs, None, f"-b{bs}")) for bs in sizes}
-        return ModeOutcome(mode, ModeStatus.OK, batch_build="per-batch"), per
+        return ModeOutcome(mode, ModeStatus.OK, why if shared else "", batch_build="per-batch"), per
     except ModeUnavailable as exc:
         return ModeOutcome(mode, ModeStatus.SKIPPED, str(exc)), {}
     except Exception as exc:

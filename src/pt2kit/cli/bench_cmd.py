@@ -13,7 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N) (default cpu)")
     p.add_argument("--dtype", metavar="DTYPE", help="cast the model and floating inputs, e.g. bfloat16 (default: as they are)")
     p.add_argument("--modes", metavar="LIST", default="eager,compile,export,aoti,onnxruntime",
-                   help="comma-separated modes (default eager,compile,export,aoti,onnxruntime; aoti also times aoti-raw)")
+                   help="comma-separated modes from eager, compile, export, aoti, aoti-raw, onnxruntime (default "
+                        "eager,compile,export,aoti,onnxruntime); aoti and aoti-raw time one package, with and without "
+                        "pt2kit's input checks, so naming either times both")
     p.add_argument("--batch-sizes", metavar="LIST", help="e.g. 1,8,32: resize dim 0 of the batched inputs (default: as given)")
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed calls per mode and batch size (default 10)")
     p.add_argument("--iters", type=int, default=50, metavar="N", help="timed calls per mode and batch size (default 50)")

@@ -34,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, "-o")
     inputs = parsed_inputs(args)  # malformed inputs fail before any work, even where a .pt2 does not use them
     source = args.source
+    if args.dynamic and (source.endswith(".pt2") or ":" not in source):
+        from pt2kit.errors import UsageError
+
+        raise UsageError(f"`--dynamic` shapes a TARGET as it is exported, and `{source}` is a program exported already (its dims "
+                         f"are fixed in it); export again with them: `pt2kit export TARGET -o {source} --dynamic {args.dynamic}`")
     if ":" in source and not source.endswith(".pt2"):
         from pt2kit.target.resolve import load_target
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pt2kit.cli.common import emit, parsed_inputs
+from pt2kit.cli.common import check_output, emit, parsed_inputs
 
 
 def add_partial_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +27,7 @@ def run_partial(args: argparse.Namespace) -> int:
         raise UsageError(f"--partial needs the model's source, not `{args.source}`: pass TARGET as path/to/file.py:NAME")
     if args.dtype or args.dynamic:
         raise UsageError("--partial takes neither --dtype nor --dynamic: each region's dims come from the shapes it was called with")
+    check_output(args.output, "-o")  # before the model is traced and its regions built
     inputs = parsed_inputs(args)
     target = load_target(args.source, inputs, seed=args.seed)
 

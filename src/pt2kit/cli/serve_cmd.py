@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"`--name` names one artifact, got {len(args.artifacts)}; serve each under its file name or one at a time")
     options = ServeOptions(host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                            max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb,
-                           device=args.device, warm_up=not args.no_warm_up, threads=args.threads)
+                           device=args.device, warm_up=not args.no_warm_up, threads=args.threads,
+                           load_options={"trust_imports": list(args.trust_import)} if args.trust_import else None)
     if wants_ray(args):
         return run_ray(args, options, [args.name] if args.name else None)
     app, _ = build_app(args.artifacts, options, names=[args.name] if args.name else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, parsed_inputs
+from pt2kit.cli.common import add_input_arguments, add_json_argument, emit, parsed_inputs, tolerance
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,8 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.pt2", help="where to write the chosen package")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device to tune for (default cpu)")
     p.add_argument("--batch-size", type=int, metavar="N", help="resize the batch (dim 0) to N before exporting and timing")
-    p.add_argument("--atol", type=float, default=1e-3, metavar="A", help="absolute tolerance against float32 eager (default 1e-3)")
-    p.add_argument("--rtol", type=float, default=1e-3, metavar="R", help="relative tolerance against float32 eager (default 1e-3)")
+    p.add_argument("--atol", type=tolerance, default=1e-3, metavar="A", help="absolute tolerance against float32 eager (default 1e-3)")
+    p.add_argument("--rtol", type=tolerance, default=1e-3, metavar="R", help="relative tolerance against float32 eager (default 1e-3)")
     p.add_argument("--dtypes", metavar="LIST", help="dtypes to try, e.g. fp32,bf16,fp16 (default: all the device computes natively)")
     p.add_argument("--recipes", metavar="LIST",
                    help="Inductor recipes to try: default, cpu-freeze, cpu-gemm, coordinate-descent, max-autotune (default: all for the device)")

@@ -28,7 +28,8 @@ def verify_options(args: argparse.Namespace, inputs, parameters: list[str]) -> d
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help="the model the artifact was built from: path/to/file.py:NAME")
-    p.add_argument("artifact", metavar="ARTIFACT", help="a .pt2 program or AOTInductor package")
+    p.add_argument("artifact", metavar="ARTIFACT",
+                   help="a .pt2 program, an AOTInductor package, or a region archive (`pt2kit compile --partial`)")
     add_input_arguments(p)
     add_verify_options(p)
     add_json_argument(p)

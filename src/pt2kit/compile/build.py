@@ -9,16 +9,18 @@ Everything is written to a temporary path first and renamed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
 import shutil
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -109,8 +111,27 @@ def _aoti_compile(ep: torch.export.ExportedProgram, package_path: Path, inductor
 
     # no_grad: Inductor applies `freezing` (and with it weight prepacking) only when grad mode is off; with it on,
     # `cpu-freeze` built exactly what `default` builds
-    with torch.no_grad():
+    with torch.no_grad(), quiet_inductor():
         torch._inductor.aoti_compile_and_package(ep, package_path=str(package_path), inductor_configs=dict(inductor_configs))
+
+
+@contextlib.contextmanager
+def quiet_inductor() -> Iterator[None]:
+    """Keep Inductor's autotune tables, choice statistics and warnings off stderr unless `-v` (progress.is_verbose)."""
+    if progress.is_verbose():
+        yield
+        return
+    import torch._inductor.config
+    import torch._inductor.select_algorithm as select_algorithm
+
+    printing = select_algorithm.PRINT_AUTOTUNE
+    select_algorithm.PRINT_AUTOTUNE = False
+    try:
+        with torch._inductor.config.patch(max_autotune_report_choices_stats=False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        select_algorithm.PRINT_AUTOTUNE = printing
 
 
 def _aoti_metadata(package: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ import torch
 
 from pt2kit import progress
 from pt2kit.artifact.manifest import Manifest
-from pt2kit.artifact.package import atomic_path, save_program
+from pt2kit.artifact.package import atomic_path, check_output_path, save_program
 from pt2kit.artifact.runtime import load
 from pt2kit.diagnose.blockers import Blocker, BlockerKind
 from pt2kit.errors import ArtifactError, ExportFailed, InputSpecError, Pt2kitError, UsageError
@@ -185,9 +185,7 @@ def migrate_model(
         >>> result = migrate_model("model.pt", "model.pt2", inputs=[parse_input("x=float32[4,16]")], verify=True)
         >>> assert result.ok, result
     """
-    folder = Path(output).parent
-    if not folder.is_dir():  # before minutes of conversion, not after
-        raise ArtifactError(f"output folder `{folder}` does not exist; create it or choose another `-o` path")
+    check_output_path(output, "-o")  # a folder, a missing or read-only folder: before minutes of conversion, not after
     with progress.stage("load TorchScript archive"):
         loaded = load_archive(archive, method)
     args, inputs_from = example_inputs(loaded, list(inputs or []), seed)

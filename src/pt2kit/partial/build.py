@@ -12,7 +12,8 @@ import torch
 
 from pt2kit import __version__, progress
 from pt2kit.artifact.manifest import Manifest
-from pt2kit.compile.build import add_manifest
+from pt2kit.artifact.package import check_output_path
+from pt2kit.compile.build import add_manifest, quiet_inductor
 from pt2kit.compile.cache import BuildCache, build_key, program_digest
 from pt2kit.compile.presets import get_preset
 from pt2kit.diagnose.blockers import Blocker
@@ -78,6 +79,8 @@ def compile_regions(
         raise UsageError(f"`--min-share {min_share}` must be in [0, 1), e.g. `--min-share 0.02` for 2% of the eager time")
     if output is not None and not str(output).endswith(".pt2"):
         raise UsageError(f"output `{output}` must end in .pt2, e.g. `-o {Path(output).stem}.regions.pt2`")
+    if output is not None:
+        check_output_path(output, "-o")  # before the model is traced and its regions built
     chosen = get_preset(preset, device)
     if chosen.inductor_configs.get("freezing"):
         raise UsageError(f"preset `{preset}` folds weights into the code, so blocks could not share a package; "
@@ -166,7 +169,7 @@ def _build(result: ExportResult, package: Path, settings: dict, device: str, pre
         shutil.copyfile(entry.path, package)
         return package, entry.build_seconds, True
     begin = time.perf_counter()
-    with progress.stage(f"compile {result.manifest.target} with AOTInductor ({preset}, {device})"):
+    with progress.stage(f"compile {result.manifest.target} with AOTInductor ({preset}, {device})"), quiet_inductor():
         torch._inductor.aoti_compile_and_package(ep, package_path=str(package), inductor_configs=dict(settings))
     seconds = time.perf_counter() - begin
     meta = dict(torch._C._aoti.AOTIModelPackageLoader.load_metadata_from_package(str(package), "model"))

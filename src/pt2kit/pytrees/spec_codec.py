@@ -9,10 +9,16 @@ so that `torch.export.save` can write the spec and `torch.export.load` can read 
 from __future__ import annotations
 
 import enum
-import importlib
+import sys
 from typing import Any
 
 import torch
+
+from pt2kit.errors import ArtifactError
+from pt2kit.pytrees.trust import MODULE_NAME, import_named
+
+# every dtype torch has, read from the module's namespace (not through its lazy `__getattr__`)
+_DTYPES = {name: value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
 
 
 def encode(value: Any) -> Any:
@@ -40,11 +46,16 @@ def decode(value: Any) -> Any:
         return value
     (tag, payload), *_ = value.items()
     if tag == "enum":
-        return import_type(payload)[value["name"]]
+        cls = import_type(payload)
+        if not issubclass(cls, enum.Enum):
+            raise ArtifactError(f"the program's pytree spec names `{payload}` as an enum, and it is not one; export the model again")
+        return cls[value["name"]]
     if tag == "dtype":
-        return getattr(torch, payload)
+        if payload not in _DTYPES:
+            raise ArtifactError(f"the program's pytree spec names {str(payload)[:40]!r} as a dtype, and it is not one; export the model again")
+        return _DTYPES[payload]
     if tag == "device":
-        return torch.device(payload)
+        return torch.device(str(payload))
     if tag == "type":
         return import_type(payload)
     if tag in ("tuple", "list"):
@@ -58,16 +69,31 @@ def type_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def import_type(name: str) -> type:
-    """`pkg.mod.Outer.Inner` -> the class: the longest importable module prefix, then attributes."""
+def import_type(name: str, source: str = "the program") -> type:
+    """`pkg.mod.Outer.Inner` -> the class: the longest module prefix that is imported or may be imported
+    (`pt2kit.pytrees.trust`), then attributes.
+
+    Raises:
+        ImportError: no prefix can be found (the caller may use a stand-in).
+        UntrustedImportError: a prefix could be imported but is not trusted (importing runs its code).
+        ArtifactError: the name is not a class name, or names something that is not a plain class.
+    """
+    if not isinstance(name, str) or not MODULE_NAME.match(name) or "." not in name:
+        raise ArtifactError(f"{source} names {str(name)[:80]!r} as a class, which is not a `module.Class` name; "
+                            "the file was modified or damaged, export the model again")
     parts = name.split(".")
     for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
+        module = sys.modules.get(".".join(parts[:i])) or import_named(".".join(parts[:i]), source)
+        if module is None:
             continue
+        obj: Any = module
         for attr in parts[i:]:
             obj = getattr(obj, attr)
+        if not isinstance(obj, type):
+            raise ArtifactError(f"{source} names `{name}` as a class, and it is a {type(obj).__name__}; export the model again")
+        if obj.__module__ == "builtins" or any("__del__" in vars(k) for k in obj.__mro__[:-1]):
+            raise ArtifactError(f"{source} names `{name}` as a container type; pt2kit does not rebuild builtins or objects "
+                                "with a finalizer (`__del__`) from a file; export the model again")
         return obj
     raise ImportError(f"cannot import `{name}`")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
 import types
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -27,6 +26,7 @@ from torch.utils import _pytree as pytree
 
 from pt2kit.pytrees.nodes import DATA_LEAVES, PREFIX, attributes, register_attribute_node, slot_names
 from pt2kit.pytrees.spec_codec import encode, import_type, type_name
+from pt2kit.pytrees.trust import import_named
 
 _PRIMITIVE_LEAVES = DATA_LEAVES + (str, bytes, complex, torch.dtype, torch.device, torch.layout,
                                     torch.memory_format, type, enum.Enum, type(Ellipsis), slice, range,
@@ -101,10 +101,12 @@ def register_pytree_types(tree: Any, root: str = "output") -> list[TypeReport]:
     Returns:
         The reports, with `registered=True` on each type registered now.
     """
+    found: dict[type, TypeReport] = {}
+    _walk(tree, root, found, set())
     reports = []
-    for report in find_non_pytree(tree, root):
+    for cls, report in found.items():
         if report.supported:
-            register_attribute_node(import_type(report.type_name))
+            register_attribute_node(cls)  # the live object's class: nothing is imported by name
             report = dataclasses.replace(report, registered=True)
         reports.append(report)
     return reports
@@ -120,31 +122,38 @@ def spec_imports(spec: pytree.TreeSpec) -> list[str]:
     return list(modules)
 
 
-def restore_registrations(records: list[dict] | tuple[dict, ...], imports: list[str] | tuple[str, ...] = ()) -> list[str]:
+def restore_registrations(records: list[dict] | tuple[dict, ...], imports: list[str] | tuple[str, ...] = (),
+                          source: str = "the file") -> list[str]:
     """Repeat the registrations a manifest records, before its program is loaded.
 
-    Imports each module in `imports` (they register their own types on import). A recorded type whose
-    module cannot be imported here gets a stand-in type, so the program still loads: such an output
-    comes back as a `types.SimpleNamespace`-like object with the same attributes.
+    Imports each module in `imports` (they register their own types on import) if it is imported already or
+    trusted (`pt2kit.pytrees.trust`). A recorded type whose module cannot be found here gets a stand-in type, so
+    the program still loads: such an output comes back as a plain object with the same attributes.
+
+    Args:
+        records: the manifest's `pytree_types`.
+        imports: the manifest's `pytree_imports`.
+        source: names the file in errors and notes.
 
     Returns:
         Notes on what could not be restored exactly (empty when everything was).
+
+    Raises:
+        UntrustedImportError: a module the file names could be imported but is not trusted; nothing was imported.
     """
     notes = []
     for name in imports:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # any import failure only matters if the program needs the type
-            notes.append(f"cannot import `{name}` ({type(exc).__name__}); outputs of its types will not load")
+        if import_named(name, source) is None:
+            notes.append(f"module `{name}` named by {source} cannot be imported here; outputs of its types will not load")
     for record in records:
         serialized = record.get("serialized_name") or PREFIX + record["type"]
         if serialized in pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE:
             continue
         try:
-            cls = import_type(record["type"])
+            cls = import_type(record["type"], source)
         except (ImportError, AttributeError):
             cls = type(record["type"].rpartition(".")[2], (_StandIn,), {"__module__": "pt2kit.pytrees.types"})
-            notes.append(f"`{record['type']}` is not importable here; it comes back as a plain object with the same attributes")
+            notes.append(f"`{record['type']}` is not importable here; it comes back as a stand-in object with the same attributes")
             register_attribute_node(cls, serialized)
             continue
         if cls not in pytree.SUPPORTED_NODES:

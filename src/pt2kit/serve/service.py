@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import sympy
 import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import ArtifactKind
 from pt2kit.artifact.runtime import Artifact, load
+from pt2kit.artifact.size_expr import parse_size_cached
 from pt2kit.errors import ArtifactError, UsageError
 from pt2kit.serve.protocol import InferRequest, tensor_inputs, tensor_outputs
 
@@ -160,15 +160,15 @@ class ModelService:
         tensors = {}
         for spec in tensor_inputs(self.manifest):
             shape = [s if isinstance(s, int) else _evaluate(s, sizes) for s in spec.shape]
-            tensors[spec.name] = torch.zeros(shape, dtype=getattr(torch, spec.dtype))
+            tensors[spec.name] = torch.zeros(shape, dtype=getattr(torch, spec.dtype))  # a dtype name checked when the manifest was read
         return tensors
 
 
 def _evaluate(expr: str, sizes: dict[str, int]) -> int:
-    if expr in sizes:
-        return sizes[expr]
-    symbols = {name: sympy.Symbol(name) for name in re.findall(r"[A-Za-z_]\w*", expr)}
-    return int(sympy.sympify(expr, locals=symbols).subs({symbols[k]: v for k, v in sizes.items() if k in symbols}))
+    value = parse_size_cached(expr).evaluate(sizes)  # checked grammar: a manifest is data, never evaluated as Python
+    if value is None:
+        raise ArtifactError(f"size `{expr}` in the manifest uses a dim the manifest does not declare; export the model again")
+    return value
 
 
 def model_name(path: str | os.PathLike) -> str:

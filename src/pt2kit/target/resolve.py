@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import sysconfig
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,12 +150,13 @@ def _import_file(path: Path) -> ModuleType:
 
 
 _PT2KIT_SOURCE = str(Path(__file__).resolve().parents[1])  # frames in here are pt2kit's, not the user's
+_STDLIB = sysconfig.get_paths()["stdlib"]  # nor are the standard library's (argparse exits for the code that calls it)
 
 
 def _user_code_error(where: str, exc: BaseException, doing: str = "importing") -> TargetError:
     """The user's code raised (or called sys.exit): say what, at the deepest line of theirs, and to fix it there."""
     frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if "site-packages" not in f.filename and not f.filename.startswith(_PT2KIT_SOURCE)]
+    own = [f for f in frames if "site-packages" not in f.filename and not f.filename.startswith((_PT2KIT_SOURCE, _STDLIB))]
     frame = (own or frames or [None])[-1]
     at = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
     if isinstance(exc, SystemExit):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import os
 import shutil
 import tempfile
@@ -25,7 +26,8 @@ from torch.utils import _pytree as pytree
 from pt2kit import progress
 from pt2kit.artifact.contract import check_inputs
 from pt2kit.artifact.manifest import Manifest
-from pt2kit.artifact.package import ArtifactKind, artifact_kind, atomic_path, read_manifest, save_program, load_program
+from pt2kit.artifact.package import (ArtifactKind, artifact_kind, atomic_path, check_output_folder, check_output_path, load_program,
+                                     read_manifest, save_program)
 from pt2kit.artifact.runtime import load
 from pt2kit.compile.build import add_manifest, compile_package
 from pt2kit.errors import UsageError
@@ -87,6 +89,10 @@ def tune_model(
     start = time.perf_counter()
     output = Path(output)
     _check_options(output, device, batch_size, time_budget, samples, iters)
+    _check_tolerances(atol, rtol)
+    check_output_path(output, "-o")  # before any build: a folder, a missing or read-only folder fails now
+    if workdir is not None:
+        check_output_folder(workdir, "--keep")
     thread_counts = _thread_counts(threads)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -112,6 +118,13 @@ def _check_options(output: Path, device: str, batch_size, time_budget, samples, 
         raise UsageError(f"`--batch-size {batch_size}` must be at least 1")
     if time_budget <= 0 or samples < 0 or iters < 1:
         raise UsageError(f"`--time-budget {time_budget}` must be > 0, `--samples {samples}` >= 0 and `--iters {iters}` >= 1")
+
+
+def _check_tolerances(atol, rtol) -> None:
+    """NaN would let every candidate through (no difference compares greater than NaN); inf would too."""
+    for flag, value in (("--atol", atol), ("--rtol", rtol)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise UsageError(f"`{flag} {value}` must be a finite number >= 0; e.g. `{flag} 1e-3`")
 
 
 def _thread_counts(threads) -> tuple[int, ...] | None:

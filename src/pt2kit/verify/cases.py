@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
 
-import sympy
 import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.errors import InputMismatchError
 from pt2kit.target.inputs import dtype_name
 from pt2kit.artifact.manifest import DimRange, LeafSpec, Manifest, leaf_name
+from pt2kit.artifact.size_expr import SizeExpr, parse_size
 
 HUGE_SIZE = 4096  # a declared maximum above this (or none) is capped: see `tested_max`
 UNBOUNDED_FLOOR = 64  # ... at max(UNBOUNDED_FLOOR, 2 x the example's size), never above HUGE_SIZE
@@ -158,7 +158,7 @@ def plan_cases(
     shapes = [_shape_exprs(spec, leaf) for spec, leaf in zip(specs, example_leaves)]
     example_sizes = _example_bindings(shapes, example_leaves)
     ranges = {d.symbol: d for d in manifest.dims} if manifest is not None else {}
-    roots = sorted({str(s) for shape in shapes for e in shape if isinstance(e, sympy.Expr) for s in e.free_symbols})
+    roots = sorted({s for shape in shapes for e in shape if isinstance(e, SizeExpr) for s in e.symbols})
     dims = []
     for sym in roots:
         declared = ranges.get(sym) or DimRange(sym, sym, 0 if example_sizes.get(sym) == 0 else 2, None)
@@ -181,7 +181,7 @@ def plan_cases(
 
 
 def _shape_exprs(spec: LeafSpec | None, leaf: Any) -> tuple:
-    """Each dim of a tensor leaf as an int (static) or a sympy expression over the manifest's symbols."""
+    """Each dim of a tensor leaf as an int (static) or a `SizeExpr` over the manifest's symbols (checked grammar)."""
     if not isinstance(leaf, torch.Tensor):
         return ()
     if spec is None or spec.kind != "tensor":
@@ -196,10 +196,7 @@ def _shape_exprs(spec: LeafSpec | None, leaf: Any) -> tuple:
         if isinstance(size, int):
             out.append(size)
             continue
-        try:
-            out.append(sympy.sympify(size))
-        except (sympy.SympifyError, TypeError, SyntaxError):
-            out.append(None)  # an expression sympy cannot read: keep the example's size
+        out.append(parse_size(size, f"input `{spec.name}`'s shape"))
     return tuple(out)
 
 
@@ -207,8 +204,8 @@ def _example_bindings(shapes: list[tuple], leaves: list[Any]) -> dict[str, int]:
     bindings: dict[str, int] = {}
     for shape, leaf in zip(shapes, leaves):
         for expr, size in zip(shape, getattr(leaf, "shape", ())):
-            if isinstance(expr, sympy.Symbol):
-                bindings.setdefault(str(expr), int(size))
+            if isinstance(expr, SizeExpr) and expr.symbol is not None:
+                bindings.setdefault(expr.symbol, int(size))
     return bindings
 
 
@@ -232,13 +229,10 @@ def _sizes_for(i: int, dims: list[DimPlan], rng: random.Random) -> dict[str, int
 
 
 def _concrete(shape: tuple, bindings: Mapping[str, int]) -> tuple[int, ...] | None:
-    subs = {sympy.Symbol(k): v for k, v in bindings.items()}
     out = []
     for expr in shape:
-        if expr is None:
-            return None
-        value = expr.subs(subs) if isinstance(expr, sympy.Expr) else expr
-        if not getattr(value, "is_number", True) and not isinstance(value, int):
+        value = expr.evaluate(bindings) if isinstance(expr, SizeExpr) else expr
+        if value is None:
             return None
         out.append(int(value))
     return tuple(out)

@@ -82,6 +82,7 @@ def verify_outputs(
             if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and d and d != dtype_name(leaf.dtype)}
     converted = (manifest.extra.get("dtype") if manifest else None) or (min(cast) if cast else None)
     reference, notes = _reference(target.module, device, converted)
+    notes += list(getattr(artifact, "notes", ()))  # what loading could not restore exactly (a stand-in type)
     if isinstance(artifact, RegionsArtifact):
         notes.append("a region archive has no whole-model contract: random inputs use the example's shapes only")
     elif manifest is None:

@@ -134,11 +134,14 @@ def read_manifest(path: str | os.PathLike) -> RegionManifest:
         raise ArtifactError(f"`{path}` is not a region archive (no {REGIONS_NAME}); build one with `pt2kit compile TARGET --partial`") from None
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ArtifactError(f"`{path}` is corrupt or truncated ({exc}); build it again with `pt2kit compile TARGET --partial`") from None
-    if data.get("format_version", 0) > FORMAT_VERSION:
-        raise ArtifactError(f"`{path}` was written by a newer pt2kit (format {data['format_version']}); upgrade pt2kit")
+    version = data.get("format_version", 0) if isinstance(data, dict) else 0
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ArtifactError(f"`{path}` was written by a newer pt2kit (format {version}); upgrade pt2kit")
     try:
         return RegionManifest.from_json(data)
-    except (TypeError, KeyError, ValueError) as exc:
+    except ArtifactError as exc:
+        raise ArtifactError(f"`{path}`: {exc}") from None
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:  # a file is data: any shape may come
         raise ArtifactError(f"the manifest of `{path}` is damaged ({exc}); build it again with `pt2kit compile TARGET --partial`") from None
 
 
