@@ -92,7 +92,7 @@ def test_a_mode_that_changes_the_model_is_named_and_the_model_restored(monkeypat
         if mode is BenchMode.EXPORT:
             ctx.target.module.train()
             with torch.no_grad():
-                ctx.target.module[1].running_mean.add_(1)
+                ctx.target.module.norm.running_mean.add_(1)
         return built
 
     monkeypatch.setattr(harness, "build", meddling)
@@ -103,7 +103,7 @@ def test_a_mode_that_changes_the_model_is_named_and_the_model_restored(monkeypat
     changed = outcomes[BenchMode.EXPORT]
     assert changed.status is ModeStatus.CHANGED_MODEL and not report.ok
     assert "building it changed the model" in changed.reason and "training mode" in changed.reason
-    assert "values of buffer `1.running_mean`" in changed.reason
+    assert "values of buffer `norm.running_mean`" in changed.reason
     assert outcomes[BenchMode.ONNXRUNTIME].status is ModeStatus.OK  # ran on the restored model, and agrees with eager
     assert report.row("export", 4) is None and report.row("onnxruntime", 4).outputs_match is True
     assert "changed-model: export: building it changed the model" in str(report)
@@ -115,12 +115,12 @@ def test_the_callers_model_gets_its_mode_dtype_and_flags_back():
     """The API prepares the model (eval, `--dtype`) in place; the caller's training model comes back as it was."""
     target = load_target(case("batchnorm_dropout") + ":model")
     target.module.train()
-    target.module[7].weight.requires_grad_(False)
+    target.module.down.weight.requires_grad_(False)
     before = state_of(target.module)
     report = bench_quietly(target, modes="eager,export", dtype="bfloat16")
     assert report.ok and report.dtype == "bfloat16"
     assert_unchanged(before, target.module)
-    assert target.module[7].weight.dtype == torch.float32
+    assert target.module.down.weight.dtype == torch.float32
 
 
 def test_a_model_that_changes_itself_is_a_note_not_a_mode_failure():
