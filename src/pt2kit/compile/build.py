@@ -200,11 +200,6 @@ def compile_package(
     if entry is not None:
         with progress.stage("copy from build cache"), atomic_path(output) as tmp:
             shutil.copyfile(entry.path, tmp)
-            # the cached package's manifest is its first build's (its program's creation time, say); this
-            # program's manifest goes in, with the build facts (`aoti`) the cached one recorded
-            cached = read_manifest(tmp)
-            aoti = cached.extra.get("aoti", {}) if cached is not None else {}
-            add_manifest(tmp, manifest.replace(torch_version=torch.__version__, extra={**manifest.extra, "aoti": aoti}))
         return CompileResult(output, time.perf_counter() - start, output.stat().st_size, True, chosen.name, device,
                              MappingProxyType(settings), cast.value if cast else None, entry.build_seconds, key)
     with atomic_path(output) as tmp:
