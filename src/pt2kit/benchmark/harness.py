@@ -252,7 +252,6 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
         with progress.stage(f"time batch {bs}: {len(calls) - 1} modes x {iters} calls, interleaved"):
             interleaved(timer, calls, warmup)
             samples = interleaved(timer, calls, iters)
-        guard.after_timing(bs)
         empty_samples += samples.pop(_EMPTY)
         del calls[_EMPTY]
         for mode, values in samples.items():
@@ -263,6 +262,7 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
                 bs * 1000.0 / p50 if p50 > 0 else float("inf"), memory.measure(calls[mode]),
                 built[(mode, bs)].artifact_bytes, len(values), matches.get((mode, bs)),
             ))
+        guard.after_timing(bs)  # the timed calls and the memory probe's
     if device == "cpu":
         notes.append(f"CPU threads: torch {torch.get_num_threads()}" + (f", onnxruntime {threads}" if threads else ", onnxruntime its default"))
     if not memory.available:

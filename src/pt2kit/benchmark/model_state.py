@@ -170,7 +170,8 @@ class StateGuard:
         return self._check(mode, doing)
 
     def after_timing(self, bs: int) -> None:
-        """After the interleaved timing of every mode: restore; a change there cannot be pinned on one mode."""
+        """After the interleaved timing (and memory probe) of every mode: restore; a change there cannot be
+        pinned on one mode, so it is a note."""
         changed = self.state.changes(self.own)
         self.state.restore()
         if changed and not self.lenient:
