@@ -39,7 +39,7 @@ def test_side_effect_branch_is_not_claimed_auto_fixable():
     assert not blocker.auto_fixable
     assert "(side-effect)" in blocker.explanation and "self.last_peak" in blocker.explanation
     assert "option:" in blocker.explanation
-    code = [ln for ln in blocker.fix.splitlines() if not ln.lstrip().startswith("#")]
+    code = [ln for ln in blocker.fix.splitlines() if not ln.lstrip().startswith("#")] if blocker.fix_is_code else []
     assert "# replaces lines" not in blocker.fix and not any("torch.cond(" in ln for ln in code)  # no refused rewrite
     assert "can apply this" not in str(diagnosis)
 
@@ -56,7 +56,11 @@ def test_branch_refused_by_fix_is_not_claimed_auto_fixable(path):
     assert at_refused, str(diagnosis)
     for blocker in at_refused:
         assert not blocker.auto_fixable, str(blocker)
-        assert f"({target.source.refusal})" in blocker.explanation and "option:" in blocker.explanation
+        if blocker.location.code.startswith("while "):  # a loop: its while_loop form, never torch.cond's options
+            assert "does not rewrite loops" in blocker.explanation and "torch.cond(" not in blocker.explanation
+            assert "while_loop(cond_fn, body_fn" in blocker.fix and blocker.fix_is_code
+        else:
+            assert f"({target.source.refusal})" in blocker.explanation and "option:" in blocker.explanation
 
 
 @pytest.mark.parametrize("path", FIXED, ids=lambda p: p.stem)

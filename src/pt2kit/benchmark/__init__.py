@@ -5,8 +5,9 @@ program, the AOTInductor package and ONNX Runtime, in one process, interleaved.
     >>> print(report)
     >>> write_plot(report, "bench.png")
 
-`harness` runs the benchmark, `modes` builds and loads each mode, `timing` times one call,
-`batching` resizes inputs, `report` holds the results, `plot` draws them.
+`harness` runs the benchmark, `modes` builds and loads each mode, `model_state` checks and
+restores the model after each mode, `timing` times one call, `batching` resizes inputs, `report`
+holds the results, `plot` draws them.
 
 May import: `compile`, `export`, `artifact`, `target` and the rest below it, and the base (`errors`,
 `progress`); not `verify`, its peer.

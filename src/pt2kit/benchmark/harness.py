@@ -4,6 +4,11 @@ Order of work: build every mode (collecting failures), take each one's cold star
 each batch size warm up and time all modes round-robin (an empty call rides along as the
 harness overhead), and last probe each call's memory.
 
+The model is left as found: its state (mode flags, parameters, buffers, requires_grad) is
+captured after it is prepared, checked and restored after every mode's build and calls (a mode
+that changed it is `changed-model`, its figures dropped), and the user's original state (before
+the move to `--device`/`--dtype` and `eval()`) is restored when `bench` returns.
+
 Batch sizes: one size builds static artifacts. Several sizes build ONE artifact per mode whose
 dim 0 is a shared dynamic dim `batch[min,max]` (the same as `--dynamic x:0=batch[min,max]`),
 exported at the largest size; a model that cannot export with a dynamic batch falls back to
@@ -26,6 +31,7 @@ from torch.utils import _pytree as pytree
 from pt2kit import progress
 from pt2kit.benchmark.agreement import agreement, tf32_allowed
 from pt2kit.benchmark.batching import BatchLayout, batch_layout, parse_batch_sizes
+from pt2kit.benchmark.model_state import ModelState, StateGuard
 from pt2kit.benchmark.modes import BuildContext, Built, ModeUnavailable, build
 from pt2kit.benchmark.report import BenchMode, BenchReport, BenchRow, Machine, ModeOutcome, ModeStatus
 from pt2kit.benchmark.timing import MemoryProbe, Timer, interleaved, percentile
@@ -74,7 +80,9 @@ def bench(
         cuda_graphs: load the `aoti` package (and `artifact`) with CUDA graph replay (`--device cuda` only).
 
     Returns:
-        A `BenchReport`; modes that could not be built are in `.outcomes` as skipped or failed.
+        A `BenchReport`; modes that could not be built are in `.outcomes` as skipped or failed, a mode
+        that changed the model (its flags, parameters or buffers) as `changed-model`. The model itself
+        is left as it was given, in every case.
 
     Raises:
         UsageError: an unknown mode or dtype, bad batch sizes, an unavailable device.
@@ -105,6 +113,14 @@ def bench(
         torch.set_num_threads(threads)
     if isinstance(target, str):
         target = load_target(target, inputs, seed=seed)
+    original = ModelState.capture(target.module)
+    try:
+        return _bench_prepared(target, device, cast, sizes, chosen, warmup, iters, workdir, threads, (artifact, cuda_graphs))
+    finally:
+        original.restore()  # the device, dtype and mode flags the caller's model had
+
+
+def _bench_prepared(target, device, cast, sizes, chosen, warmup, iters, workdir, threads, extra) -> BenchReport:
     with torch.no_grad():
         target = _prepare(target, device, cast)
         layout = batch_layout(target.args, target.kwargs, target.parameter_names)
@@ -113,9 +129,9 @@ def bench(
         sizes = sizes or (layout.size or 1,)
         if workdir is not None:
             Path(workdir).mkdir(parents=True, exist_ok=True)
-            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(workdir), threads, (artifact, cuda_graphs))
+            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(workdir), threads, extra)
         with tempfile.TemporaryDirectory(prefix="pt2kit-bench-") as tmp:
-            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(tmp), threads, (artifact, cuda_graphs))
+            return _run(target, layout, chosen, sizes, device, warmup, iters, Path(tmp), threads, extra)
 
 
 def parse_modes(modes: str | list | tuple | None) -> tuple[BenchMode, ...]:
@@ -178,9 +194,13 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
     built: dict[tuple[BenchMode, int], Built] = {}
     programs: dict = {}
     dynamic = layout.dynamic_spec(min(sizes), max(sizes)) if len(sizes) > 1 else None
+    guard = StateGuard(target.module, inputs[max(sizes)], notes)
     for mode in modes:
         with progress.stage(f"build {mode}"):
             outcome, per_batch = _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads, extra)
+        changed = guard.after_build(mode)
+        if changed:
+            outcome, per_batch = changed, {}
         outcomes[mode] = outcome
         built.update({(mode, bs): b for bs, b in per_batch.items()})
         if mode is BenchMode.AOTI and per_batch:
@@ -211,9 +231,16 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
                     for key in [k for k in built if k[0] is mode]:
                         del built[key]
                     continue
+                finally:
+                    changed = guard.after_call(mode, f"its first call at batch {bs}")
+                if changed:
+                    outcomes[mode] = changed
+                    for key in [k for k in built if k[0] is mode]:
+                        del built[key]
+                    continue
                 cold[(mode, bs)] = (first, first) if b.build_on_first_call else (b.build_s, b.load_s + first)
     with progress.stage("check every mode's outputs against eager"):
-        matches = _check_outputs(target, built, inputs, outcomes, device, notes)
+        matches = _check_outputs(target, built, inputs, outcomes, device, notes, guard)
 
     rows: list[BenchRow] = []
     empty_samples: list[float] = []
@@ -236,6 +263,7 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
                 bs * 1000.0 / p50 if p50 > 0 else float("inf"), memory.measure(calls[mode]),
                 built[(mode, bs)].artifact_bytes, len(values), matches.get((mode, bs)),
             ))
+        guard.after_timing(bs)  # the timed calls and the memory probe's
     if device == "cpu":
         notes.append(f"CPU threads: torch {torch.get_num_threads()}" + (f", onnxruntime {threads}" if threads else ", onnxruntime its default"))
     if not memory.available:
@@ -249,7 +277,7 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
 
 
 def _check_outputs(target: Target, built: dict, inputs: dict, outcomes: dict, device: str,
-                   notes: list[str]) -> dict[tuple[BenchMode, int], bool]:
+                   notes: list[str], guard: StateGuard) -> dict[tuple[BenchMode, int], bool]:
     """Call every built mode once per batch size and compare with eager; a mode that disagrees becomes WRONG."""
     compute, tf32 = _dtype_of(target), device != "cpu" and tf32_allowed(target.module)
     matches: dict[tuple[BenchMode, int], bool] = {}
@@ -260,10 +288,21 @@ def _check_outputs(target: Target, built: dict, inputs: dict, outcomes: dict, de
         except Exception as exc:
             notes.append(f"outputs not checked at batch {bs}: the eager model raised {_first_line(exc)}")
             continue
+        finally:
+            guard.after_call(BenchMode.EAGER, "")
         for mode in [m for m in outcomes if (m, bs) in built and m is not BenchMode.EAGER]:
             try:
                 result = agreement(expected, _bind(built[(mode, bs)], inputs[bs])(), device=device, compute=compute, tf32=tf32)
+                changed = guard.after_call(mode, f"a call at batch {bs}")
+                if changed:
+                    raise _Changed(changed)
+            except _Changed as exc:
+                outcomes[mode] = exc.outcome
+                for key in [k for k in built if k[0] is mode]:
+                    del built[key]
+                continue
             except Exception as exc:
+                guard.after_call(mode, "")
                 outcomes[mode] = ModeOutcome(mode, ModeStatus.FAILED, f"calling it at batch {bs} raised {_first_line(exc)}")
                 for key in [k for k in built if k[0] is mode]:
                     del built[key]
@@ -272,6 +311,12 @@ def _check_outputs(target: Target, built: dict, inputs: dict, outcomes: dict, de
             if not result.ok and outcomes[mode].status is ModeStatus.OK:
                 outcomes[mode] = ModeOutcome(mode, ModeStatus.WRONG, f"at batch {bs}, {result}", outcomes[mode].batch_build)
     return matches
+
+
+class _Changed(Exception):
+    def __init__(self, outcome: ModeOutcome):
+        super().__init__(outcome.reason)
+        self.outcome = outcome
 
 
 def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs, threads, extra) -> tuple[ModeOutcome, dict[int, Built]]:

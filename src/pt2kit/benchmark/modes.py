@@ -230,6 +230,10 @@ class FlatTensorInputs(torch.nn.Module):
     def __init__(self, module: torch.nn.Module, args: tuple, kwargs: dict, parameter_names: list[str]):
         super().__init__()
         self.module = module
+        # a new Module starts in training mode, and torch.onnx.export puts the wrapper back into the mode it found
+        # it in with `train()`, which recurses: without this line the user's model came back in training mode
+        # (every BatchNorm then used batch statistics). Set the flag alone: `.train(...)` would recurse too.
+        self.training = module.training
         flat, self._spec = pytree.tree_flatten_with_path((tuple(args), dict(kwargs)))
         self._leaves = [value for _, value in flat]
         self._where = [i for i, (_, value) in enumerate(flat) if isinstance(value, torch.Tensor)]

@@ -51,6 +51,7 @@ class ModeStatus(str, Enum):
     SKIPPED = "skipped"  # not available here (a missing package, a provider); not an error
     FAILED = "failed"  # the build or a call raised
     WRONG = "wrong"  # it ran, but its outputs disagree with eager's: its timings are not a result
+    CHANGED_MODEL = "changed-model"  # building or calling it changed the user's model (restored); figures dropped
 
     def __str__(self) -> str:
         return self.value
@@ -146,8 +147,8 @@ class BenchReport:
 
     @property
     def ok(self) -> bool:
-        """No requested mode failed or computed wrong outputs (skipped ones do not count)."""
-        return not any(o.status in (ModeStatus.FAILED, ModeStatus.WRONG) for o in self.outcomes)
+        """No requested mode failed, computed wrong outputs or changed the model (skipped ones do not count)."""
+        return not any(o.status in (ModeStatus.FAILED, ModeStatus.WRONG, ModeStatus.CHANGED_MODEL) for o in self.outcomes)
 
     def row(self, mode: BenchMode | str, batch_size: int) -> BenchRow | None:
         """The row for `mode` at `batch_size`, or None if it did not run."""

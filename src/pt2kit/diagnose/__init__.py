@@ -2,7 +2,7 @@
 
     >>> import pt2kit
     >>> d = pt2kit.diagnose_model(pt2kit.load_target("model.py:model"))
-    >>> print(d)            # one block per blocker, in source order, each with its fix as code
+    >>> print(d)            # one block per blocker, in source order, each with its fix as code (or advice)
     >>> d.to_json()         # {"blockers": [{"kind", "file", "line", "code", "explanation", "fix", ...}], ...}
 
 May import: `rewrite`, `shapes`, `capture`, `artifact`, `target`, `pytrees`, and the base (`errors`,

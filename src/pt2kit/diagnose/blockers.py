@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from pt2kit.capture.capture import Capture, SourceLocation
+from pt2kit.diagnose.fix_text import is_code
 
 
 class BlockerKind(str, Enum):
@@ -64,7 +65,8 @@ class Blocker:
         kind: what sort of problem it is.
         location: the user's file, line and source text (never a torch-internal frame).
         explanation: what goes wrong there, in a sentence or two.
-        fix: paste-able Python specific to that line.
+        fix: paste-able Python specific to that line, each part under a header saying where it goes
+            (`pt2kit.diagnose.fix_text`); or advice, in prose, where no code that runs can be written.
         auto_fixable: whether `pt2kit export --fix` applies the fix by itself.
         modes: the capture modes that hit it (`non-strict`, `strict`, `draft`, `eager`, `specialization`).
         message: torch's own message, kept verbatim (shortened), so nothing is swallowed.
@@ -78,6 +80,11 @@ class Blocker:
     modes: tuple[str, ...] = ()
     message: str = ""
 
+    @property
+    def fix_is_code(self) -> bool:
+        """True when `fix` is code to paste (it says where each part goes), False when it is advice."""
+        return is_code(self.fix)
+
     def __str__(self) -> str:
         loc = self.location
         lines = [f"{loc.file}:{loc.line}: {self.kind.title} [{self.kind}]"]
@@ -88,15 +95,21 @@ class Blocker:
             lines.append(f"  torch said: {self.message}")
         seen_in = ", ".join(self.modes)
         lines.append(f"  found by: {seen_in}" + ("; `pt2kit export --fix` can apply this" if self.auto_fixable else ""))
-        lines.append("  fix:")
-        lines += [f"      {ln}" if ln else "" for ln in self.fix.splitlines()]
+        if self.fix_is_code:
+            lines.append("  fix:")
+            lines += [f"      {ln}" if ln else "" for ln in self.fix.splitlines()]
+        elif "\n" not in self.fix:
+            lines.append(f"  advice: {self.fix}")
+        else:
+            lines.append("  advice:")
+            lines += [f"      {ln}" if ln else "" for ln in self.fix.splitlines()]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {
             "kind": str(self.kind), "file": self.location.file, "line": self.location.line,
             "function": self.location.function, "code": self.location.code, "explanation": self.explanation,
-            "fix": self.fix, "auto_fixable": self.auto_fixable, "modes": list(self.modes), "message": self.message,
+            "fix": self.fix, "fix_is_code": self.fix_is_code, "auto_fixable": self.auto_fixable, "modes": list(self.modes), "message": self.message,
         }
 
 

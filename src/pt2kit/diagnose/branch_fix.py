@@ -10,7 +10,8 @@ tensors of different shapes, or the rewrite does not match the original), so `--
 back as the driver's `Refusal` (reason, detail, manual options), and nothing claims `--fix` can apply it.
 
 The driver refuses `while` loops (torch.cond does not loop); `while_loop_form` writes the
-`torch._higher_order_ops.while_loop` form of such a loop, as a manual fix.
+`torch._higher_order_ops.while_loop` form of such a loop, as a manual fix (tensors carried, the
+condition one boolean tensor), checked like every printed fix: pasted into the model, it runs and exports.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class BranchRewrite:
         first, last: the 1-based lines replaced (inclusive).
         code: the new lines.
         rule: the rewrite rule that made it (`if-else-return`, `assign`, ...), or `while-loop`.
-        note: a line to print above the code (e.g. an import the file lacks), or "".
+        needs_torch: the file does not import torch, which the code uses (printed as a module-level section).
     """
 
     file: str
@@ -53,11 +54,13 @@ class BranchRewrite:
     last: int
     code: str
     rule: str
-    note: str = ""
+    needs_torch: bool = False
 
     def __str__(self) -> str:
-        head = f"# replaces lines {self.first}-{self.last} of {os.path.basename(self.file)}:"
-        return "\n".join(([self.note] if self.note else []) + [head, self.code])
+        name = os.path.basename(self.file)
+        head = f"# replaces lines {self.first}-{self.last} of {name}:"
+        tail = [f"# add at module level of {name}:", "import torch"] if self.needs_torch else []
+        return "\n".join([head, self.code] + tail)
 
     def to_json(self) -> dict:
         return {"file": self.file, "first": self.first, "last": self.last, "code": self.code, "rule": self.rule}
@@ -140,11 +143,8 @@ class BranchRewriter:
         if text.splitlines() == method.current.splitlines():
             return Refusal(RefusalReason.NO_RULE, location, "the rewrite left the function unchanged")
         first, last, code = _changed_lines(method.current, text)
-        note = ""
-        if method.function.__globals__.get("torch") is not torch:
-            note = f"# add `import torch` at the top of {os.path.basename(method.file)}"
         return BranchRewrite(method.file, method.first_line + first - 1, method.first_line + last - 1, code,
-                             replacement.rule, note)
+                             replacement.rule, method.function.__globals__.get("torch") is not torch)
 
 
 def _changed_lines(old: str, new: str) -> tuple[int, int, str]:
@@ -170,35 +170,53 @@ def _changed_lines(old: str, new: str) -> tuple[int, int, str]:
     return i1 + 1, i2, code.strip("\n")
 
 
-def while_loop_form(path: str, line: int) -> BranchRewrite | None:
+def while_loop_form(path: str, line: int, numbers: frozenset[str] = frozenset()) -> BranchRewrite | None:
     """The `while_loop` form of a `while` on a tensor value at `path:line` (a manual fix: `--fix` does not
-    rewrite loops); None when `line` is not such a loop's condition."""
+    rewrite loops); None when `line` is not such a loop's condition, or its body cannot be carried over
+    (`break`, `continue`, `return`, a nested function).
+
+    `while_loop` carries tensors only, and its condition must be one boolean tensor: every carried value that
+    was a Python number at the loop (`numbers`, from the eager run) becomes a tensor first, `and`/`or`/`not`
+    become `torch.logical_and`/`logical_or`/`logical_not`, and `x += 1` in the body becomes `x = x + 1`
+    (the body may not change its inputs in place)."""
     ctx = statement_at(path, line)
     if ctx is None or not isinstance(ctx.statement, ast.While):
         return None
     stmt, fn = ctx.statement, ctx.function
     if not stmt.test.lineno <= line <= (stmt.test.end_lineno or line) or stmt.orelse:
         return None
+    if any(isinstance(n, (ast.Break, ast.Continue, ast.Return, ast.Yield, ast.FunctionDef, ast.Lambda, ast.Global, ast.Nonlocal))
+           for s in stmt.body for n in ast.walk(s)):
+        return None
     carried = list(dict.fromkeys(names_stored(stmt.body)))
     known = set(local_names_before(fn, stmt.lineno))
     ops = [n for n in dict.fromkeys(loaded_names([stmt.test, *stmt.body]) + carried) if n in known and n != "self"]
-    if not ops:
+    if not ops or not set(carried) <= set(ops):
         return None
     params = ", ".join(ops)
     packed = f"{params}{',' if len(ops) == 1 else ''}"
+    # read-only values are carried too (as copies: while_loop's outputs may not alias its inputs)
     values = ", ".join(o if o in carried else f"{o}.clone()" for o in ops)
-    body = "\n".join(ast.unparse(s) for s in stmt.body) + f"\nreturn ({values}{',' if len(ops) == 1 else ''})"
-    code = "\n".join([
+    body = [ast.unparse(_OutOfPlace().visit(s)) for s in stmt.body]
+    body.append(f"return ({values}{',' if len(ops) == 1 else ''})")
+    code = [
         "from torch._higher_order_ops.while_loop import while_loop",
-        f"def cond_fn({params}):\n    return {_tensor_predicate(stmt.test)}",
-        f"def body_fn({params}):\n{textwrap.indent(body, '    ')}",
+        *[f"{n} = torch.tensor({n})  # while_loop carries tensors only" for n in ops if n in numbers],
+        "",
+        f"def cond_fn({params}):",
+        f"    return {_tensor_predicate(stmt.test)}",
+        "",
+        f"def body_fn({params}):",
+        textwrap.indent("\n".join(body), "    "),
+        "",
         f"{packed} = while_loop(cond_fn, body_fn, ({packed}))",
-    ])
-    return BranchRewrite(path, stmt.lineno, stmt.end_lineno or stmt.lineno, code, "while-loop")
+    ]
+    return BranchRewrite(path, stmt.lineno, stmt.end_lineno or stmt.lineno, "\n".join(code), "while-loop")
 
 
 class _ValueOf(ast.NodeTransformer):
-    """`t.item()`, `bool(t)`, `float(t)`, `int(t)` -> `t`: a loop condition must stay a tensor."""
+    """`t.item()`, `bool(t)`, `float(t)`, `int(t)` -> `t`, and `and`/`or`/`not` -> `torch.logical_*`:
+    a loop condition must stay one boolean tensor (Python's `and` asks a tensor for its truth value)."""
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
@@ -208,6 +226,32 @@ class _ValueOf(ast.NodeTransformer):
         if isinstance(f, ast.Name) and f.id in ("bool", "float", "int") and len(node.args) == 1 and not node.keywords:
             return node.args[0]
         return node
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        self.generic_visit(node)
+        name = "logical_and" if isinstance(node.op, ast.And) else "logical_or"
+        result = node.values[0]
+        for value in node.values[1:]:
+            result = _torch_call(name, result, value)
+        return result
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        self.generic_visit(node)
+        return _torch_call("logical_not", node.operand) if isinstance(node.op, ast.Not) else node
+
+
+def _torch_call(name: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(ast.Attribute(ast.Name("torch", ast.Load()), name, ast.Load()), list(args), [])
+
+
+class _OutOfPlace(ast.NodeTransformer):
+    """`x += y` -> `x = x + y`: in place, it would change the loop's input tensor."""
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        if not isinstance(node.target, ast.Name):
+            return node
+        value = ast.BinOp(ast.Name(node.target.id, ast.Load()), node.op, node.value)
+        return ast.copy_location(ast.Assign([ast.Name(node.target.id, ast.Store())], value), node)
 
 
 def _tensor_predicate(test: ast.expr) -> str:

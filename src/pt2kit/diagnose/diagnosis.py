@@ -29,7 +29,8 @@ from pt2kit.diagnose.blockers import Blocker, BlockerKind, Diagnosis
 from pt2kit.diagnose.branch_fix import BranchRewriter
 from pt2kit.diagnose.classify import Finding, chain_text, classify_exception, zero_one_dims
 from pt2kit.diagnose.fixes import FixContext, find_type, write_fix
-from pt2kit.diagnose.line_values import values_at_lines
+from pt2kit.diagnose.custom_op_fix import wrapped_statement
+from pt2kit.diagnose.line_values import statement_values, values_at_lines
 from pt2kit.diagnose.source_code import definition_location, forward_location, return_location
 from pt2kit.diagnose.sources import draft_findings, explain_compile
 from pt2kit.capture.specialization import find_specializations
@@ -95,13 +96,17 @@ def diagnose_model(
         strict_failed = any(a.mode == "strict" and not a.ok for a in result.attempts)
         if not result.ok and (strict_failed or mode is not CaptureMode.NON_STRICT):
             findings += [b for b in breaks if b.location is not None]
-    value_lines = {(f.location.file, f.location.line) for f in findings
-                   if f.location is not None and f.kind is BlockerKind.DATA_DEPENDENT_VALUE}
+    # the Python numbers at a value's line (its torch._check) and at a branch's (a `while` carries them as tensors)
+    value_lines = {(f.location.file, f.location.line) for f in findings if f.location is not None
+                   and f.kind in (BlockerKind.DATA_DEPENDENT_VALUE, BlockerKind.DATA_DEPENDENT_BRANCH)}
+    wrapped = {(f.location.file, f.location.line): w for f in findings
+               if f.location is not None and f.kind is BlockerKind.UNSUPPORTED_PYTHON and (w := wrapped_statement(f.location))}
     context = FixContext(
         module, args, kwargs, params, spec, target.source,
         suggestions=tuple(dict.fromkeys(s for f in findings for s in f.suggestions)),
         zero_one_dims=tuple(d for t in texts for d in zero_one_dims(t)),
         line_values=values_at_lines(module, args, kwargs, value_lines),
+        statements=statement_values(module, args, kwargs, wrapped),
         branches=BranchRewriter(module, args, kwargs, param_names=params, spec=spec, dynamic_shapes=dynamic_shapes,
                                 mode=mode, frame_locals=_failure_frames(result)),
     )

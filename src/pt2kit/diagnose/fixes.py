@@ -1,6 +1,10 @@
 """For each blocker: a short explanation and the fix as paste-able Python specific to its line.
 
-One function per kind, chosen from `_WRITERS`; each returns (explanation, fix code, auto_fixable).
+One function per kind, chosen from `_WRITERS`; each returns (explanation, fix, auto_fixable). A fix
+is code whose sections say where they go (`fix_text`: `# replaces lines A-B of FILE:`, `# add before
+line N of FILE:`, `# add at module level of FILE:`), so it can be pasted mechanically; the blocker
+corpus test pastes each one and requires the model to run eagerly and export. Where no code can be
+pasted that would run (an eager failure, an unknown error), the fix is advice: prose, no header.
 `auto_fixable` is True exactly where `pt2kit export --fix` rewrites the branch: the branch fixes come
 from `--fix`'s own rule driver and verdict (`branch_fix.BranchRewriter`); a refused branch says why,
 with the refusal's manual options.
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -21,6 +26,7 @@ from pt2kit.diagnose.blockers import BlockerKind
 from pt2kit.diagnose.classify import Finding
 from pt2kit.diagnose.checks import check_code, item_instead_of_int, python_expr
 from pt2kit.diagnose.branch_fix import BranchRewrite, BranchRewriter, while_loop_form
+from pt2kit.diagnose.custom_op_fix import custom_op_wrapper
 from pt2kit.diagnose.source_code import is_branch_statement, local_names_before, statement_at
 from pt2kit.rewrite.analysis import loaded_names
 from pt2kit.rewrite import Refusal
@@ -40,6 +46,7 @@ class FixContext:
     suggestions: tuple[str, ...] = ()
     zero_one_dims: tuple[str, ...] = field(default=())
     line_values: dict = field(default_factory=dict)  # (file, line) -> Python numbers in scope there
+    statements: dict = field(default_factory=dict)  # (file, line) -> StatementValues (what a line read and produced)
     branches: BranchRewriter | None = None  # `--fix`'s rewrites of the model's branches (made here when None)
 
 
@@ -71,11 +78,18 @@ def _branch(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
            "torch.cond keeps both sides in the graph.")
     if isinstance(outcome, BranchRewrite):
         return why, str(outcome), True
-    loop = while_loop_form(loc.file, loc.line)
-    if loop is not None:
-        why = "A loop whose trip count depends on a tensor's value; while_loop keeps it in the graph."
-        return f"{why} {_refused(outcome)}", str(loop), False
-    fix = check_code(f, loc, ctx.line_values) or _comment_fix(loc, outcome.options[0])
+    found = statement_at(loc.file, loc.line)
+    if found is not None and isinstance(found.statement, ast.While):
+        why = ("A `while` loop whose trip count depends on a tensor's value; torch.cond does not loop, and "
+               "`pt2kit export --fix` does not rewrite loops.")
+        numbers = frozenset(ctx.line_values.get((loc.file, found.statement.lineno), {}))
+        loop = while_loop_form(loc.file, loc.line, numbers)
+        if loop is not None:
+            return f"{why} `while_loop` keeps the loop in the graph, carrying tensors:", str(loop), False
+        return why, _advice(loc, "rewrite the loop with `torch._higher_order_ops.while_loop.while_loop(cond_fn, "
+                                 "body_fn, carried)` (tensors carried, the condition one boolean tensor), or bound "
+                                 "its trip count and loop a fixed number of times"), False
+    fix = check_code(f, loc, ctx.line_values) or _advice(loc, outcome.options[0])
     return f"{why} {_refused(outcome)}", fix, False
 
 
@@ -84,7 +98,8 @@ def _value(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
            "where export needs to know it (a size, a count, a comparison); tell export what holds with torch._check.")
     code = item_instead_of_int(loc) or check_code(f, loc, ctx.line_values)
     if code is None:
-        code = _comment_fix(loc, "bound the value, e.g. torch._check(k >= 0) and torch._check(k <= x.shape[0])")
+        code = _advice(loc, "bound the value with torch._check before this line, e.g. "
+                            "`torch._check(k >= 0)` and `torch._check(k <= x.shape[0])`")
     auto = is_branch_statement(statement_at(loc.file, loc.line), loc.line) and isinstance(_rewrite(loc, ctx), BranchRewrite)
     return why, code, auto
 
@@ -111,6 +126,7 @@ def fake_kernel_stub(op: str) -> str:
     except (ValueError, AttributeError, RuntimeError, IndexError):
         pass
     return "\n".join([
+        "# add at module level of the file that defines or imports the operator:",
         f"@torch.library.register_fake({op!r})",
         f"def _({', '.join(params)}):",
         "    # shapes and dtypes only, no data: make each output the size the real kernel returns",
@@ -157,10 +173,11 @@ def apply_suggestions(spec: DynamicSpec, suggestions: tuple[str, ...]) -> tuple[
 
 
 def _dims_code(spec: DynamicSpec, extra: list[str]) -> str:
+    lines = ["# add at module level of the model's file (pass it as `dynamic_shapes=`):"]
     if not spec.entries:
-        lines = ["# every dim static: pass no dynamic_shapes", "dynamic_shapes = None"]
+        lines += ["# every dim static: pass no dynamic_shapes", "dynamic_shapes = None"]
     else:
-        lines = [dynamic_shapes_code(spec)]
+        lines += [dynamic_shapes_code(spec)]
     lines += extra
     lines.append(f"# pt2kit: --dynamic {spec}" if spec else "# pt2kit: drop --dynamic")
     return "\n".join(lines)
@@ -183,23 +200,27 @@ def _zero_one(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
         else:
             lines.append(repr(value))
     args = ", ".join(lines) + ("," if len(lines) == 1 else "")
-    code = f"example_args = ({args})  # {where} >= 2\n{dynamic_shapes_code(ctx.spec)}"
+    code = (f"# add at module level of {_basename(ctx)}:\nexample_args = ({args})  # {where} >= 2\n"
+            f"{dynamic_shapes_code(ctx.spec)}")
     return why, code, False
 
 
 def _mutation(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     why = ("This line changes an input in place in a way export cannot record (a view or metadata change of a "
            "graph input) or returns an alias of it; work on a new tensor instead.")
-    ctx = statement_at(loc.file, loc.line)
-    text = ast.unparse(ctx.statement) if ctx else loc.code
+    found = statement_at(loc.file, loc.line)
+    if found is None:
+        return why, _advice(loc, "work on a copy (`x = x.clone()`) before changing it, or use the out-of-place op"), False
+    text, name = ast.unparse(found.statement), os.path.basename(loc.file)
+    span = f"# replaces lines {found.statement.lineno}-{found.statement.end_lineno or found.statement.lineno} of {name}:"
     m = re.fullmatch(r"(\w+)\.(\w+)_\((.*)\)", text)
     if m:
-        code = f"{m.group(1)} = {m.group(1)}.{m.group(2)}({m.group(3)})  # out-of-place: no input is modified"
+        code = f"{span}\n{m.group(1)} = {m.group(1)}.{m.group(2)}({m.group(3)})  # out-of-place: no input is modified"
     elif text.startswith("return "):
-        code = f"return ({text.removeprefix('return ')}).clone()  # a new tensor, not an alias of the input"
+        code = f"{span}\nreturn ({text.removeprefix('return ')}).clone()  # a new tensor, not an alias of the input"
     else:
-        name = next(iter(loaded_names([ctx.statement]) if ctx else []), "x")
-        code = f"{name} = {name}.clone()  # before line {loc.line}: modify a copy, not the input"
+        var = next(iter(loaded_names([found.statement])), "x")
+        code = f"# add before line {found.statement.lineno} of {name}:\n{var} = {var}.clone()  # modify a copy, not the input"
     return why, code, False
 
 
@@ -209,18 +230,31 @@ def _pytree(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     qual = f"{_module_name(cls, ctx)}.{cls.__qualname__}" if cls else f.type_name or name
     why = (f"`{name}` is passed in or returned, but torch.export only flattens pytrees (tensors, numbers, "
            "lists, tuples, dicts, registered types); register it so export can see the tensors inside.")
+    head = f"# add at module level of {_basename(ctx)} (after `class {name}`):"
     if cls is not None and dataclasses.is_dataclass(cls):
-        return why, f"torch.export.register_dataclass({name}, serialized_type_name={qual!r})", False
+        return why, f"{head}\ntorch.export.register_dataclass({name}, serialized_type_name={qual!r})", False
+    low = name.lower()
     code = "\n".join([
-        "from torch.utils._pytree import register_pytree_node",
+        head,
+        "from torch.utils._pytree import GetAttrKey, register_pytree_node",
         "",
-        f"def _unflatten_{name.lower()}(values, names):",
+        "",
+        f"def _flatten_{low}(obj):",
+        "    return list(vars(obj).values()), list(vars(obj))",
+        "",
+        "",
+        f"def _flatten_{low}_with_keys(obj):  # export names each leaf by its attribute",
+        "    return [(GetAttrKey(k), v) for k, v in vars(obj).items()], list(vars(obj))",
+        "",
+        "",
+        f"def _unflatten_{low}(values, names):",
         f"    obj = object.__new__({name})",
         "    obj.__dict__.update(zip(names, values))",
         "    return obj",
         "",
-        f"register_pytree_node({name}, lambda obj: (list(vars(obj).values()), list(vars(obj))), "
-        f"_unflatten_{name.lower()}, serialized_type_name={qual!r})",
+        "",
+        f"register_pytree_node({name}, _flatten_{low}, _unflatten_{low}, serialized_type_name={qual!r},",
+        f"                     flatten_with_keys_fn=_flatten_{low}_with_keys)",
     ])
     return why, code, False
 
@@ -257,38 +291,19 @@ def find_type(type_name: str, ctx: FixContext, inputs_only: bool = False) -> typ
 
 def _python(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     if "graph_break" in loc.code:
-        return "An explicit graph break: strict export cannot split the graph.", f"# delete line {loc.line}: {loc.code}", False
+        why = "An explicit graph break: strict export cannot split the graph; delete it."
+        found = statement_at(loc.file, loc.line)
+        last = found.statement.end_lineno or loc.line if found else loc.line
+        return why, f"# replaces lines {loc.line}-{last} of {os.path.basename(loc.file)}:\npass  # was: {loc.code.split('#')[0].strip()}", False
     if f.mode == "strict" or set(f.message.split()) & {"dynamo", "Dynamo"}:
         why = ("Strict mode (TorchDynamo) cannot trace this Python; non-strict export runs it as ordinary Python.")
-        return why, "ep = torch.export.export(model, example_args, strict=False)", False
+        return why, ("Export without strict mode: `torch.export.export(model, example_args, strict=False)`, or "
+                     "`pt2kit export` without `--mode strict` (its default tries non-strict first)."), False
     why = ("This line leaves torch (reads raw data: `.numpy()`, `data_ptr()`, a C extension), which tracing cannot "
            "see; wrap it in a custom operator with a fake kernel, or write it with torch ops.")
-    return why, _custom_op_wrapper(loc), False
-
-
-def _custom_op_wrapper(loc: SourceLocation) -> str:
-    ctx = statement_at(loc.file, loc.line)
-    stmt = ctx.statement if ctx else None
-    value = getattr(stmt, "value", None)
-    if value is None or not isinstance(stmt, (ast.Assign, ast.Return)):
-        return f"# rewrite line {loc.line} with torch operations: {loc.code}"
-    params = [n for n in loaded_names([value]) if n in set(local_names_before(ctx.function, loc.line)) and n != "self"]
-    name = f"forward_line_{loc.line}"
-    typed = ", ".join(f"{p}: torch.Tensor" for p in params)
-    call = f"{name}({', '.join(params)})"
-    use = f"return {call}" if isinstance(stmt, ast.Return) else f"{ast.unparse(stmt.targets[0])} = {call}"
-    return "\n".join([
-        f'@torch.library.custom_op("user::{name}", mutates_args=())',
-        f"def {name}({typed}) -> torch.Tensor:",
-        f"    return {ast.unparse(value)}",
-        "",
-        f"@{name}.register_fake",
-        f"def _({', '.join(params)}):",
-        f"    return torch.empty_like({params[0] if params else 'torch.empty(())'})  # the output's shape and dtype",
-        "",
-        f"# and at line {loc.line}:",
-        use,
-    ])
+    return why, custom_op_wrapper(loc, ctx.statements.get((loc.file, loc.line))) or _advice(
+        loc, "wrap this line in a `@torch.library.custom_op` that takes and returns tensors, with a "
+             "`register_fake` kernel giving its output's shape and dtype; or write it with torch operations"), False
 
 
 def _specialized(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
@@ -296,7 +311,8 @@ def _specialized(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     entries = tuple(DimEntry(name, int(dim), f"{name}_dim{dim}") for name, dim in dict.fromkeys(sizes))
     why = (f"`{f.expr}` was decided once, at export, on the example's sizes ({f.message}); the program keeps only "
            "that side. Declare the dim dynamic and keep both sides with torch.cond.")
-    parts = [dynamic_shapes_code(DynamicSpec(entries)), f"# pt2kit: --dynamic {DynamicSpec(entries)}"]
+    parts = [f"# add at module level of {_basename(ctx)} (pass it as `dynamic_shapes=`):",
+             dynamic_shapes_code(DynamicSpec(entries)), f"# pt2kit: --dynamic {DynamicSpec(entries)}"]
     rewrite = _rewrite(loc, ctx) if is_branch_statement(statement_at(loc.file, loc.line), loc.line) else None
     if isinstance(rewrite, BranchRewrite):
         parts.append(str(rewrite))
@@ -305,21 +321,25 @@ def _specialized(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
 
 def _eager(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     why = "The model fails in plain Python on its example inputs, before any export; fix this first."
-    return why, f"model(*example_args)  # raises {f.message.splitlines()[0][:200]!r} at line {loc.line}", False
+    first = f.message.splitlines()[0][:200] if f.message else "an error"
+    return why, (f"Make `model(*example_args)` run: at line {loc.line} it raises `{first}`. Fix the model or the "
+                 "example inputs (`--input`), then diagnose again."), False
 
 
 def _unclassified(f: Finding, loc: SourceLocation, ctx: FixContext) -> Written:
     why = "pt2kit does not recognise this failure; torch's message is kept below, unchanged."
-    code = "\n".join([
-        "# see every problem torch finds, past the first:",
-        "ep = torch.export.draft_export(model, example_args)",
-        "print(ep._report)",
-    ])
-    return why, code, False
+    return why, ("Read torch's message below at this line; to see every problem torch finds past the first, run "
+                 "`torch.export.draft_export(model, example_args)` and print its `_report`."), False
 
 
-def _comment_fix(loc: SourceLocation, advice: str) -> str:
-    return f"# line {loc.line}: {loc.code}\n# {advice}"
+def _advice(loc: SourceLocation, advice: str) -> str:
+    """Prose for a fix pt2kit cannot write as code that runs."""
+    return f"At line {loc.line} (`{loc.code.split('#')[0].strip()}`): {advice}."
+
+
+def _basename(ctx: FixContext) -> str:
+    path = getattr(ctx.source, "__file__", None)
+    return os.path.basename(path) if path else "the model's file"
 
 
 _WRITERS: dict[BlockerKind, Callable[[Finding, SourceLocation, FixContext], Written]] = {

@@ -8,9 +8,11 @@ module-level `example_args` / `example_kwargs` beside NAME (the ExportDB convent
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 import sysconfig
 import traceback
@@ -132,7 +134,7 @@ def _import_file(path: Path) -> ModuleType:
     if not path.is_file():
         raise TargetError(f"model file `{path}` does not exist; check the path before `:`")
     path = path.resolve()
-    module_name = f"pt2kit_target_{abs(hash(str(path)))}"
+    module_name = target_module_name(path)
     if module_name in sys.modules:
         return sys.modules[module_name]
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
@@ -147,6 +149,17 @@ def _import_file(path: Path) -> ModuleType:
     finally:
         sys.path.remove(str(path.parent))
     return module
+
+
+def target_module_name(path: Path) -> str:
+    """The name a target file is imported under: the same in every process (`hash()` of a string is not), as it
+    is saved in the program (node metadata, pytree type names), and distinct for two files of the same name.
+
+    Example:
+        >>> target_module_name(Path("/work/examples/models.py"))   # 'pt2kit_target_models_' + 12 hex digits
+    """
+    stem = re.sub(r"\W", "_", path.stem)
+    return f"pt2kit_target_{stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
 
 
 _PT2KIT_SOURCE = str(Path(__file__).resolve().parents[1])  # frames in here are pt2kit's, not the user's
