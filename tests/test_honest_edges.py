@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -123,8 +124,11 @@ def test_tune_checks_keep_before_the_build(tmp_path, cli):
 def test_a_stand_in_type_is_said_by_run_in_a_fresh_process(tmp_path):
     """The model's module is not importable in a fresh process: its output type comes back as a stand-in, and
     `pt2kit run` says so instead of failing or hiding it."""
-    pt2kit.export_program(pt2kit.load_target(f"{case('dataclass_output')}:model"), tmp_path / "det.pt2",
-                          check_specialization=False)
+    # A copy of the case file: exporting registers its types in this process, and the shared case module must
+    # stay unregistered for test_pytree_types.
+    source = tmp_path / "det_model.py"
+    source.write_text(Path(case("dataclass_output")).read_text())
+    pt2kit.export_program(pt2kit.load_target(f"{source}:model"), tmp_path / "det.pt2", check_specialization=False)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.run([sys.executable, "-m", "pt2kit", "run", str(tmp_path / "det.pt2"), "--input", "x=float32[4,8]", "-q"],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
