@@ -4,8 +4,8 @@ The corpus is every case of ../shared/acceptance/fix (when present) and tests/fi
 when the program exports and, read back with `torch.export.load(...).module()`, equals the eager model
 on every `probe_args` tuple (a branch baked in by export is a failure, not a pass).
 
-    python benchmarks/fix_corpus.py            # prints a table and both pass counts
-    python benchmarks/fix_corpus.py DIR ...    # the cases of other folders instead
+    python benchmarks/coverage/fix_corpus.py            # prints a table and both pass counts
+    python benchmarks/coverage/fix_corpus.py DIR ...    # the cases of other folders instead
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils import _pytree as pytree
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from pt2kit.capture.capture import quiet_torch_logs  # noqa: E402

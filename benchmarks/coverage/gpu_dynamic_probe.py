@@ -6,7 +6,7 @@ For a few architectures of tests/architectures.py, on CUDA: export with the decl
   - `no-math-trace+repair`: the same with shape repair: what repair alone made of it;
   - `as-shipped`: pt2kit's export as it is now, no shape repair.
 
-    PYTHONPATH=src python benchmarks/gpu_dynamic_probe.py bert llama bloom
+    PYTHONPATH=src python benchmarks/coverage/gpu_dynamic_probe.py bert llama bloom
 """
 
 from __future__ import annotations

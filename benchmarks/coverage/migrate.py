@@ -1,6 +1,6 @@
 """Which TorchScript cases convert and verify: torch's `TS2EPConverter` alone vs `pt2kit migrate`.
 
-    python benchmarks/migrate.py [--bert] [--out benchmarks/migrate.md]
+    python benchmarks/coverage/migrate.py [--bert] [--out benchmarks/coverage/migrate.md]
 
 For every case in tests/migrate_cases (plus a traced tiny BERT with `--bert`) it saves the model as a TorchScript
 archive, reloads it, and:
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from migrate_cases import CASES, build_archive, load_case  # noqa: E402
@@ -172,7 +172,7 @@ def main() -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
     lines = [
         "# `pt2kit migrate` vs torch's `TS2EPConverter` alone", "",
-        f"`python benchmarks/migrate.py{' --bert' if options.bert else ''}`", "",
+        f"`python benchmarks/coverage/migrate.py{' --bert' if options.bert else ''}`", "",
         f"- Machine: {cpu}, {torch.get_num_threads()} threads; torch {torch.__version__}, Python {platform.python_version()}; "
         f"{datetime.date.today().isoformat()}; load while measuring: `{load.split('load average:')[-1].strip()}`.",
         "- converted: the converter returned a program. verified: the program matches the scripted module on the "

@@ -1,6 +1,6 @@
 """Render `pt2kit survey --json` documents as Markdown tables (for benchmarks/*.md).
 
-    python benchmarks/survey_table.py results/vision.json results/transformers.json
+    python benchmarks/coverage/survey_table.py results/vision.json results/transformers.json
 """
 
 from __future__ import annotations

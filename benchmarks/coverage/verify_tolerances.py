@@ -4,9 +4,9 @@ For each model: export with a dynamic batch, compile with AOTInductor for the de
 package on several random inputs (batch 1, the example, the max) and record the largest absolute and relative
 error of every output, and the smallest `atol` such that `|a - e| <= atol + rtol * |e|` holds at a few `rtol`s.
 
-    python benchmarks/verify_tolerances.py [--device cuda] [--dtype float32|bfloat16|float16] [--tf32]
+    python benchmarks/coverage/verify_tolerances.py [--device cuda] [--dtype float32|bfloat16|float16] [--tf32]
 
-Results are recorded in benchmarks/verify_tolerances.md.
+Results are recorded in benchmarks/coverage/verify_tolerances.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Record pt2kit bench on this CPU: a small CNN, a small BERT and an MLP, every mode.
 
-    python benchmarks/bench_cpu.py                # writes benchmarks/bench_cpu.md
-    python benchmarks/bench_cpu.py --iters 10     # quicker, noisier
+    python benchmarks/cpu/bench_cpu.py                # writes benchmarks/cpu/bench_cpu.md
+    python benchmarks/cpu/bench_cpu.py --iters 10     # quicker, noisier
 
 Uses one CPU thread for torch and onnxruntime alike: on a small shared machine that is the
 setting whose figures repeat; set --threads to compare at another.
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: bench_models, common
 
 import pt2kit  # noqa: E402
 from bench_models import cnn, markdown_table, mlp, small_bert  # noqa: E402
@@ -43,7 +43,7 @@ def main() -> int:
         sections.append(f"## {title}\n\n{markdown_table(report)}\n")
     header = (
         "# pt2kit bench on CPU\n\n"
-        f"Recorded by `python benchmarks/bench_cpu.py --iters {args.iters} --warmup {args.warmup} --threads {args.threads}` "
+        f"Recorded by `python benchmarks/cpu/bench_cpu.py --iters {args.iters} --warmup {args.warmup} --threads {args.threads}` "
         f"on {machine}.\n\n"
         "Every mode of a model ran in one process, interleaved round-robin; see docs/bench.md for what each figure means. "
         "The machine is small and shared (2 cores, other jobs running), so p90/p99 carry other processes' noise; "

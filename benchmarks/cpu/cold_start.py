@@ -1,6 +1,6 @@
 """Cold start: from the load call to the first result, in a fresh process with an empty Inductor cache.
 
-    python benchmarks/cold_start.py [PACKAGE.aoti.pt2] [--repeat 3] [--before SRC] [--no-plain]
+    python benchmarks/cpu/cold_start.py [PACKAGE.aoti.pt2] [--repeat 3] [--before SRC] [--no-plain]
 
 Four cases, each in a new process with TORCHINDUCTOR_CACHE_DIR set to a new empty folder;
 `import torch, pt2kit` happens before the clock starts (and `torch._inductor.package` for the plain
@@ -9,7 +9,7 @@ loader, its own module); whatever else `pt2kit.load` imports is inside the clock
   pt2kit.load,             g++ on the PATH / no compiler on the PATH
 `--before SRC` adds `pt2kit.load` from another checkout's `src` folder (PYTHONPATH) in the same run, for
 a side-by-side comparison; a "1 thread" row runs pt2kit with OMP_NUM_THREADS=1, to show how much of the
-first call is the kernels' thread pool starting. Results: benchmarks/cold_start.md.
+first call is the kernels' thread pool starting. Results: benchmarks/cpu/cold_start.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-call overhead of `pt2kit.load(...)(x)` over calling the loaded AOTInductor package directly.
 
-    python benchmarks/load_overhead.py [PACKAGE.aoti.pt2]   (default: builds tests/cases/linear_relu.py:model)
+    python benchmarks/cpu/load_overhead.py [PACKAGE.aoti.pt2]   (default: builds tests/cases/linear_relu.py:model)
 
 Three callables on the same package and the same input, timed interleaved (round-robin
 blocks, so load on a shared machine hits all three alike); the median over rounds of the
@@ -9,7 +9,7 @@ mean time per call in a block:
   raw     `loader.run([x])` on torch._C._aoti.AOTIModelPackageLoader (no Python wrapper at all)
   pt2kit  `pt2kit.load(path)(x)`                            (manifest checks + the call)
   pt2kit checks only: the flatten + `contract.check_inputs` that pt2kit adds, without the call
-Results: benchmarks/load_overhead.md.
+Results: benchmarks/cpu/load_overhead.md.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def small_package(folder: Path) -> Path:
     from pt2kit import progress
 
     progress.set_quiet(True)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     target = pt2kit.load_target(f"{root}/tests/cases/linear_relu.py:model")
     program = pt2kit.export_program(target, folder / "linear.pt2", dynamic="input:0=batch[1,64]", check_specialization=False)
     return pt2kit.compile_package(program.path, folder / "linear.aoti.pt2").path

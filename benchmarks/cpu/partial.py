@@ -1,7 +1,7 @@
 """Partial AOT against eager and torch.compile on models whose top level does not export.
 
-    python benchmarks/partial.py                 # writes benchmarks/partial.md
-    python benchmarks/partial.py --iters 20      # quicker, noisier
+    python benchmarks/cpu/partial.py                 # writes benchmarks/cpu/partial.md
+    python benchmarks/cpu/partial.py --iters 20      # quicker, noisier
 
 For each model: the region archive is built (`pt2kit compile --partial --no-cache`, in its own process); cold starts are measured in
 fresh processes (clock from before `import torch` to the first output): eager, torch.compile with an empty Inductor
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- hand-written notes below: kept when the script rewrites the figures above -->"
 CASES = {
     "refiner": ("examples/partial_refiner.py", "refiner", "MLP blocks (4 x 128-512-128) under a `while` on tensor values, "
@@ -180,7 +180,7 @@ def main() -> int:
     text = "\n".join([
         "# Partial AOT against eager and torch.compile",
         "",
-        f"Recorded by `python benchmarks/partial.py --iters {args.iters} --warmup {args.warmup}` on "
+        f"Recorded by `python benchmarks/cpu/partial.py --iters {args.iters} --warmup {args.warmup}` on "
         f"{time.strftime('%Y-%m-%d')}: {cpu_model()}, {os.cpu_count()} cores (shared with other jobs; load average "
         f"{', '.join(f'{a[0]:.1f}' for a in loads)} at the start and after each model), torch {torch.__version__}, "
         f"Python {platform.python_version()}, one torch thread.",

@@ -1,7 +1,7 @@
 """Record pt2kit bench on a GPU: ResNet-50 (batch 32) and BERT-base (16 x 128 tokens), float32 and bfloat16.
 
-    python benchmarks/bench_gpu.py --out-dir DIR     # every case, each in its own process; writes DIR/bench_gpu.md
-    python benchmarks/bench_gpu.py --one resnet50:float32 --json DIR/x.json   # one case
+    python benchmarks/gpu/bench_gpu.py --out-dir DIR     # every case, each in its own process; writes DIR/bench_gpu.md
+    python benchmarks/gpu/bench_gpu.py --one resnet50:float32 --json DIR/x.json   # one case
 
 Modes: eager, torch.compile, export (pt2kit.load of the .pt2), aoti (pt2kit.load of the package) and
 aoti-raw (the same package through torch._inductor.aoti_load_package). Each case also times the eager
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: bench_models, common
 
 CASES = {"resnet50": ("ResNet-50 (32, 3x224x224)", 32), "bert_base": ("BERT-base (16 x 128 tokens)", 16)}
 DTYPES = ("float32", "bfloat16")
@@ -88,7 +88,7 @@ def write_markdown(out_dir: Path, done: list[tuple[str, str]]) -> Path:
     docs = {key: json.loads((out_dir / f"{key[0]}_{key[1]}.json").read_text()) for key in done}
     machine = next(iter(docs.values()))["machine"] if docs else {}
     lines = ["# pt2kit bench on GPU", "",
-             f"Recorded by `python benchmarks/bench_gpu.py` on {machine.get('gpu')} ({machine.get('cpu')}, "
+             f"Recorded by `python benchmarks/gpu/bench_gpu.py` on {machine.get('gpu')} ({machine.get('cpu')}, "
              f"{machine.get('cpu_count')} cores), Python {machine.get('python')}, torch {machine.get('torch')}, "
              f"{machine.get('date')}. Random weights; models built without torchvision (benchmarks/bench_models.py).", "",
              "## p50 latency (ms) against ../shared/GPU.md's plain baseline", "",
@@ -115,7 +115,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--one", metavar="CASE:DTYPE")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks"))
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/gpu"))
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--budget-s", type=float, default=540, help="start no case after this many seconds")

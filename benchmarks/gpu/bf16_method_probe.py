@@ -3,7 +3,7 @@
 GPU.md's bf16 eager numbers (ResNet-50 6.10 ms, BERT-base 6.17 ms) are slower than pt2kit's bench with cast
 weights (4.63, 4.68). This times plain eager (no pt2kit) both ways, with CUDA events, median of 50 after 10
 warm-up calls, for the models bench_gpu.py uses and for torchvision's ResNet-50 where torchvision is installed.
-Run on the GPU machine: `PYTHONPATH=src:benchmarks python benchmarks/bf16_method_probe.py`.
+Run on the GPU machine: `PYTHONPATH=src:benchmarks python benchmarks/gpu/bf16_method_probe.py`.
 """
 
 from __future__ import annotations

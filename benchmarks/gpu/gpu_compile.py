@@ -1,8 +1,8 @@
 """GPU: compile a CNN and a transformer for CUDA with pt2kit, then load and time them in fresh processes.
 
-Run on the GPU machine (results: benchmarks/gpu_compile.md):
+Run on the GPU machine (results: benchmarks/gpu/gpu_compile.md):
 
-    PYTHONPATH=src python benchmarks/gpu_compile.py --out OUTDIR
+    PYTHONPATH=src python benchmarks/gpu/gpu_compile.py --out OUTDIR
 
 For each model: export + `compile_package(device="cuda")` (build time, package size), then in
 fresh child processes: `pt2kit.load` without LD_PRELOAD (does pt2kit detect the libstdc++ crash?),

@@ -1,6 +1,6 @@
 """GPU: the C++ runner's outputs on a CUDA package, against eager and `pt2kit.load` (issue 12, point 8).
 
-    PYTHONPATH=src python3 benchmarks/gpu_cpp_compare.py RUNNER NAME --workdir DIR [--sizes 2x8,1x13,3x32]
+    PYTHONPATH=src python3 benchmarks/gpu/gpu_cpp_compare.py RUNNER NAME --workdir DIR [--sizes 2x8,1x13,3x32]
 
 NAME is an entry of tests/architectures.py. The script exports it on the CPU with its dynamic batch and
 sequence (`pt2kit.export_program`, as `pt2kit export` does) and builds `DIR/NAME.aoti.pt2` with
@@ -9,7 +9,7 @@ makes token ids and an attention mask with padding in the last row, runs the mod
 then the package through `pt2kit.load` and through the C++ runner (inputs as a `{name: tensor}` file,
 bound by the manifest's order), and prints one JSON line per size: the largest difference of each from
 eager over every output leaf, and whether each is within fp32 tolerance (atol 1e-3, rtol 1e-3; TF32 off).
-Results: benchmarks/gpu_compile.md.
+Results: benchmarks/gpu/gpu_compile.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU: a CUDA package loaded with and without LD_PRELOAD (the ELF check, then the child probe) leaves nothing under
-# its TMPDIR; the extraction and load tests on the GPU machine's torch. Results: benchmarks/gpu_compile.md.
-#     PYTHONPATH=src bash benchmarks/gpu_extraction.sh
+# its TMPDIR; the extraction and load tests on the GPU machine's torch. Results: benchmarks/gpu/gpu_compile.md.
+#     PYTHONPATH=src bash benchmarks/gpu/gpu_extraction.sh
 set -u
 export PYTHONUNBUFFERED=1
 W=${W:-/tmp/gpu-extraction}; T=$W/tmp; mkdir -p "$W" "$T"

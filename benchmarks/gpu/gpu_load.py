@@ -1,6 +1,6 @@
 """GPU: how long `pt2kit.load` of a CUDA package takes in a fresh process, and what it says without LD_PRELOAD.
 
-    PYTHONPATH=src python3 benchmarks/gpu_load.py PACKAGE.aoti.pt2 [DTYPE:]INPUT_SHAPE [--repeat 3]   (results: gpu_compile.md)
+    PYTHONPATH=src python3 benchmarks/gpu/gpu_load.py PACKAGE.aoti.pt2 [DTYPE:]INPUT_SHAPE [--repeat 3]   (results: gpu_compile.md)
 
 Each case is a new process; `torch` and `pt2kit` are imported before the clock starts; the clock runs
 from the load call to the first result (synchronized) of a CUDA input of INPUT_SHAPE (e.g. 8,3,224,224):

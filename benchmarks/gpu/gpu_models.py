@@ -1,8 +1,8 @@
-"""Random-weight models for the GPU command-line checks (benchmarks/gpu_load.sh), built the same way every time.
+"""Random-weight models for the GPU command-line checks (benchmarks/gpu/gpu_load.sh), built the same way every time.
 
-    pt2kit export benchmarks/gpu_models.py:resnet50 -o r50.pt2 --dynamic pixel_values:0=batch[1,32]
+    pt2kit export benchmarks/gpu/gpu_models.py:resnet50 -o r50.pt2 --dynamic pixel_values:0=batch[1,32]
 
-The seed is set inside the factory, so `pt2kit verify benchmarks/gpu_models.py:resnet50 r50.aoti.pt2`
+The seed is set inside the factory, so `pt2kit verify benchmarks/gpu/gpu_models.py:resnet50 r50.aoti.pt2`
 compares the package with the very weights it was exported from.
 """
 

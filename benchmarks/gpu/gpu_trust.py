@@ -1,7 +1,7 @@
 """Issue 23, points 5 and 6, measured: the first `pt2kit.load` of a CUDA package, and partial regions at another batch.
 
-    PYTHONPATH=src python3 benchmarks/gpu_trust.py load PACKAGE [DTYPE:]SHAPE [--device cuda]   (results: gpu_compile.md)
-    PYTHONPATH=src python3 benchmarks/gpu_trust.py regions FILE.py:NAME ARCHIVE INPUT --batches 2,3,5 [--device cuda]
+    PYTHONPATH=src python3 benchmarks/gpu/gpu_trust.py load PACKAGE [DTYPE:]SHAPE [--device cuda]   (results: gpu_compile.md)
+    PYTHONPATH=src python3 benchmarks/gpu/gpu_trust.py regions FILE.py:NAME ARCHIVE INPUT --batches 2,3,5 [--device cuda]
 
 `load`: every row is a new process (`torch` and `pt2kit` imported, the input made, before the clock), given its own
 `PT2KIT_CACHE_DIR` so that a package is "new" (no cached probe verdict) or "seen" (the verdict of an earlier row):

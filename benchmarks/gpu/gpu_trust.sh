@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Issue 23, points 5 and 6 on the GPU machine, in one run (results: benchmarks/gpu_compile.md, docs/partial.md):
+# Issue 23, points 5 and 6 on the GPU machine, in one run (results: benchmarks/gpu/gpu_compile.md, docs/partial.md):
 #   - a ResNet-50 bf16 CUDA package (transformers' ResNet-50, random weights), then `pt2kit.load` timed in fresh
 #     processes: the ELF check (new and seen package) against the child-probe path, and without LD_PRELOAD;
 #   - the two partial examples compiled at batch 2 with --device cuda, then run at batch 2, 3 and 5 through the regions.
 # The three builds run side by side; the timings start only after all of them have finished.
-#     OUT=results DEVICE=cuda PYTHONPATH=src:/tmp/site [QUICK=1] bash benchmarks/gpu_trust.sh   (QUICK: 4 load rows, not 6)
+#     OUT=results DEVICE=cuda PYTHONPATH=src:/tmp/site [QUICK=1] bash benchmarks/gpu/gpu_trust.sh   (QUICK: 4 load rows, not 6)
 # On CPU (to try the script; a small model instead of ResNet-50):
 #     OUT=/tmp/t DEVICE=cpu MODEL=tests/cases/linear_relu.py:model MODEL_INPUT=x=float32[4,16] SHAPE=bfloat16:4,16 bash ...
 set -u
 OUT=${OUT:-gpu-out}
 DEVICE=${DEVICE:-cuda}
 PKG=${PKG:-/tmp/pt2kit-trust}
-MODEL=${MODEL:-benchmarks/gpu_models.py:resnet50}
+MODEL=${MODEL:-benchmarks/gpu/gpu_models.py:resnet50}
 MODEL_INPUT=${MODEL_INPUT:-pixel_values=float32[8,3,224,224]}
 SHAPE=${SHAPE:-bfloat16:8,3,224,224}
 P=${PYTHON:-python3}
@@ -38,10 +38,10 @@ ls -la "$PKG" | tee -a "$LOG"
 step "load: fresh processes"
 PRELOAD_ARG=$([ "$DEVICE" = cuda ] && echo "$PRE" || echo "")
 unset LD_PRELOAD  # each row sets its own
-$P benchmarks/gpu_trust.py load "$PKG/model.aoti.pt2" "$SHAPE" --device "$DEVICE" --preload "$PRELOAD_ARG" ${QUICK:+--quick} 2>&1 | tee "$OUT/load.jsonl"
+$P benchmarks/gpu/gpu_trust.py load "$PKG/model.aoti.pt2" "$SHAPE" --device "$DEVICE" --preload "$PRELOAD_ARG" ${QUICK:+--quick} 2>&1 | tee "$OUT/load.jsonl"
 [ "$DEVICE" = cuda ] && export LD_PRELOAD=$PRE
 step "regions at other batch sizes"
-{ $P benchmarks/gpu_trust.py regions examples/partial_refiner.py:refiner "$PKG/refiner.regions.pt2" float32:16,32 --device "$DEVICE"
-  $P benchmarks/gpu_trust.py regions examples/partial_lm.py:early_exit_lm "$PKG/lm.regions.pt2" int64@512:64 --device "$DEVICE"
+{ $P benchmarks/gpu/gpu_trust.py regions examples/partial_refiner.py:refiner "$PKG/refiner.regions.pt2" float32:16,32 --device "$DEVICE"
+  $P benchmarks/gpu/gpu_trust.py regions examples/partial_lm.py:early_exit_lm "$PKG/lm.regions.pt2" int64@512:64 --device "$DEVICE"
 } 2>&1 | tee "$OUT/regions.jsonl"
 step done

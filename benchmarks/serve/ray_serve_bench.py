@@ -1,6 +1,6 @@
 """Throughput of `pt2kit serve --ray` with 1 and 2 replicas, side by side with `pt2kit serve` alone, in one run.
 
-Builds the MLP package of benchmarks/serve_bench.py (cached), then starts each server in turn from the CLI, in its own
+Builds the MLP package of benchmarks/serve/serve_bench.py (cached), then starts each server in turn from the CLI, in its own
 process on 127.0.0.1, and drives it from this process with serve_bench.py's load generator (keep-alive connections,
 pre-encoded OIP requests of batch 1) at each concurrency, and with `GET /v2/health/live` (no model: the HTTP path
 alone) at 1 and 32 clients:
@@ -11,7 +11,7 @@ alone) at 1 and 32 clients:
 
 Each `--ray` server starts its own local Ray (bound to 127.0.0.1, no dashboard) and stops it on SIGTERM.
 
-    .venv/bin/python benchmarks/ray_serve_bench.py --seconds 4 --json out/ray_serve_bench.json
+    .venv/bin/python benchmarks/serve/ray_serve_bench.py --seconds 4 --json out/ray_serve_bench.json
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks" / "serve"))
 
 from serve_bench import build_package_path, drive, free_port, request_bytes, stop, wait_ready  # noqa: E402  (the same load generator)
 
@@ -73,7 +73,7 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     # the build runs in a child process (Inductor's compile workers linger), as in serve_bench.py
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve_bench.py"), "--step", "build", "--dims", args.dims,
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve" / "serve_bench.py"), "--step", "build", "--dims", args.dims,
                     "--workdir", str(workdir)], check=True, stdout=subprocess.DEVNULL)
     package = build_package_path(dims, workdir)
     import random

@@ -6,12 +6,12 @@ and pre-encoded requests, so the client spends as little of the shared CPU as it
 
   pt2kit-batched   `pt2kit serve MLP.aoti.pt2 --max-batch-size 64`
   pt2kit-batch1    `pt2kit serve MLP.aoti.pt2 --max-batch-size 1`
-  plain-fastapi    benchmarks/serve_plain_app.py: the eager model per request
+  plain-fastapi    benchmarks/serve/serve_plain_app.py: the eager model per request
 
 It also times the model's own call (the package through `pt2kit.load`, batch 1) and an HTTP round trip that runs
 no model (`GET /v2/health/live`), so the latency at concurrency 1 can be split into model, HTTP and pt2kit.
 
-    .venv/bin/python benchmarks/serve_bench.py --seconds 4 --json out/serve_bench.json
+    .venv/bin/python benchmarks/serve/serve_bench.py --seconds 4 --json out/serve_bench.json
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks" / "serve"))
 
 
 def free_port() -> int:
@@ -53,7 +53,7 @@ def build_package(dims: list[int], workdir: Path) -> Path:
         return package
     program = workdir / "mlp.pt2"
     target_file = workdir / "mlp_target.py"
-    target_file.write_text(f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r})\nimport torch\n"
+    target_file.write_text(f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks' / 'serve')!r})\nimport torch\n"
                            f"from serve_plain_app import mlp\nmodel = mlp({dims})\nexample_args = (torch.randn(4, {dims[0]}),)\n")
     target = pt2kit.load_target(f"{target_file}:model")
     pt2kit.export_program(target, program, dynamic="input:0=batch[1,256]")
@@ -139,7 +139,7 @@ async def drive(port: int, raw: bytes, concurrency: int, seconds: float, warmup:
 
 
 def start_server(kind: str, package: Path, dims: list[int], port: int, threads: int) -> subprocess.Popen:
-    env = dict(os.environ, SERVE_BENCH_DIMS=",".join(map(str, dims)), SERVE_BENCH_THREADS=str(threads), PYTHONPATH=str(ROOT / "benchmarks"))
+    env = dict(os.environ, SERVE_BENCH_DIMS=",".join(map(str, dims)), SERVE_BENCH_THREADS=str(threads), PYTHONPATH=str(ROOT / "benchmarks" / "serve"))
     if kind == "plain-fastapi":
         cmd = [sys.executable, "-m", "uvicorn", "serve_plain_app:app", "--port", str(port), "--log-level", "warning", "--no-access-log"]
     else:

@@ -4,7 +4,7 @@ The strategies are tests/serve_fuzz_strategies.py (requests shaped by the route'
 metadata, then bent). A case fails if the answer is a 5xx, a connection the server dropped, or an error body that
 is not one line of `{"error": ...}` JSON. At the end the server must still answer, and exit 0 on SIGTERM.
 
-    .venv/bin/python benchmarks/serve_fuzz.py --cases 10000
+    .venv/bin/python benchmarks/serve/serve_fuzz.py --cases 10000
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 

@@ -2,10 +2,10 @@
 
 One command builds the package (torchvision's ResNet-50, random weights, dynamic batch 1..64), times the package's
 own call, then serves it twice (`--max-batch-size 64`, then 1) and drives each with the load generator of
-benchmarks/serve_bench.py, sending batch-1 images as binary tensor data (the OIP extension). Needs LD_PRELOAD (see
+benchmarks/serve/serve_bench.py, sending batch-1 images as binary tensor data (the OIP extension). Needs LD_PRELOAD (see
 /work/shared/GPU.md) and the serve extra.
 
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 python benchmarks/serve_gpu.py --workdir /tmp/gpu
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 python benchmarks/serve/serve_gpu.py --workdir /tmp/gpu
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The baseline for benchmarks/serve_bench.py: a plain FastAPI endpoint that runs the eager model per request.
+"""The baseline for benchmarks/serve/serve_bench.py: a plain FastAPI endpoint that runs the eager model per request.
 
 The same OIP request and response bodies as `pt2kit serve`, so the load generator sends the same bytes; no checks
-beyond what torch does, no batching. Run: `uvicorn benchmarks.serve_plain_app:app` with SERVE_BENCH_DIMS set.
+beyond what torch does, no batching. Run: `uvicorn benchmarks.serve.serve_plain_app:app` with SERVE_BENCH_DIMS set.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`pt2kit tune` on CPU against ONNX Runtime at the same thread count, and the default artifact against plain AOTI.
 
-    python benchmarks/tune_cpu.py                       # writes benchmarks/tune_cpu.md (benchmarks/tune.md summarises it)
-    python benchmarks/tune_cpu.py --threads 1 --iters 30
+    python benchmarks/tune/tune_cpu.py                       # writes benchmarks/tune/tune_cpu.md (benchmarks/tune/tune.md summarises it)
+    python benchmarks/tune/tune_cpu.py --threads 1 --iters 30
 
 For each model: `pt2kit.tune_model` (recipes default, cpu-freeze, cpu-gemm; fp32 and bf16; tolerance against
 float32 eager as given), then ONE `pt2kit.bench` run that times, interleaved in one process: eager, the default
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: bench_models, common
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -34,7 +34,7 @@ def mlp_4096(batch: int = 32) -> Target:
     """The issue's MLP: 1024-4096-4096-1024, GELU between, batch 32."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1024, 4096), nn.GELU(), nn.Linear(4096, 4096), nn.GELU(), nn.Linear(4096, 1024)).eval()
-    return Target("benchmarks/tune_cpu.py:mlp_4096", model, (torch.randn(batch, 1024),))
+    return Target("benchmarks/tune/tune_cpu.py:mlp_4096", model, (torch.randn(batch, 1024),))
 
 
 def bert_small(batch: int = 1, tokens: int = 128) -> Target:
@@ -44,7 +44,7 @@ def bert_small(batch: int = 1, tokens: int = 128) -> Target:
     torch.manual_seed(0)
     config = BertConfig(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048)
     ids = torch.randint(0, 30522, (batch, tokens))
-    return Target("benchmarks/tune_cpu.py:bert_small", HiddenStates(BertModel(config)).eval(), (ids,))
+    return Target("benchmarks/tune/tune_cpu.py:bert_small", HiddenStates(BertModel(config)).eval(), (ids,))
 
 
 CASES = [
@@ -98,7 +98,7 @@ def main() -> int:
             lines.append("")
         sections.append("\n".join(lines))
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
-    header = (f"# pt2kit tune on CPU\n\nRecorded by `python benchmarks/tune_cpu.py --threads {args.threads} --iters {args.iters} "
+    header = (f"# pt2kit tune on CPU\n\nRecorded by `python benchmarks/tune/tune_cpu.py --threads {args.threads} --iters {args.iters} "
               f"--atol {args.atol} --rtol {args.rtol} --dtypes {args.dtypes} --recipes {args.recipes}` on {cpu} "
               f"({os.cpu_count()} cores, shared with other jobs), torch {torch.__version__}, "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n")

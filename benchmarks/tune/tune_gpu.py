@@ -1,6 +1,6 @@
 """`pt2kit tune --device cuda` on the issue's GPU goals, and the default artifact against plain AOTI.
 
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 python3 benchmarks/tune_gpu.py --out tune_gpu.md
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 python3 benchmarks/tune/tune_gpu.py --out tune_gpu.md
 
 For each model (bf16, random weights): `pt2kit.tune_model(device="cuda", dtypes="bf16")` builds the candidates
 (recipes from `--recipes`; channels_last too for ResNet-50; each package also loaded with CUDA graph replay),
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: bench_models, common
 
 import torch  # noqa: E402
 
@@ -96,7 +96,7 @@ def main() -> int:
 
 def _write(args, summary: list[str], sections: list[str]) -> None:
     head = (f"# pt2kit tune on the GPU\n\n{torch.cuda.get_device_name()}, torch {torch.__version__}, "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `python3 benchmarks/tune_gpu.py --atol {args.atol} "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `python3 benchmarks/tune/tune_gpu.py --atol {args.atol} "
             f"--rtol {args.rtol} --recipes {args.recipes} --iters {args.iters}`. Random weights, bf16 candidates verified against "
             "float32 eager (TF32 off) on the example and one random input.\n\n"
             "| model | plain AOTI ms | default artifact ms | tuned ms (candidate) | goal ms | goal | max abs err vs fp32 |\n"
