@@ -30,7 +30,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from common import cpu_model  # noqa: E402
 from migrate_cases import CASES, build_archive, load_case  # noqa: E402
 
 from pt2kit import progress  # noqa: E402
@@ -169,7 +171,7 @@ def main() -> None:
             print(rows[-1], file=sys.stderr)
         if options.bert:
             rows.append(bert_case(Path(tmp)))
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     lines = [
         "# `pt2kit migrate` vs torch's `TS2EPConverter` alone", "",
         f"`python benchmarks/coverage/migrate.py{' --bert' if options.bert else ''}`", "",

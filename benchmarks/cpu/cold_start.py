@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
+from common import median  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -91,7 +93,7 @@ def main() -> None:
         rows = []
         for name, how, compiler, src, threads in cases:
             runs = [run_case(package, how, compiler, src, threads) for _ in range(args.repeat)]
-            rows.append((name, compiler, {k: statistics.median(r[k] for r in runs) for k in runs[0]}))
+            rows.append((name, compiler, {k: median(r[k] for r in runs) for k in runs[0]}))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; package {package.name}; "
           f"median of {args.repeat} fresh processes, empty Inductor cache each; load average {os.getloadavg()[0]:.2f}")
     print("| loader | compiler on PATH | load s | first call s | load call -> first result s |")

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
+from common import median  # noqa: E402
 
 import torch
 
@@ -77,7 +79,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, fn in fns.items():
                     samples[name].append(per_call_us(fn, args.calls))
-    med = {name: statistics.median(v) for name, v in samples.items()}
+    med = {name: median(v) for name, v in samples.items()}
     over = med["pt2kit"] - med["direct"]
     budget = max(20.0, 0.02 * med["direct"])
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; torch {torch.__version__}; "

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
+from common import cpu_model, median  # noqa: E402
 MARKER = "<!-- hand-written notes below: kept when the script rewrites the figures above -->"
 CASES = {
     "refiner": ("examples/partial_refiner.py", "refiner", "MLP blocks (4 x 128-512-128) under a `while` on tensor values, "
@@ -107,16 +108,9 @@ def steady(case: str, archive: str, iters: int, warmup: int) -> tuple[dict, floa
             begin = time.perf_counter()
             region.runner.run_flat([h])
             bare.append(time.perf_counter() - begin)
-    overhead = statistics.median(checked) - statistics.median(bare)
-    summary = {k: (statistics.median(v), min(v)) for k, v in times.items()}
-    return summary, worst, (region.path, statistics.median(bare), overhead)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+    overhead = median(checked) - median(bare)
+    summary = {k: (median(v), min(v)) for k, v in times.items()}
+    return summary, worst, (region.path, median(bare), overhead)
 
 
 def main() -> int:

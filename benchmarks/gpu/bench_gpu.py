@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: bench_models, common
+
+from common import median  # noqa: E402
 
 CASES = {"resnet50": ("ResNet-50 (32, 3x224x224)", 32), "bert_base": ("BERT-base (16 x 128 tokens)", 16)}
 DTYPES = ("float32", "bfloat16")
@@ -52,7 +53,7 @@ def plain_eager_ms(target, dtype: str, runs: int = 50) -> float:
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return median(times)
 
 
 def run_one(case: str, dtype: str, json_path: Path, iters: int, warmup: int, run_id: str = "") -> None:

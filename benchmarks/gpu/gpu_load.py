@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: common
+from common import median  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -97,7 +99,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     done = [r for r in ours if "total_s" in r]
     if done:
-        med = {k: statistics.median(r[k] for r in done) for k in ("load_s", "first_call_s", "total_s")}
+        med = {k: median(r[k] for r in done) for k in ("load_s", "first_call_s", "total_s")}
         print(f"| pt2kit.load (median of {len(done)}) | yes | {med['load_s']:.3f} | {med['first_call_s']:.3f} | {med['total_s']:.3f} | {done[0]['verdict']} |")
     for name, r in (("aoti_load_package", plain), ("pt2kit.load", clash), ("AOTIModelPackageLoader", truth)):
         if "total_s" in r:

@@ -20,17 +20,18 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks" / "serve"))
 
-from serve_bench import build_package_path, drive, free_port, request_bytes, stop, wait_ready  # noqa: E402  (the same load generator)
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import cpu_model, drive, free_port, request_bytes, start_server, stop, utc_now  # noqa: E402  (the same load generator)
+from serve_bench import build_package_path  # noqa: E402
 
 
 def start(kind: str, package: Path, port: int, threads: int, batch: int) -> subprocess.Popen:
@@ -38,8 +39,7 @@ def start(kind: str, package: Path, port: int, threads: int, batch: int) -> subp
            "--max-batch-size", str(batch), "--threads", str(threads), "-q"]
     if kind.startswith("ray-"):
         cmd += ["--ray", "--num-replicas", kind.split("-")[1]]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return wait_ready(proc, kind, port, timeout=300)
+    return start_server(cmd, kind, port, timeout=300, cwd=ROOT)
 
 
 def server_timings(port: int) -> dict[str, tuple[float, float]]:
@@ -110,8 +110,7 @@ def main() -> None:
     import ray
     import torch
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(), "loadavg_after": load,
+    result = {"date": utc_now(), "cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_after": load,
               "torch": torch.__version__, "ray": ray.__version__, "dims": dims, "threads": args.threads,
               "max_batch_size": args.max_batch_size, "rows": rows}
     print(json.dumps(result, indent=2))

@@ -20,10 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -31,12 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks" / "serve"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import common  # noqa: E402
+from common import cpu_model, drive, free_port, median, request_bytes, stop, utc_now  # noqa: E402
 
 
 def build_package_path(dims: list[int], workdir: Path) -> Path:
@@ -78,64 +72,7 @@ def own_call(package: Path, features: int, threads: int, iters: int = 300) -> di
             start = time.perf_counter()
             model(x)
             times.append(time.perf_counter() - start)
-    return {"p50_ms": statistics.median(times) * 1000}
-
-
-class Connection:
-    """A keep-alive HTTP/1.1 connection sending pre-encoded requests (a few microseconds of client CPU each)."""
-
-    def __init__(self, reader, writer):
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int) -> "Connection":
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def send(self, raw: bytes) -> int:
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await self.reader.readexactly(length)
-        return status
-
-
-def request_bytes(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
-    return head.encode() + body
-
-
-async def drive(port: int, raw: bytes, concurrency: int, seconds: float, warmup: float = 0.5) -> dict:
-    """`concurrency` clients sending `raw` back to back for `seconds` (after `warmup`); latencies and throughput."""
-    connections = [await Connection.open(port) for _ in range(concurrency)]
-    latencies: list[float] = []
-    errors = 0
-    start = time.perf_counter()
-    measure_from, stop_at = start + warmup, start + warmup + seconds
-
-    async def client(conn: Connection):
-        nonlocal errors
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at:
-                return
-            status = await conn.send(raw)
-            t1 = time.perf_counter()
-            if t0 >= measure_from:
-                latencies.append(t1 - t0)
-                errors += status != 200
-
-    await asyncio.gather(*(client(c) for c in connections))
-    for conn in connections:
-        conn.writer.close()
-    latencies.sort()
-    n = len(latencies)
-    return {"concurrency": concurrency, "requests": n, "errors": errors, "throughput": n / seconds,
-            "p50_ms": latencies[n // 2] * 1000 if n else None, "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else None}
+    return {"p50_ms": median(times) * 1000}
 
 
 def start_server(kind: str, package: Path, dims: list[int], port: int, threads: int) -> subprocess.Popen:
@@ -145,37 +82,7 @@ def start_server(kind: str, package: Path, dims: list[int], port: int, threads: 
     else:
         batch = "64" if kind == "pt2kit-batched" else "1"
         cmd = [sys.executable, "-m", "pt2kit", "serve", str(package), "--name", "mlp", "--port", str(port), "--max-batch-size", batch, "--threads", str(threads), "-q"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return wait_ready(proc, kind, port, timeout=180)
-
-
-def wait_ready(proc: subprocess.Popen, kind: str, port: int, timeout: float) -> subprocess.Popen:
-    """Poll `GET /v2/health/ready` on 127.0.0.1:`port` until 200; the server's stderr if it exits first."""
-    started = time.monotonic()
-    while time.monotonic() < started + timeout:
-        if proc.poll() is not None:
-            raise SystemExit(f"{kind} exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(request_bytes("GET", "/v2/health/ready"))
-                if s.recv(100).startswith(b"HTTP/1.1 200"):
-                    print(f"{kind}: ready after {time.monotonic() - started:.1f} s", file=sys.stderr)
-                    return proc
-        except OSError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"{kind} not ready after {timeout:g} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM (the server drains), then kill if it has not exited within 120 s."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return common.start_server(cmd, kind, port, timeout=180, env=env, cwd=ROOT)
 
 
 def main() -> None:
@@ -225,8 +132,7 @@ def main() -> None:
             stop(proc)
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(), "loadavg_after": load,
+    result = {"date": utc_now(), "cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_after": load,
               "torch": torch.__version__, "dims": dims, "threads": args.threads, "model_call_ms": model_call["p50_ms"],
               "http_floor_p50_ms": http_floor["p50_ms"] if http_floor else None, "rows": rows}
     print(json.dumps(result, indent=2))

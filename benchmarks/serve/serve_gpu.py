@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_bench import drive, free_port, request_bytes, stop  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
+from common import drive, free_port, median, request_bytes, stop, utc_now, wait_ready  # noqa: E402
 
 
 def build(workdir: Path) -> Path:
@@ -58,8 +58,7 @@ def own_call(package: Path) -> dict:
             model(x)
             torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
-        times.sort()
-        result[f"batch{batch}_ms"] = times[len(times) // 2] * 1000
+        result[f"batch{batch}_ms"] = median(times) * 1000
     return result
 
 
@@ -72,16 +71,7 @@ def serve_and_drive(package: Path, max_batch: int, concurrency: list[int], secon
                              "--max-batch-size", str(max_batch), "--device", "cuda", "-q"], stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(proc.stderr.read()[-3000:])
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_ready(proc, "pt2kit serve", port, timeout=300)
         meta = httpx.get(f"{url}/v2/models/resnet50").json()["inputs"][0]
         itemsize = {"BF16": 2, "FP16": 2, "FP32": 4}[meta["datatype"]]
         raw = np.random.default_rng(0).integers(0, 255, 3 * 224 * 224 * itemsize, dtype=np.uint8).tobytes()
@@ -112,11 +102,11 @@ def main() -> None:
     import torch
 
     package = build(workdir)
-    own = json.loads(subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+    own = json.loads(subprocess.run([sys.executable, "-c", f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]; "
                                      f"import serve_gpu, json; print(json.dumps(serve_gpu.own_call(__import__('pathlib').Path({str(package)!r}))))"],
                                     capture_output=True, text=True, check=True).stdout)
     rows = serve_and_drive(package, 64, [1, 64], args.seconds) + serve_and_drive(package, 1, [64], args.seconds)
-    print(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gpu": torch.cuda.get_device_name(0),
+    print(json.dumps({"date": utc_now(), "gpu": torch.cuda.get_device_name(0),
                       "torch": torch.__version__, "cpus": os.cpu_count(), "own_call": own, "rows": rows}, indent=2))
 
 

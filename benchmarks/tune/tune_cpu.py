@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from torch import nn  # noqa: E402
 
 import pt2kit  # noqa: E402
 from bench_models import HiddenStates, cnn, markdown_table  # noqa: E402
+from common import cpu_model, utc_now  # noqa: E402
 from pt2kit.target.resolve import Target  # noqa: E402
 from pt2kit.tune import tune_model  # noqa: E402
 
@@ -97,11 +97,11 @@ def main() -> int:
                              f"{aoti.p50_ms:.3f} vs {raw.p50_ms:.3f} ms: **{verdict}** (2% noise allowance)")
             lines.append("")
         sections.append("\n".join(lines))
-    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+    cpu = cpu_model()
     header = (f"# pt2kit tune on CPU\n\nRecorded by `python benchmarks/tune/tune_cpu.py --threads {args.threads} --iters {args.iters} "
               f"--atol {args.atol} --rtol {args.rtol} --dtypes {args.dtypes} --recipes {args.recipes}` on {cpu} "
               f"({os.cpu_count()} cores, shared with other jobs), torch {torch.__version__}, "
-              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n")
+              f"{utc_now()}.\n")
     Path(args.out).write_text(header + "\n" + "\n".join(sections))
     print(f"wrote {args.out}")
     return 0
