@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repo root: a CUDA package through every command that takes an artifact,
-# and its load time in fresh processes. Results: benchmarks/gpu/gpu_compile.md (the transformers dynamic sweep and the
-# C++ runner's comparison are in benchmarks/gpu/gpu_issue12.sh).      OUT=results bash benchmarks/gpu/gpu_load.sh
+# and its load time in fresh processes. Results: benchmarks/gpu/gpu_compile.md (the transformers dynamic sweep is
+# benchmarks/coverage/gpu_survey.sh, the C++ runner's comparison benchmarks/gpu/gpu_cpp_compare.py).
+#     OUT=results bash benchmarks/gpu/gpu_load.sh
 set -u
 OUT=${OUT:-gpu-out}
 PKG=${PKG:-$OUT/pkg}
