@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +21,9 @@ import time
 import torch
 from torch import nn
 from torch.export import Dim
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: common
+from common import cpu_model  # noqa: E402
 
 
 def models():
@@ -124,7 +126,7 @@ def main() -> None:
         for key, err in worst.items():
             rows.append({"model": name, "output": key, "compile_s": round(seconds, 1), **err})
             print(json.dumps(rows[-1]), file=sys.stderr)
-    header = f"device {opts.device} ({torch.cuda.get_device_name() if opts.device == 'cuda' else platform.processor() or platform.machine()}), " \
+    header = f"device {opts.device} ({torch.cuda.get_device_name() if opts.device == 'cuda' else cpu_model()}), " \
              f"dtype {opts.dtype}, tf32 {opts.tf32}, torch {torch.__version__}"
     print(header)
     cols = ["model", "output", "max_abs", "max_rel", "atol@rtol=0.0001", "atol@rtol=0.001", "atol@rtol=0.01", "atol@rtol=0.05", "compile_s"]

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
-from common import median  # noqa: E402
+from common import cpu_model, median  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -66,8 +66,6 @@ def main() -> None:
     parser.add_argument("--before", metavar="SRC", help="another checkout's src/ to time pt2kit.load from, side by side")
     parser.add_argument("--no-plain", action="store_true", help="skip torch's own loader (its g++ case takes ~20 s a process)")
     args = parser.parse_args()
-    import platform
-
     import torch
 
     import compileall
@@ -94,7 +92,7 @@ def main() -> None:
         for name, how, compiler, src, threads in cases:
             runs = [run_case(package, how, compiler, src, threads) for _ in range(args.repeat)]
             rows.append((name, compiler, {k: median(r[k] for r in runs) for k in runs[0]}))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; package {package.name}; "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}; package {package.name}; "
           f"median of {args.repeat} fresh processes, empty Inductor cache each; load average {os.getloadavg()[0]:.2f}")
     print("| loader | compiler on PATH | load s | first call s | load call -> first result s |")
     print("| --- | --- | --- | --- | --- |")

@@ -15,14 +15,13 @@ Results: benchmarks/cpu/load_overhead.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
-from common import median  # noqa: E402
+from common import cpu_model, median  # noqa: E402
 
 import torch
 
@@ -82,7 +81,7 @@ def main() -> None:
     med = {name: median(v) for name, v in samples.items()}
     over = med["pt2kit"] - med["direct"]
     budget = max(20.0, 0.02 * med["direct"])
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; torch {torch.__version__}; "
+    print(f"machine: {cpu_model()}, {torch.get_num_threads()} threads; torch {torch.__version__}; "
           f"python {sys.version.split()[0]}; package {path.name}, input [{args.batch}, ...]")
     print("| call | median us/call |")
     print("| --- | --- |")

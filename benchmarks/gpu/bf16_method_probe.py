@@ -9,11 +9,11 @@ Run on the GPU machine: `PYTHONPATH=src:benchmarks python benchmarks/gpu/bf16_me
 from __future__ import annotations
 
 import contextlib
-import statistics
 
 import torch
 
 import bench_models
+from common import median
 
 
 def median_ms(fn, *args, context=contextlib.nullcontext) -> float:
@@ -28,7 +28,7 @@ def median_ms(fn, *args, context=contextlib.nullcontext) -> float:
             torch.cuda.synchronize()
             if i >= 10:
                 times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return median(times)
 
 
 def models():

@@ -20,6 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
+from common import median  # noqa: E402
+
 
 def build_models():
     import torch
@@ -148,7 +151,7 @@ def child(package: str, name: str) -> None:
             end.record()
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end))
-        return sorted(times)[n // 2]
+        return median(times)
 
     with torch.inference_mode():
         report["pt2kit_ms"] = median_ms(lambda: model(*args))

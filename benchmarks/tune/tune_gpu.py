@@ -23,6 +23,7 @@ import torch  # noqa: E402
 
 import pt2kit  # noqa: E402
 from bench_models import bert_base, resnet50  # noqa: E402
+from common import utc_now  # noqa: E402
 from pt2kit.benchmark.timing import Timer, interleaved, percentile  # noqa: E402
 from pt2kit.tune import tune_model  # noqa: E402
 
@@ -96,7 +97,7 @@ def main() -> int:
 
 def _write(args, summary: list[str], sections: list[str]) -> None:
     head = (f"# pt2kit tune on the GPU\n\n{torch.cuda.get_device_name()}, torch {torch.__version__}, "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; `python3 benchmarks/tune/tune_gpu.py --atol {args.atol} "
+            f"{utc_now()}; `python3 benchmarks/tune/tune_gpu.py --atol {args.atol} "
             f"--rtol {args.rtol} --recipes {args.recipes} --iters {args.iters}`. Random weights, bf16 candidates verified against "
             "float32 eager (TF32 off) on the example and one random input.\n\n"
             "| model | plain AOTI ms | default artifact ms | tuned ms (candidate) | goal ms | goal | max abs err vs fp32 |\n"
