@@ -1,6 +1,6 @@
 """What the benchmark scripts share: percentiles, the machine line of a record, and a server driven over HTTP.
 
-A script in a topic folder (`benchmarks/cpu/x.py`) puts `benchmarks/` on the path and imports from here:
+A script in a topic folder (say `benchmarks/cpu/bench_cpu.py`) puts `benchmarks/` on the path and imports from here:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common, bench_models
     from common import cpu_model, median, percentile

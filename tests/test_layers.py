@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -65,9 +66,15 @@ class Import(NamedTuple):
     bound: dict[str, str]  # local name -> the pt2kit module it is bound to (`import x as y`, `from . import y`)
 
 
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+@functools.cache
 def _imports(module: str, path: Path) -> list[Import]:
     """Every pt2kit import in the file, function-local ones included, with the local names each one binds."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = _tree(path)
     is_package = path.name == "__init__.py"
     found = []
     for node in ast.walk(tree):
@@ -122,7 +129,7 @@ def _private_names_defined() -> dict[str, set[str]]:
     defined: dict[str, set[str]] = {}
     for module, path in MODULES.items():
         names = defined.setdefault(_package(module), set())
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(_tree(path)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 names.add(node.name)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
@@ -148,7 +155,7 @@ def test_no_private_name_leaves_its_package():
     for module, path in MODULES.items():
         here = _package(module)
         where = path.relative_to(SRC.parent)
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = _tree(path)
         bound: dict[str, str] = {}  # local name -> pt2kit module it is bound to
         for line, imported, names, binds in _imports(module, path):
             bound.update(binds)
@@ -223,7 +230,7 @@ def _imported_packages(package: str) -> set[str]:
 def test_every_package_says_what_it_owns_and_may_import():
     missing = []
     for init in sorted(SRC.glob("*/__init__.py")):
-        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        doc = ast.get_docstring(_tree(init)) or ""
         if "May import:" not in doc:
             missing.append(init.parent.name)
     assert not missing, f"these packages' __init__ docstrings do not say what they may import: {missing}"
@@ -233,7 +240,7 @@ def test_may_import_lines_say_what_the_code_imports():
     wrong = []
     for init in sorted(SRC.glob("*/__init__.py")):
         package = init.parent.name
-        allowed, denied = _may_import(ast.get_docstring(ast.parse(init.read_text())) or "May import:")
+        allowed, denied = _may_import(ast.get_docstring(_tree(init)) or "May import:")
         imported = _imported_packages(package)
         if allowed is not None:
             if unnamed := imported - allowed:
