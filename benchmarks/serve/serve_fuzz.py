@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
@@ -33,7 +34,8 @@ def main() -> None:
     from hypothesis import HealthCheck, given, seed, settings
 
     from serve_fuzz_strategies import infer_body
-    from serve_support import export, free_port, wait_ready
+    from common import free_port, wait_ready
+    from serve_support import export
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +45,7 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", *map(str, paths), "--port", str(port), "--max-body-mb", "1", "-q"],
                             stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc=proc)
+    wait_ready(proc, "pt2kit serve", port, timeout=180)
     import psutil
 
     server = psutil.Process(proc.pid)
