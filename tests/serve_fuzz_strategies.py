@@ -1,7 +1,7 @@
 """Hypothesis strategies for fuzzing the infer route: requests shaped by the OpenAPI schema of the route (and by
 the model's metadata), then bent: wrong names, datatypes, shapes, data, binary sizes, headers and raw bytes.
 
-Shared by tests/test_serve_fuzz.py (a few hundred cases in CI) and benchmarks/serve_fuzz.py (10,000 and more).
+Shared by tests/test_serve_fuzz.py (a few hundred cases in CI) and benchmarks/serve/serve_fuzz.py (10,000 and more).
 """
 
 from __future__ import annotations

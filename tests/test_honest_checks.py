@@ -159,9 +159,9 @@ def test_a_survey_row_file_is_written_whole(tmp_path, monkeypatch):
 
 
 def test_bench_gpu_counts_only_a_json_this_run_wrote(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_models
     try:
-        spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "bench_gpu.py")
+        spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "benchmarks" / "gpu" / "bench_gpu.py")
         bench_gpu = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(bench_gpu)
     finally:

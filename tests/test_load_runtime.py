@@ -124,7 +124,7 @@ def package_so(package: Path, folder: Path) -> Path:
 
 def _skip_unless_versioned(package: Path, folder: Path) -> None:
     """Skip where the package's .so imports libstdc++ with no versions (torch 2.11's CUDA wheel on the GPU machine:
-    benchmarks/gpu_compile.md); these tests are about version needs, which CI's torch 2.13 packages have."""
+    benchmarks/gpu/gpu_compile.md); these tests are about version needs, which CI's torch 2.13 packages have."""
     with open(package_so(package, folder), "rb") as stream:
         if "libstdc++.so.6" not in needed_versions(stream):
             pytest.skip("this torch's packages import libstdc++ with no versions")

@@ -1,5 +1,5 @@
 """Property-based fuzz of the infer route: whatever the body, the answer is 200 or a 4xx with one line of JSON, never a
-5xx or a dropped connection. benchmarks/serve_fuzz.py runs the same strategies 10,000+ times."""
+5xx or a dropped connection. benchmarks/serve/serve_fuzz.py runs the same strategies 10,000+ times."""
 
 from __future__ import annotations
 

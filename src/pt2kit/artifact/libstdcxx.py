@@ -21,7 +21,7 @@ caller opens the package in a child process first, `pt2kit.artifact.loader.probe
 no libstdc++ mapped, pyelftools missing, an unreadable ELF, or a `.so` that needs no libstdc++
 version while its libstdc++ names are not given by libstdc++ in the global scope, where binding
 then depends on the order of its dependencies. That last case is the GPU machine's package without
-`LD_PRELOAD` (benchmarks/gpu_compile.md): there the check cannot see the crash, only that it cannot
+`LD_PRELOAD` (benchmarks/gpu/gpu_compile.md): there the check cannot see the crash, only that it cannot
 rule it out, so the probe still runs; with `LD_PRELOAD` set it decides FITS and no probe runs.
 """
 

@@ -9,8 +9,8 @@ program, the AOTInductor package and ONNX Runtime, in one process, interleaved.
 restores the model after each mode, `timing` times one call, `batching` resizes inputs, `report`
 holds the results, `plot` draws them.
 
-May import: `compile`, `export`, `artifact`, `target` and the rest below it, and the base (`errors`,
-`progress`); not `verify`, its peer.
+May import: `verify` (every mode's outputs are checked with its comparison before timing), `compile`,
+`export`, `artifact`, `target`, and the base (`errors`, `progress`, `tables`).
 """
 
 from pt2kit.benchmark.harness import DEFAULT_MODES, bench, parse_modes

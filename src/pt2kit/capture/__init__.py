@@ -2,5 +2,5 @@
 checks run on a capture: shape decisions export baked in (`specialization`) and size branches found by a
 re-trace (`shape_branches`). Diagnosis, rewrites, shape repair and the export stage all build on it.
 
-May import: `artifact`, `target`, `pytrees`, and the base (`errors`, `progress`).
+May import: `artifact` and the base (`errors`).
 """

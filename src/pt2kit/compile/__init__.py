@@ -8,8 +8,8 @@
 Names resolve lazily, so loading a package (`pt2kit.load`) does not import the build side; the loader
 itself lives in `artifact.loader`.
 
-May import: `export` (to export a TARGET first), `artifact`, `target`, and what those build on, and the base
-(`errors`, `progress`).
+May import: `export` (to export a TARGET first), `capture`, `artifact`, `target`, the base (`errors`,
+`progress`), `lazy` and `pt2kit.__version__` (part of the cache key).
 """
 
 from pt2kit.lazy import lazy_exports

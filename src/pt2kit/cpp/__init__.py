@@ -4,7 +4,8 @@
 copies them to a folder and builds them with CMake against the libtorch inside the
 installed torch wheel. See docs/cpp-runner.md.
 
-May import: the base (`errors`, `progress`) only (it runs a package, it does not build one).
+May import: `artifact` (the package format it runs) and the base (`errors`, `progress`); not `compile`
+(it runs a package, it does not build one).
 """
 
 from pt2kit.cpp.runner import CppRunner, build_cpp_runner, run_cpp_runner

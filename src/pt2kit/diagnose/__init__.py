@@ -5,9 +5,8 @@
     >>> print(d)            # one block per blocker, in source order, each with its fix as code (or advice)
     >>> d.to_json()         # {"blockers": [{"kind", "file", "line", "code", "explanation", "fix", ...}], ...}
 
-May import: `rewrite`, `shapes`, `capture`, `artifact`, `target`, `pytrees`, and the base (`errors`,
-`progress`); not `export`, its peer (the export stage never needs a diagnosis, and a diagnosis captures through
-`capture`).
+May import: `rewrite`, `shapes`, `capture`, `target`, and the base (`progress`); not `export`, its peer
+(the export stage never needs a diagnosis, and a diagnosis captures through `capture`).
 """
 
 from pt2kit.diagnose.blockers import Blocker, BlockerKind, CompileReport, Diagnosis, GraphBreak

@@ -5,8 +5,8 @@ Owns: reading TorchScript archives without their Python source (`archive`), the 
 scripted module), the blockers of a failed conversion at the original file and line (`blockers`), the inputs
 that take each side of a scripted `if` (`branches`) and the driver that converts, saves and verifies (`run`).
 
-May import: export, diagnose (the `Blocker` format), artifact, shapes, target, verify. Nothing imports it but
-the CLI.
+May import: `verify`, `export`, `diagnose` (the `Blocker` format), `shapes`, `capture`, `artifact`,
+`target`, and the base (`errors`, `progress`). Nothing imports it but the CLI.
 
     >>> result = migrate_model("model.pt", "model.pt2", inputs=[parse_input("x=float32[4,16]")], verify=True)
     >>> print(result); result.ok

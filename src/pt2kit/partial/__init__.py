@@ -8,7 +8,8 @@
 The run-time half (the archive format, opening a block's package with its weights, `apply_regions`) is
 `pt2kit.artifact.regions`, so verify and load read archives without importing the build side.
 
-May import: compile, artifact, shapes, diagnose, rewrite, export, target (never verify, benchmark or cli).
+May import: `compile`, `export`, `diagnose`, `shapes`, `artifact`, `target`, the base (`errors`,
+`progress`), `lazy` and `pt2kit.__version__`; never `verify`, `benchmark` or `cli`.
 """
 
 from pt2kit.lazy import lazy_exports

@@ -5,7 +5,7 @@ None) and one driver (`driver.py`) that applies them to a method's text; `bindin
 result on a copy of the model; `diff.py` shows it as a patch; `equivalence.py` proves it;
 `fix.py` is the `--fix` loop (rewrite, prove, capture again).
 
-May import: `shapes`, `capture`, `artifact`, `target`, `pytrees`, and the base (`errors`, `progress`); never
+May import: `shapes`, `capture`, `artifact`, `target`, and the base (`errors`, `progress`); never
 `diagnose` or `export`, which use it.
 """
 

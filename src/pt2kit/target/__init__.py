@@ -1,5 +1,5 @@
 """Stage 1, the target: resolve `file.py:NAME` / `pkg.mod:NAME` to a module, its example inputs, and the
 `--input` grammar with tensor files, and the `--device` text (device.py).
 
-May import: `pt2kit.errors`, `pt2kit.progress`.
+May import: the base (`errors`) only.
 """

@@ -6,8 +6,8 @@
     search.py      `tune_model` -> `TuneReport`
     report.py      `CandidateResult`, `TuneReport`
 
-Owns the search. May import compile/, artifact/, verify/, benchmark/, export/ and target/ (everything below it
-in the pipeline); nothing below imports tune.
+Owns the search. May import: `benchmark`, `verify`, `compile`, `export`, `capture`, `artifact`, `target`,
+and the base (`errors`, `progress`); nothing below imports tune.
 
     >>> report = pt2kit.tune_model("model.py:model", "model.tuned.pt2", device="cpu", time_budget=300)
     >>> print(report)

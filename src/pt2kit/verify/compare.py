@@ -3,7 +3,7 @@
 An element passes when `|actual - expected| <= atol + rtol * |expected|` (the `torch.isclose` rule). NaN and
 infinities must sit at the same positions (with the same sign) on both sides; only finite positions are
 compared by value. Integer and boolean outputs must be equal. Default tolerances: `default_tolerance` (the table
-in docs/verify.md, measured in benchmarks/verify_tolerances.md).
+in docs/verify.md, measured in benchmarks/coverage/verify_tolerances.md).
 """
 
 from __future__ import annotations
