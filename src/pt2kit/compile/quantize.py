@@ -1,0 +1,241 @@
+"""`--quantize SCHEME`: torchao quantization of a program's linear layers, then export again.
+
+| scheme | devices | torchao config | what runs |
+| --- | --- | --- | --- |
+| `int8-dynamic` | cpu, cuda | `Int8DynamicActivationInt8WeightConfig()` | int8 weights (per channel), activations quantized per token at run time, int8 GEMM |
+| `int8-weight-only` | cpu, cuda | `Int8WeightOnlyConfig()` | int8 weights dequantized in the GEMM, activations in the float dtype |
+| `fp8-dynamic` | cuda, compute capability >= 8.9 | `Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())` | fp8 e4m3 weights and activations with per-row scales, fp8 GEMM |
+| `int4-weight-only` | cuda | `Int4WeightOnlyConfig(group_size=128)` | int4 weights in groups of 128, bf16 activations |
+
+A program has lost its module types (`ExportedProgram.module()` is a graph of `aten.linear` calls), so each
+`aten.linear` whose weight is a parameter becomes an `nn.Linear` again (`linear_modules`), torchao's `quantize_`
+swaps those weights for its quantized tensors, and the module is exported again with the same dynamic dims. Only
+linear layers are quantized (convolutions stay in the float dtype). On CUDA the float dtype under the quantized
+layers is bf16 unless `--dtype` says otherwise (fp8 and int4 kernels take bf16 activations). The calling contract
+is kept as `--dtype` keeps it (`CastInside`), unless `io="low"`.
+
+torchao is an optional dependency (`pip install 'pt2kit[quant]'`), imported only here and only when a scheme is
+asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io as _io
+import logging
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+from torch.utils import _pytree as pytree
+
+from pt2kit.artifact.manifest import Manifest, build_manifest
+from pt2kit.capture.capture import export_module
+from pt2kit.compile.dtype import DType, check_io, dynamic_shapes_for, keep_interface
+from pt2kit.errors import ExportFailed, UsageError
+
+INSTALL = "pip install 'pt2kit[quant]'"
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A quantization scheme: the devices it runs on, and the float dtype under it on CUDA."""
+
+    name: str
+    summary: str
+    devices: tuple[str, ...]
+    min_capability: tuple[int, int] | None = None  # CUDA compute capability it needs
+
+    def config(self) -> Any:
+        """The torchao config object (imports torchao)."""
+        ao = import_torchao()
+        if self.name == "int8-dynamic":
+            return ao.quantization.Int8DynamicActivationInt8WeightConfig()
+        if self.name == "int8-weight-only":
+            return ao.quantization.Int8WeightOnlyConfig()
+        if self.name == "fp8-dynamic":
+            return ao.quantization.Float8DynamicActivationFloat8WeightConfig(granularity=ao.quantization.PerRow())
+        return ao.quantization.Int4WeightOnlyConfig(group_size=128)
+
+    def base_dtype(self, device: str) -> DType | None:
+        """The float dtype of everything around the quantized layers when `--dtype` is not given."""
+        return DType.BF16 if device == "cuda" else None
+
+
+SCHEMES: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (
+    Scheme("int8-dynamic", "int8 weights and per-token dynamic int8 activations", ("cpu", "cuda")),
+    Scheme("int8-weight-only", "int8 weights, float activations", ("cpu", "cuda")),
+    Scheme("fp8-dynamic", "fp8 (e4m3) weights and dynamic activations, per-row scales", ("cuda",), (8, 9)),
+    Scheme("int4-weight-only", "int4 weights in groups of 128, bf16 activations", ("cuda",)),
+)})
+
+
+def device_schemes(device: str) -> tuple[str, ...]:
+    """The schemes this machine can run on `device` (fp8 needs compute capability 8.9 or newer)."""
+    return tuple(s.name for s in SCHEMES.values() if _unsupported(s, device) is None)
+
+
+def _unsupported(scheme: Scheme, device: str) -> str | None:
+    if device not in scheme.devices:
+        return f"runs on {'/'.join(scheme.devices)} only"
+    if scheme.min_capability and device == "cuda" and torch.cuda.is_available():
+        cc = torch.cuda.get_device_capability()
+        if cc < scheme.min_capability:
+            return f"needs compute capability {'.'.join(map(str, scheme.min_capability))} or newer; this GPU has {cc[0]}.{cc[1]}"
+    return None
+
+
+def get_scheme(name: str, device: str) -> Scheme:
+    """The scheme called `name`, checked against `device`.
+
+    Raises:
+        UsageError: unknown name, or a scheme this device cannot run.
+    """
+    scheme = SCHEMES.get(str(name).lower())
+    if scheme is None:
+        raise UsageError(f"unknown quantization scheme `{name}`; choose one of: {', '.join(SCHEMES)} (e.g. `--quantize int8-dynamic`)")
+    why = _unsupported(scheme, device)
+    if why:
+        choices = ", ".join(device_schemes(device)) or "none"
+        raise UsageError(f"`--quantize {scheme.name}` {why}; on {device} use one of: {choices}")
+    return scheme
+
+
+@contextlib.contextmanager
+def _quiet_import() -> Iterator[None]:
+    """torchao logs a warning per CUDA kernel library it cannot load (every CPU machine): keep them off stderr."""
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(_io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def import_torchao():
+    """`torchao`, imported quietly; a one-line `UsageError` with the install command when it is missing."""
+    try:
+        with _quiet_import():
+            import torchao
+            import torchao.quantization  # noqa: F401
+            import torchao.utils  # noqa: F401
+    except ImportError:
+        raise UsageError(f"quantization needs torchao, which is not installed; install it with `{INSTALL}`") from None
+    return torchao
+
+
+def torchao_version() -> str:
+    return str(getattr(import_torchao(), "__version__", "unknown"))
+
+
+def linear_modules(gm: torch.fx.GraphModule) -> list[str]:
+    """Turn each `aten.linear(x, weight[, bias])` whose weight is a parameter into a call of an `nn.Linear` holding it.
+
+    Returns the names of the layers (the weight's path without `.weight`), in graph order.
+    """
+    params = dict(gm.named_parameters()) | dict(gm.named_buffers())
+    names: list[str] = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.linear.default:
+            continue
+        weight = node.args[1] if len(node.args) > 1 else None
+        bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+        if not (isinstance(weight, torch.fx.Node) and weight.op == "get_attr" and weight.target in params):
+            continue
+        if bias is not None and not (isinstance(bias, torch.fx.Node) and bias.op == "get_attr" and bias.target in params):
+            continue
+        w = params[weight.target]
+        if w.dim() != 2 or not w.is_floating_point():
+            continue
+        layer = torch.nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, device=w.device, dtype=w.dtype)
+        layer.weight = torch.nn.Parameter(w.detach(), requires_grad=False)
+        if bias is not None:
+            layer.bias = torch.nn.Parameter(params[bias.target].detach(), requires_grad=False)
+        name = weight.target.removesuffix(".weight")
+        slot = "pt2kit_q_" + name.replace(".", "_")
+        gm.add_submodule(slot, layer)
+        with gm.graph.inserting_before(node):
+            call = gm.graph.call_module(slot, (node.args[0],))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+        names.append(name)
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return names
+
+
+def quantize_program(ep: torch.export.ExportedProgram, manifest: Manifest, scheme: Scheme, device: str, *,
+                     dtype: DType | None = None, io: str = "model",
+                     quantize: Callable[[torch.nn.Module, Any], None] | None = None) -> tuple[torch.export.ExportedProgram, Manifest]:
+    """`ep` with its linear layers quantized by `scheme`, exported again on `device`.
+
+    Args:
+        dtype: the float dtype around the quantized layers (default: the scheme's base for the device, else kept).
+        io: `model` keeps the program's input and output dtypes (casts inside); `low` exposes `dtype`.
+        quantize: the quantizer (default torchao's `quantize_`; a seam for tests).
+
+    Returns:
+        The new program and its manifest; `extra["quantization"]` records the scheme, the torchao version and the
+        layers quantized.
+
+    Raises:
+        UsageError: torchao is missing, or the program has no linear layer to quantize.
+        ExportFailed: torchao or torch cannot quantize or export the program with this scheme.
+    """
+    check_io(io)
+    ao = import_torchao()
+    quantize = quantize or ao.quantization.quantize_
+    cast = dtype or scheme.base_dtype(device)
+    inner = ep.module()
+    names = list(manifest.parameters) or [p for p in inspect.signature(inner.forward).parameters]
+    layers = linear_modules(inner)
+    if not layers:
+        raise UsageError(f"`--quantize {scheme.name}` found no linear layer (`nn.Linear`) whose weight is a parameter in "
+                         f"the program; quantization applies to linear layers only, so leave `--quantize` out")
+    inner = inner.to(device)
+    args, kwargs = ep.example_inputs or ((), {})
+    args, kwargs = pytree.tree_map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, (tuple(args), dict(kwargs)))
+    module: torch.nn.Module = inner
+    if cast is not None:
+        inner = inner.to(cast.torch_dtype)
+        if io == "low":
+            args, kwargs = pytree.tree_map(lambda v: v.to(cast.torch_dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v,
+                                           (args, kwargs))
+            module = inner
+        else:
+            module = keep_interface(inner, ep, cast.torch_dtype)
+    try:
+        with _quiet_import():
+            quantize(inner, scheme.config())
+            # export keeps torchao's tensor subclasses as the program's weights, which neither the manifest's weight
+            # summary nor the build cache's digest can read: unwrap them into plain tensors and parametrizations
+            ao.utils.unwrap_tensor_subclass(inner)
+        new = export_module(module, args, kwargs,
+                            dynamic_shapes=dynamic_shapes_for(ep, manifest, args, kwargs, names, wrapped=module is not inner))
+    except (UsageError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ExportFailed(f"quantization scheme `{scheme.name}` cannot be exported here ({type(exc).__name__}: {reason}); "
+                           f"try another `--quantize` scheme or leave it out") from None
+    dim_names = {}
+    by_symbol = {d.symbol: d.name for d in manifest.dims}
+    for leaf in manifest.inputs:
+        for i, size in enumerate(leaf.shape):
+            if isinstance(size, str) and size in by_symbol:
+                dim_names[(leaf.name, i)] = by_symbol[size]
+    rebuilt = build_manifest(new, parameters=list(manifest.parameters), dim_names=dim_names, capture_mode=manifest.capture_mode,
+                             target=manifest.target, notes=list(manifest.notes))
+    record = {"scheme": scheme.name, "torchao_version": torchao_version(), "config": type(scheme.config()).__name__,
+              "modules": layers, "dtype": cast.value if cast else None}
+    extra = {**manifest.extra, **rebuilt.extra, "quantization": record}
+    if cast is not None:
+        extra.update(dtype=cast.value, io=io)
+    return new, rebuilt.replace(extra=extra)
