@@ -39,6 +39,7 @@ class Inspection:
             lines.append(f"built   torch {m.torch_version}, pt2kit {m.pt2kit_version}, capture {m.capture_mode}, {m.created}")
             if m.target:
                 lines.append(f"target  {m.target}")
+            lines += _precision_lines(m)
             lines += [f"note    {n}" for n in m.notes]
         if self.ops:
             lines.append("operators:")
@@ -82,6 +83,22 @@ def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspect
     elif manifest is not None:
         signature = _signature(manifest, lambda leaf: leaf.name)
     return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text)
+
+
+def _precision_lines(m: Manifest) -> list[str]:
+    """What the package computes in, when it is not the program's own dtype: `--dtype`, `--quantize`."""
+    lines = []
+    dtype, io = m.extra.get("dtype"), m.extra.get("io")
+    if dtype:
+        how = "inputs and outputs in the model's dtypes, cast inside" if io == "model" else f"inputs and outputs in {dtype}"
+        lines.append(f"compute {dtype} ({how})")
+    q = m.extra.get("quantization")
+    if isinstance(q, dict):
+        modules = [str(x) for x in q.get("modules", [])] if isinstance(q.get("modules"), list) else []
+        shown = ", ".join(modules[:8]) + (f", ... ({len(modules) - 8} more)" if len(modules) > 8 else "")
+        lines.append(f"quant   {q.get('scheme')} (torchao {q.get('torchao_version')}, {q.get('config')}): "
+                     f"{len(modules)} linear layer(s): {shown}")
+    return lines
 
 
 def _signature(manifest: Manifest, describe) -> str:

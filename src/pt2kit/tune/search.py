@@ -30,7 +30,8 @@ from pt2kit.artifact.runtime import load
 from pt2kit.compile.build import add_manifest, compile_package
 from pt2kit.errors import UsageError
 from pt2kit.target.resolve import Target, load_target
-from pt2kit.tune.candidates import Candidate, parse_list, plan_candidates
+from pt2kit.compile.quantize import import_torchao
+from pt2kit.tune.candidates import Candidate, parse_list, plan_candidates, split_dtypes
 from pt2kit.tune.checks import Reference, cast_leaves, check_candidate, num_threads, time_calls
 from pt2kit.tune.layout import has_image_inputs, to_channels_last
 from pt2kit.tune.report import CandidateResult, TuneReport
@@ -65,7 +66,8 @@ def tune_model(
         device: `cpu` or `cuda`.
         batch_size: resize the batch (dim 0 of the batched inputs) to this before exporting and timing.
         atol, rtol: the tolerance against float32 eager (`|a - e| <= atol + rtol * |e|`, every element).
-        dtypes: `fp32,bf16,fp16` (default every dtype the device computes natively).
+        dtypes: `fp32,bf16,fp16` (default every dtype the device computes natively), and quantized candidates:
+            `int8`, `fp8`, `int4` or scheme names (`pt2kit.compile.quantize.SCHEMES`; needs `pt2kit[quant]`).
         recipes: recipe names (`pt2kit.tune.candidates.RECIPES`; default all for the device).
         threads: CPU thread counts to try, e.g. `1,2` (default this process's count).
         time_budget: seconds after which no new build starts (the first always runs).
@@ -92,6 +94,10 @@ def tune_model(
     output = Path(output)
     _check_options(output, device, batch_size, time_budget, samples, iters)
     thread_counts = _thread_counts(threads)
+    if isinstance(dtypes, str):
+        dtypes = parse_list(dtypes, "dtypes", "fp32,bf16")
+    if split_dtypes(dtypes, device)[1]:
+        import_torchao()  # a missing `quant` extra fails now, before the export
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         return _tune(source, output, Path(workdir), start, device=device, batch_size=batch_size, atol=atol, rtol=rtol,
@@ -253,7 +259,7 @@ def _build(cand: Candidate, programs: dict[bool, Path], manifest: Manifest, work
         with num_threads(cand.threads):
             result = compile_package(programs[cand.channels_last], package, device=device, preset=cand.recipe.preset, dtype=dtype,
                                      use_cache=use_cache, inductor_configs=cand.inductor_configs(),
-                                     low_precision_io=low_precision_io and dtype is not None)
+                                     low_precision_io=low_precision_io and dtype is not None, quantize=cand.quant)
         return package, result.build_seconds, result.cached
     except Exception as exc:  # one candidate that cannot build must not stop the others
         return CandidateResult(cand, False, "build failed", reason=_first_line(exc))
