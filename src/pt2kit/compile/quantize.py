@@ -193,6 +193,12 @@ def quantize_program(ep: torch.export.ExportedProgram, manifest: Manifest, schem
     ao = import_torchao()
     quantize = quantize or ao.quantization.quantize_
     cast = dtype or scheme.base_dtype(device)
+    if device != "cpu":
+        from torch.export.passes import move_to_device_pass
+
+        # the whole program, lifted constants included: `Module.to` below would move parameters and buffers only
+        # (BERT's fp8 build on an H100 failed on a constant left on the CPU)
+        ep = move_to_device_pass(ep, f"cuda:{torch.cuda.current_device()}")
     inner = ep.module()
     names = list(manifest.parameters) or [p for p in inspect.signature(inner.forward).parameters]
     layers = linear_modules(inner)
