@@ -72,7 +72,7 @@ def test_the_manifest_records_the_scheme_and_inspect_shows_it(kept, cli):
         assert q["scheme"] == scheme and q["modules"] == ["fc1", "fc2"]  # the convolution stays float
         assert q["torchao_version"] == __import__("torchao").__version__
         shown = cli("inspect", path)
-        assert shown.code == 0 and f"quant   {scheme} (torchao {q['torchao_version']}" in shown.out and "fc1, fc2" in shown.out
+        assert shown.code == 0 and f"quant   {scheme} ({q['method']}, torchao {q['torchao_version']})" in shown.out and "fc1, fc2" in shown.out
     by_name = {c["name"]: c for c in report["candidates"]}
     assert by_name["default-int8-dynamic"]["config"]["quantize"] == "int8-dynamic"
     assert by_name["default-int8-dynamic"]["max_abs_err"] > 0  # measured against float32 eager, not assumed
@@ -144,7 +144,7 @@ def _program():
 def test_a_scheme_that_cannot_export_is_one_line_naming_it():
     program, manifest = _program()
 
-    def refuses(module, config):
+    def refuses(module):
         raise RuntimeError("no kernel for this layout\nsecond line")
 
     with pytest.raises(ExportFailed) as info:

@@ -96,7 +96,7 @@ def _precision_lines(m: Manifest) -> list[str]:
     if isinstance(q, dict):
         modules = [str(x) for x in q.get("modules", [])] if isinstance(q.get("modules"), list) else []
         shown = ", ".join(modules[:8]) + (f", ... ({len(modules) - 8} more)" if len(modules) > 8 else "")
-        lines.append(f"quant   {q.get('scheme')} (torchao {q.get('torchao_version')}, {q.get('config')}): "
+        lines.append(f"quant   {q.get('scheme')} ({q.get('method')}, torchao {q.get('torchao_version')}): "
                      f"{len(modules)} linear layer(s): {shown}")
     return lines
 

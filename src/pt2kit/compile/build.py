@@ -210,7 +210,7 @@ def compile_package(
         with progress.stage("move to cuda"):
             # an explicit index: "cuda" would not match the "cuda:0" of the moved tensors in export's device asserts
             ep = move_to_device_pass(ep, f"cuda:{torch.cuda.current_device()}")
-    settings = {**chosen.inductor_configs, **(inductor_configs or {})}
+    settings = {**chosen.inductor_configs, **(scheme.inductor_configs(device, cast) if scheme else {}), **(inductor_configs or {})}
     with progress.stage("hash program"):
         weights = weights_summary(ep)[2]
         key = build_key(program_digest(ep, weights), settings, device,
