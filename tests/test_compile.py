@@ -95,6 +95,9 @@ def test_presets_build_and_run(preset, dtype, linear_program, tmp_path):
     assert y.dtype == torch.float32
     torch.testing.assert_close(y, reference(linear_program, x), atol=0.05, rtol=0.05)
     assert torch._inductor.aoti_load_package(str(out))(x).dtype == torch.float32  # plain torch too
+    # verify holds it to the eager model converted the same way (bf16 inside float32 casts), at bf16's tolerance
+    report = pt2kit.verify_outputs(pt2kit.load_target(f"{ROOT}/tests/cases/linear_relu.py:model"), out, samples=1)
+    assert report.ok, report
 
 
 def test_low_precision_io_exposes_the_bf16_interface(linear_program, tmp_path, cli):
