@@ -214,6 +214,10 @@ def quantize_program(ep: torch.export.ExportedProgram, manifest: Manifest, schem
         # (BERT's fp8 build on an H100 failed on a constant left on the CPU)
         ep = move_to_device_pass(ep, f"cuda:{torch.cuda.current_device()}")
     inner = ep.module()
+    # a layer whose result the program never returns (BERT's pooler behind a last-hidden-state wrapper) stays in the
+    # graph without users, and PT2E's partition matching fails on it (IndexError): drop it first
+    inner.graph.eliminate_dead_code()
+    inner.recompile()
     names = list(manifest.parameters) or [p for p in inspect.signature(inner.forward).parameters]
     weights = linear_weights(inner)
     if not weights:
