@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +112,9 @@ def _aoti_compile(ep: torch.export.ExportedProgram, package_path: Path, inductor
 
     # no_grad: Inductor applies `freezing` (and with it weight prepacking) only when grad mode is off; with it on,
     # `cpu-freeze` built exactly what `default` builds
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Inductor's oneDNN int8 lowering (`--quantize int8-dynamic` on CPU) warns about its own `torch.tensor(tensor)`
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
         torch._inductor.aoti_compile_and_package(ep, package_path=str(package_path), inductor_configs=dict(inductor_configs))
 
 
