@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.set_quiet(args.quiet)
     # torch's own deprecation chatter from its pickling of pytree specs: nothing a user can act on
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    _quiet_torchao()
     try:
         return args._run(args)
     except Pt2kitError as exc:
@@ -95,3 +97,19 @@ def main(argv: list[str] | None = None) -> int:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"error: unexpected {type(exc).__name__}: {first} (set PT2KIT_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         return 1
+
+
+class _NoEnumConstantNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "register_constant() on Enum subclasses is deprecated" not in record.getMessage()
+
+
+def _quiet_torchao() -> None:
+    """torchao, when installed, is imported by transformers too (its quantizer integration), not only by
+    `--quantize`: on a machine without its CUDA kernels it logs a "Failed to load" line per kernel library, and
+    torch logs a deprecation notice per Enum it registers. Neither is anything the user can act on. Configures the
+    two loggers only; imports nothing."""
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    pytree = logging.getLogger("torch.utils._pytree")
+    if not any(isinstance(f, _NoEnumConstantNotice) for f in pytree.filters):
+        pytree.addFilter(_NoEnumConstantNotice())
