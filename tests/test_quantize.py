@@ -161,3 +161,21 @@ def test_linear_calls_become_linear_modules_with_the_same_values():
     assert linear_modules(module) == ["0", "2"]
     assert sum(isinstance(m, torch.nn.Linear) for m in module.modules()) == 2
     torch.testing.assert_close(module(x), before)
+
+
+@pytest.mark.parametrize("quantize", [None, "int8-weight-only"])
+def test_a_keyword_input_model_keeps_its_contract_through_the_casts(quantize):
+    """transformers models take keyword inputs: the cast-inside wrapper must re-export them (no build: the program)."""
+    from pt2kit.compile.dtype import DType, convert_program
+
+    target = pt2kit.load_target(f"{case('keyword_inputs')}:model")
+    result = pt2kit.export_program(target, None, dynamic=target.dynamic, check_specialization=False)
+    if quantize is None:
+        program, manifest = convert_program(result.program, result.manifest, DType.BF16)
+    else:
+        program, manifest = quantize_program(result.program, result.manifest, SCHEMES[quantize], "cpu", dtype=DType.BF16)
+    assert [manifest.describe(leaf) for leaf in manifest.inputs] == [manifest.describe(leaf) for leaf in result.manifest.inputs]
+    kwargs = {"x": torch.randn(3, 5, 6), "mask": torch.ones(3, 5)}  # another batch: the dynamic dim survived
+    out = program.module()(**kwargs)
+    assert out["y"].dtype == torch.float32
+    torch.testing.assert_close(out["y"], target.module(**kwargs)["y"], atol=0.1, rtol=0.1)

@@ -15,6 +15,7 @@ exposes the lower-precision interface instead: inputs and outputs in `dtype`, no
 
 from __future__ import annotations
 
+import copy
 import inspect
 from enum import Enum
 
@@ -84,8 +85,20 @@ def output_dtypes(ep: torch.export.ExportedProgram) -> tuple[torch.dtype | None,
 
 
 def keep_interface(module: torch.nn.Module, ep: torch.export.ExportedProgram, dtype: torch.dtype) -> torch.nn.Module:
-    """`module` (already in `dtype`) wrapped so it takes and returns `ep`'s own dtypes."""
-    return CastInside(module, dtype, output_dtypes(ep))
+    """`module` (already in `dtype`) wrapped so it takes and returns `ep`'s own dtypes, with `module`'s signature."""
+    wrapper = CastInside(module, dtype, output_dtypes(ep))
+    # torch.export binds inputs through `forward`'s signature; through `*args, **kwargs` an all-keyword program
+    # (every transformers model) cannot be given its dynamic dims (torch 2.13 rejects each spelling of them), so
+    # the wrapper takes the program's own parameters, and `dynamic_shapes` is written as for the program itself
+    signature = inspect.signature(module.forward)
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *signature.parameters.values()]
+
+    def forward(self, *args, **kwargs):
+        return CastInside.forward(self, *args, **kwargs)
+
+    forward.__signature__ = signature.replace(parameters=params)
+    wrapper.__class__ = type("CastInside", (CastInside,), {"forward": forward})
+    return wrapper
 
 
 def check_io(io: str) -> str:
@@ -133,7 +146,7 @@ def dynamic_shapes_for(ep: torch.export.ExportedProgram, manifest: Manifest, arg
         else:
             shapes.append(None)
     shaped_args, shaped_kwargs = pytree.tree_unflatten(shapes, spec)
-    if wrapped:  # the wrapper's forward(*args, **kwargs): the tuple of args is its one positional entry
+    if wrapped:  # a wrapper with forward(*args, **kwargs): the tuple of args is its one positional entry
         return {"args": tuple(shaped_args), "kwargs": shaped_kwargs} if shaped_kwargs else (tuple(shaped_args),)
     if not shaped_kwargs:
         return tuple(shaped_args)
@@ -152,7 +165,9 @@ def convert_program(ep: torch.export.ExportedProgram, manifest: Manifest, dtype:
         inputs have the new dtype).
     """
     target = dtype.torch_dtype
-    inner = ep.module()
+    # a copy: `Module.to` casts parameters in place, and they are shared with `ep` (and, for a program exported in
+    # this process, with the caller's own model)
+    inner = copy.deepcopy(ep.module())
     names = list(manifest.parameters) or [p for p in inspect.signature(inner.forward).parameters]
     inner = inner.to(target)
     args, kwargs = ep.example_inputs or ((), {})
@@ -162,7 +177,7 @@ def convert_program(ep: torch.export.ExportedProgram, manifest: Manifest, dtype:
         args, kwargs = pytree.tree_map(lambda v: _cast(v, target), (args, kwargs))
     else:
         module = keep_interface(inner, ep, target)
-    dynamic_shapes = dynamic_shapes_for(ep, manifest, args, kwargs, names, wrapped=module is not inner)
+    dynamic_shapes = dynamic_shapes_for(ep, manifest, args, kwargs, names)  # the wrapper has the program's signature
     new = export_module(module, args, kwargs, dynamic_shapes=dynamic_shapes)
     dim_names = {}
     by_symbol = {d.symbol: d.name for d in manifest.dims}

@@ -26,6 +26,7 @@ asked for (PT2E's quantizer ships in torchao too).
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import io as _io
 import logging
@@ -213,7 +214,7 @@ def quantize_program(ep: torch.export.ExportedProgram, manifest: Manifest, schem
         # the whole program, lifted constants included: `Module.to` would move parameters and buffers only
         # (BERT's fp8 build on an H100 failed on a constant left on the CPU)
         ep = move_to_device_pass(ep, f"cuda:{torch.cuda.current_device()}")
-    inner = ep.module()
+    inner = copy.deepcopy(ep.module())  # quantizing and casting change parameters in place: never the caller's
     # a layer whose result the program never returns (BERT's pooler behind a last-hidden-state wrapper) stays in the
     # graph without users, and PT2E's partition matching fails on it (IndexError): drop it first
     inner.graph.eliminate_dead_code()
@@ -236,7 +237,7 @@ def quantize_program(ep: torch.export.ExportedProgram, manifest: Manifest, schem
         module = quantized if cast is None or io == "low" else keep_interface(quantized, ep, cast.torch_dtype)
         args, kwargs = (inner_args, inner_kwargs) if io == "low" else (args, kwargs)
         new = export_module(module, args, kwargs,
-                            dynamic_shapes=dynamic_shapes_for(ep, manifest, args, kwargs, names, wrapped=module is not quantized))
+                            dynamic_shapes=dynamic_shapes_for(ep, manifest, args, kwargs, names))
     except (UsageError, KeyboardInterrupt):
         raise
     except Exception as exc:
