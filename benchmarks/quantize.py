@@ -7,7 +7,8 @@ CPU, per model and thread count (torch and ONNX Runtime at the same count; Induc
 kernels, so each package is built at that count): the fp32 package (`cpu-freeze`: freezing + weight prepacking,
 what `pt2kit tune` chooses for these models here), the `--quantize int8-dynamic` package on the same recipe,
 ONNX Runtime fp32 (TorchScript-based `torch.onnx.export`) and ONNX Runtime `quantize_dynamic` int8 (QInt8 weights),
-timed round-robin in this process (p50 of `--iters` calls). Each error is the largest |output - float32 eager|.
+timed side by side in this process, in blocks of 5 calls round-robin (p50 of `--iters` calls; blocks because an
+ONNX Runtime or OpenMP pool spins for a while after each run). Each error is the largest |output - float32 eager|.
 
 CUDA (bf16 base, every package loaded by `pt2kit.load` with CUDA graph replay; CUDA events): BERT-base 16x128 and a
 2048-wide MLP stack, the bf16 package against the quantized ones; ResNet-50 b32 bf16 channels_last with and without
@@ -86,11 +87,22 @@ def err(a, b) -> float:
     return float((torch.as_tensor(a).float().to(b.device) - b).abs().max())
 
 
-def time_all(calls: dict, device: str, iters: int, warmup: int = 3) -> dict[str, float]:
+def time_all(calls: dict, device: str, iters: int, warmup: int = 3, block: int = 5) -> dict[str, float]:
+    """p50 ms of each call, timed side by side in blocks: `block` timed calls of one, then the next, round-robin.
+
+    Blocks, not single calls: on CPU an ONNX Runtime session's pool threads spin for a while after each run (and
+    OpenMP's do too), so a call timed right after another runtime's shares the cores with its spinning threads.
+    Two untimed calls open each block.
+    """
     timer = Timer(device)
+    samples: dict[str, list[float]] = {k: [] for k in calls}
     with torch.no_grad():
         interleaved(timer, calls, warmup)
-        return {k: percentile(v, 50) for k, v in interleaved(timer, calls, iters).items()}
+        for _ in range(max(1, iters // block)):
+            for name, call in calls.items():
+                interleaved(timer, {name: call}, 2)
+                samples[name] += interleaved(timer, {name: call}, block)[name]
+    return {k: percentile(v, 50) for k, v in samples.items()}
 
 
 def cpu_rows(title: str, make, threads: tuple[int, ...], iters: int, tmp: Path, log) -> list[str]:
