@@ -88,13 +88,34 @@ def test_presets_build_and_run(preset, dtype, linear_program, tmp_path):
     if dtype is None:
         torch.testing.assert_close(model(x), reference(linear_program, x))
         return
-    assert manifest.extra["dtype"] == "bf16" and manifest.inputs[0].dtype == "bfloat16"
+    # the model's contract is kept: float32 in and out, bf16 inside (issue 23 point 7)
+    assert manifest.extra["dtype"] == "bf16" and manifest.extra["io"] == "model" and manifest.inputs[0].dtype == "float32"
     assert [d.name for d in manifest.dims] == ["batch"]  # the dynamic dim survives the conversion
+    y = model(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, reference(linear_program, x), atol=0.05, rtol=0.05)
+    assert torch._inductor.aoti_load_package(str(out))(x).dtype == torch.float32  # plain torch too
+    # verify holds it to the eager model converted the same way (bf16 inside float32 casts), at bf16's tolerance
+    report = pt2kit.verify_outputs(pt2kit.load_target(f"{ROOT}/tests/cases/linear_relu.py:model"), out, samples=1)
+    assert report.ok, report
+
+
+def test_low_precision_io_exposes_the_bf16_interface(linear_program, tmp_path, cli):
+    out = tmp_path / "low.aoti.pt2"
+    assert cli("compile", linear_program, "-o", out, "--dtype", "bf16", "--low-precision-io", "-q").code == 0
+    manifest = read_manifest(out)
+    assert manifest.extra["io"] == "low" and manifest.inputs[0].dtype == "bfloat16"
+    model = pt2kit.load(out)
+    x = torch.randn(5, 16)
     y = model(x.to(torch.bfloat16))
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), reference(linear_program, x), atol=0.05, rtol=0.05)
     with pytest.raises(pt2kit.InputMismatchError, match="bfloat16"):
         model(x)
+
+
+def test_low_precision_io_without_a_dtype_is_a_usage_error(linear_program, tmp_path, cli):
+    check_one_line_error(cli("compile", linear_program, "-o", tmp_path / "x.aoti.pt2", "--low-precision-io"), "--dtype bf16")
 
 
 def test_loads_in_a_fresh_process_without_a_compiler(small_aoti_package, tmp_path):

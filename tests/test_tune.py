@@ -93,7 +93,7 @@ def test_bench_times_an_existing_artifact_beside_eager(tuned, cli):
 @pytest.mark.parametrize("args,needle", [
     (["--recipes", "nope"], "unknown recipe `nope`"),
     (["--recipes", "max-autotune"], "recipe `max-autotune` is for cuda"),
-    (["--dtypes", "fp8"], "unknown dtype `fp8`"),
+    (["--dtypes", "fp7"], "unknown dtype `fp7`"),
     (["--device", "cuda"], "--device cuda"),
     (["--threads", "0"], "thread counts"),
     (["--batch-size", "0"], "--batch-size 0"),

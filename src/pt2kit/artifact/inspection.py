@@ -52,6 +52,7 @@ class Inspection:
             lines.append(f"built   torch {m.torch_version}, pt2kit {m.pt2kit_version}, capture {m.capture_mode}, {m.created}")
             if m.target:
                 lines.append(f"target  {m.target}")
+            lines += _precision_lines(m)
             lines += [f"note    {n}" for n in m.notes]
         lines += [f"note    {n}" for n in self.load_notes]
         if self.ops:
@@ -99,6 +100,22 @@ def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspect
     elif manifest is not None:
         signature = _signature(manifest, lambda leaf: leaf.name)
     return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text, tuple(notes))
+
+
+def _precision_lines(m: Manifest) -> list[str]:
+    """What the package computes in, when it is not the program's own dtype: `--dtype`, `--quantize`."""
+    lines = []
+    dtype, io = m.extra.get("dtype"), m.extra.get("io")
+    if dtype:
+        how = "inputs and outputs in the model's dtypes, cast inside" if io == "model" else f"inputs and outputs in {dtype}"
+        lines.append(f"compute {dtype} ({how})")
+    q = m.extra.get("quantization")
+    if isinstance(q, dict):
+        modules = [str(x) for x in q.get("modules", [])] if isinstance(q.get("modules"), list) else []
+        shown = ", ".join(modules[:8]) + (f", ... ({len(modules) - 8} more)" if len(modules) > 8 else "")
+        lines.append(f"quant   {q.get('scheme')} ({q.get('method')}, torchao {q.get('torchao_version')}): "
+                     f"{len(modules)} linear layer(s): {shown}")
+    return lines
 
 
 def _signature(manifest: Manifest, describe) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     stdout = sys.stdout
     sys.stdout = _PipeSafeStdout(stdout)
+    if not args.verbose:
+        _quiet_torchao()
     try:
         with warnings.catch_warnings(), _torch_logs(args.verbose):
             if not args.verbose:  # torch's, ONNX's and transformers' warnings are not the user's to act on
@@ -197,3 +200,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         sys.stdout = stdout
+
+
+class _NoEnumConstantNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "register_constant() on Enum subclasses is deprecated" not in record.getMessage()
+
+
+def _quiet_torchao() -> None:
+    """torchao, when installed, is imported by transformers too (its quantizer integration), not only by
+    `--quantize`: on a machine without its CUDA kernels it logs a "Failed to load" line per kernel library, and
+    torch logs a deprecation notice per Enum it registers. Neither is anything the user can act on. Configures the
+    two loggers only; imports nothing."""
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    pytree = logging.getLogger("torch.utils._pytree")
+    if not any(isinstance(f, _NoEnumConstantNotice) for f in pytree.filters):
+        pytree.addFilter(_NoEnumConstantNotice())

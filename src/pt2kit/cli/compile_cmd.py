@@ -1,4 +1,4 @@
-"""`pt2kit compile TARGET|model.pt2 -o model.aoti.pt2 --device cpu|cuda [--preset NAME] [--dtype bf16]`."""
+"""`pt2kit compile TARGET|model.pt2 -o model.aoti.pt2 --device cpu|cuda [--preset NAME] [--dtype bf16] [--quantize SCHEME]`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device to compile for (default cpu)")
     p.add_argument("--preset", default="default", metavar="NAME",
                    help="Inductor settings: default, max-autotune, cpu-freeze (see docs/compile.md)")
-    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="cast floating weights and inputs first")
+    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"],
+                   help="compute in this dtype (weights cast; inputs cast on entry, outputs back: the model's dtypes outside)")
+    p.add_argument("--quantize", metavar="SCHEME",
+                   help="quantize linear layers with torchao: int8-dynamic, int8-weight-only (cpu, cuda); fp8-dynamic, "
+                        "int4-weight-only (cuda); needs pip install 'pt2kit[quant]' (docs/compile.md)")
+    p.add_argument("--low-precision-io", action="store_true",
+                   help="with --dtype: the package takes and returns the lower-precision tensors (no casts inside)")
     p.add_argument("--dynamic", metavar="SPEC", help="dynamic dims when exporting a TARGET, e.g. x:0=batch[1,64]")
     p.add_argument("--no-cache", action="store_true", help="build even if an identical build is in the cache")
     add_input_arguments(p)
@@ -47,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     def build(output):
         return compile_package(source, output, device=args.device, preset=args.preset, dtype=args.dtype,
-                               use_cache=not args.no_cache)
+                               use_cache=not args.no_cache, low_precision_io=args.low_precision_io, quantize=args.quantize)
 
     if args.verify:
         from pt2kit.verify.outputs import program_target

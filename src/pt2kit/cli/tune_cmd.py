@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", type=float, default=900.0, metavar="S", help="no new build starts after S seconds (default 900)")
     p.add_argument("--samples", type=int, default=2, metavar="N", help="random verification inputs besides the example (default 2)")
     p.add_argument("--iters", type=int, default=30, metavar="N", help="timed calls per candidate (default 30)")
+    p.add_argument("--low-precision-io", action="store_true",
+                   help="a bf16/fp16 candidate takes and returns its own dtype (default: the model's dtypes, cast inside)")
     p.add_argument("--keep", metavar="DIR", help="keep every candidate's package in DIR (default: a temporary folder)")
     p.add_argument("--no-cache", action="store_true", help="build every candidate even if an identical build is cached")
     add_input_arguments(p)
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         args.source, args.output, device=args.device, batch_size=args.batch_size, atol=args.atol, rtol=args.rtol,
         dtypes=args.dtypes, recipes=args.recipes, threads=args.threads, time_budget=args.time_budget, samples=args.samples,
         iters=args.iters, inputs=parsed_inputs(args), seed=args.seed, use_cache=not args.no_cache, workdir=args.keep,
+        low_precision_io=args.low_precision_io,
     )
     emit(report, args.json)
     return 0 if report.ok else 1

@@ -1,7 +1,8 @@
 """AOTInductor: compile a program to a package, cache builds, load packages safely.
 
     presets.py  named Inductor settings (`--preset`)
-    dtype.py    `--dtype`: cast weights and inputs, export again
+    dtype.py    `--dtype`: cast weights, export again (casts inside keep the model's dtypes outside)
+    quantize.py `--quantize`: PT2E / torchao quantization of linear layers, export again (torchao optional)
     cache.py    the build cache (`PT2KIT_CACHE_DIR`)
     build.py    `compile_package` -> `CompileResult`
 

@@ -28,6 +28,7 @@ from pt2kit import progress
 from pt2kit.compile.cache import BuildCache, build_key, program_digest
 from pt2kit.compile.dtype import DType, convert_program
 from pt2kit.compile.presets import get_preset
+from pt2kit.compile.quantize import get_scheme, import_torchao, quantize_program
 from pt2kit.errors import UsageError
 from pt2kit.artifact.manifest import MANIFEST_NAME, Manifest, build_manifest, weights_summary
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, atomic_path, load_program, read_manifest
@@ -61,10 +62,11 @@ class CompileResult:
     dtype: str | None = None
     build_seconds: float = 0.0
     key: str = ""
+    quantize: str | None = None
 
     def __str__(self) -> str:
         how = "from the build cache" if self.cached else "built"
-        dtype = f", {self.dtype}" if self.dtype else ""
+        dtype = (f", {self.dtype}" if self.dtype else "") + (f", quantized {self.quantize}" if self.quantize else "")
         lines = [f"compiled -> {self.path} ({how} in {self.seconds:.1f}s; preset {self.preset}, {self.device}{dtype})",
                  f"  package  {self.size_bytes / 1e6:.2f} MB",
                  f"  settings {json.dumps(dict(self.inductor_configs), sort_keys=True)}"]
@@ -76,7 +78,7 @@ class CompileResult:
         return {
             "ok": True, "path": str(self.path), "seconds": self.seconds, "size_bytes": self.size_bytes, "cached": self.cached,
             "preset": self.preset, "device": self.device, "dtype": self.dtype, "inductor_configs": dict(self.inductor_configs),
-            "build_seconds": self.build_seconds, "key": self.key,
+            "build_seconds": self.build_seconds, "key": self.key, "quantize": self.quantize,
         }
 
 
@@ -111,7 +113,9 @@ def _aoti_compile(ep: torch.export.ExportedProgram, package_path: Path, inductor
 
     # no_grad: Inductor applies `freezing` (and with it weight prepacking) only when grad mode is off; with it on,
     # `cpu-freeze` built exactly what `default` builds
-    with torch.no_grad(), quiet_inductor():
+    with torch.no_grad(), quiet_inductor(), warnings.catch_warnings():
+        # Inductor's oneDNN int8 lowering (`--quantize int8-dynamic` on CPU) warns about its own `torch.tensor(tensor)`
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
         torch._inductor.aoti_compile_and_package(ep, package_path=str(package_path), inductor_configs=dict(inductor_configs))
 
 
@@ -168,6 +172,8 @@ def compile_package(
     use_cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     inductor_configs: Mapping[str, Any] | None = None,
+    low_precision_io: bool = False,
+    quantize: str | None = None,
 ) -> CompileResult:
     """Build an AOTInductor package from a program, with the pt2kit manifest inside.
 
@@ -176,7 +182,11 @@ def compile_package(
         output: the package to write (must end in `.pt2`, e.g. `model.aoti.pt2`).
         device: `cpu` or `cuda`.
         preset: a name from `pt2kit.compile.PRESETS` (docs/compile.md lists their settings).
-        dtype: `bf16`, `fp16` or `fp32`: cast floating weights and inputs first; None keeps them.
+        dtype: `bf16`, `fp16` or `fp32`: cast floating weights first (computing in that dtype); None keeps them.
+        low_precision_io: with `dtype`, the package takes and returns `dtype` tensors; by default it keeps the
+            program's input and output dtypes and casts inside (`pt2kit.compile.dtype.CastInside`).
+        quantize: a scheme from `pt2kit.compile.quantize.SCHEMES` (`int8-dynamic`, ...): quantize the linear layers
+            with torchao first (needs `pip install 'pt2kit[quant]'`); on CUDA the float parts default to bf16.
         use_cache: reuse an identical earlier build from the cache (`PT2KIT_CACHE_DIR`).
         cache_dir: the cache folder (default `default_cache_dir()`).
         inductor_configs: more `torch._inductor.config` settings, laid over the preset's (`pt2kit tune` uses this).
@@ -185,7 +195,8 @@ def compile_package(
         A `CompileResult` (path, seconds, size, whether the cache hit).
 
     Raises:
-        UsageError: bad device, preset, dtype or output name; no CUDA device for `cuda`.
+        UsageError: bad device, preset, dtype, scheme or output name; no CUDA device for `cuda`; torchao missing.
+        ExportFailed: the quantization scheme cannot be exported (one line naming the scheme and the reason).
         ArtifactError: the source `.pt2` is missing or corrupt.
 
     Example:
@@ -202,27 +213,39 @@ def compile_package(
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("`--device cuda` needs a CUDA GPU and a CUDA build of torch, and this machine has neither; use `--device cpu`")
     cast = DType.parse(dtype) if dtype is not None else None
+    scheme = get_scheme(quantize, device) if quantize is not None else None
+    if scheme is not None:
+        import_torchao()  # a missing extra fails before the program is read
+        cast = cast or scheme.base_dtype(device)
+    if low_precision_io and cast is None:
+        raise UsageError("`--low-precision-io` needs a lower precision to expose; add e.g. `--dtype bf16`")
+    io = "low" if low_precision_io else "model"
     ep, manifest = _program_and_manifest(source)
-    if cast is not None:
+    if scheme is not None:
+        with progress.stage(f"quantize ({scheme.name}) with torchao"):
+            ep, manifest = quantize_program(ep, manifest, scheme, device, dtype=cast, io=io)
+    elif cast is not None:
         with progress.stage(f"convert to {cast}"):
-            ep, manifest = convert_program(ep, manifest, cast)
+            ep, manifest = convert_program(ep, manifest, cast, io=io)
     if device == "cuda":
         from torch.export.passes import move_to_device_pass
 
         with progress.stage("move to cuda"):
             # an explicit index: "cuda" would not match the "cuda:0" of the moved tensors in export's device asserts
             ep = move_to_device_pass(ep, f"cuda:{torch.cuda.current_device()}")
-    settings = {**chosen.inductor_configs, **(inductor_configs or {})}
+    settings = {**chosen.inductor_configs, **(scheme.inductor_configs(device, cast) if scheme else {}), **(inductor_configs or {})}
     with progress.stage("hash program"):
         weights = weights_summary(ep)[2]
-        key = build_key(program_digest(ep, weights), settings, device, cast.value if cast else None)
+        key = build_key(program_digest(ep, weights), settings, device,
+                        (cast.value if cast else None) if scheme is None else f"{cast.value if cast else 'fp32'}+{scheme.name}")
     cache = BuildCache(cache_dir)
     entry = cache.get(key) if use_cache else None
     if entry is not None:
         with progress.stage("copy from build cache"), atomic_path(output) as tmp:
             shutil.copyfile(entry.path, tmp)
         return CompileResult(output, time.perf_counter() - start, output.stat().st_size, True, chosen.name, device,
-                             MappingProxyType(settings), cast.value if cast else None, entry.build_seconds, key)
+                             MappingProxyType(settings), cast.value if cast else None, entry.build_seconds, key,
+                             scheme.name if scheme else None)
     with atomic_path(output) as tmp:
         build_start = time.perf_counter()
         with progress.stage(f"compile with AOTInductor ({chosen.name}, {device})"):
@@ -232,7 +255,7 @@ def compile_package(
             metadata = _aoti_metadata(tmp)
             aoti = {
                 "device": device, "preset": chosen.name, "inductor_configs": settings, "dtype": cast.value if cast else None,
-                "cpu_isa": metadata.get("AOTI_CPU_ISA", ""), "compute_capability": metadata.get("AOTI_COMPUTE_CAPABILITY", ""),
+                "io": io if cast else None, "quantize": scheme.name if scheme else None, "cpu_isa": metadata.get("AOTI_CPU_ISA", ""), "compute_capability": metadata.get("AOTI_COMPUTE_CAPABILITY", ""),
                 "machine": metadata.get("AOTI_MACHINE", ""), "torch_version": torch.__version__, "build_key": key,
             }
             add_manifest(tmp, manifest.replace(torch_version=torch.__version__, extra={**manifest.extra, "aoti": aoti}))
@@ -240,5 +263,6 @@ def compile_package(
             with progress.stage("store in build cache"):
                 cache.put(key, tmp, build_seconds)
     return CompileResult(output, time.perf_counter() - start, output.stat().st_size, False, chosen.name, device,
-                         MappingProxyType(settings), cast.value if cast else None, build_seconds, key)
+                         MappingProxyType(settings), cast.value if cast else None, build_seconds, key,
+                         scheme.name if scheme else None)
 

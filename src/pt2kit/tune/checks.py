@@ -1,7 +1,8 @@
 """Verify a candidate against float32 eager, and time the survivors side by side.
 
 The reference is the model in float32 on the tune device, with TF32 off, run once per verification input;
-each candidate gets the same inputs cast to its dtype and must match every output element within
+each candidate gets the same inputs (in the model's dtypes, or cast to the candidate's dtype under
+`--low-precision-io`) and must match every output element within
 `|a - e| <= atol + rtol * |e|` (`pt2kit.verify.compare`), NaN and inf at the same places.
 """
 
@@ -45,14 +46,14 @@ def num_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
-def cast_leaves(leaves: list[Any], dtype: str, device: str) -> list[Any]:
-    """Floating tensors to `dtype`, every tensor to `device`."""
-    target = _DTYPES[dtype]
+def cast_leaves(leaves: list[Any], dtype: str | None, device: str) -> list[Any]:
+    """Floating tensors to `dtype` (None: kept as they are), every tensor to `device`."""
+    target = _DTYPES[dtype] if dtype is not None else None
     out = []
     for leaf in leaves:
         if isinstance(leaf, torch.Tensor):
             leaf = leaf.to(device)
-            if leaf.is_floating_point():
+            if target is not None and leaf.is_floating_point():
                 leaf = leaf.to(target)
         out.append(leaf)
     return out
@@ -89,8 +90,9 @@ class Agreement:
         return not self.problems
 
 
-def check_candidate(call: Callable[..., Any], reference: Reference, dtype: str, device: str, atol: float, rtol: float) -> Agreement:
-    """Run `call` on every reference input (cast to `dtype`) and compare each output leaf with eager's."""
+def check_candidate(call: Callable[..., Any], reference: Reference, dtype: str | None, device: str, atol: float, rtol: float) -> Agreement:
+    """Run `call` on every reference input (cast to `dtype`; None: the model's own dtypes) and compare each output
+    leaf with eager's."""
     tol = Tolerance(atol, rtol, "pt2kit tune")
     worst = 0.0
     problems: list[str] = []

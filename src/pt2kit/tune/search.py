@@ -32,7 +32,8 @@ from pt2kit.artifact.runtime import load
 from pt2kit.compile.build import add_manifest, compile_package
 from pt2kit.errors import UsageError
 from pt2kit.target.resolve import Target, load_target
-from pt2kit.tune.candidates import Candidate, parse_list, plan_candidates
+from pt2kit.compile.quantize import import_torchao
+from pt2kit.tune.candidates import Candidate, parse_list, plan_candidates, split_dtypes
 from pt2kit.tune.checks import Reference, cast_leaves, check_candidate, num_threads, time_calls
 from pt2kit.tune.layout import has_image_inputs, to_channels_last
 from pt2kit.tune.report import CandidateResult, TuneReport
@@ -57,6 +58,7 @@ def tune_model(
     seed: int = 0,
     use_cache: bool = True,
     workdir: str | os.PathLike | None = None,
+    low_precision_io: bool = False,
 ) -> TuneReport:
     """Try build configurations of a model, keep those within the tolerance of float32 eager, write the fastest.
 
@@ -66,7 +68,8 @@ def tune_model(
         device: `cpu` or `cuda`.
         batch_size: resize the batch (dim 0 of the batched inputs) to this before exporting and timing.
         atol, rtol: the tolerance against float32 eager (`|a - e| <= atol + rtol * |e|`, every element).
-        dtypes: `fp32,bf16,fp16` (default every dtype the device computes natively).
+        dtypes: `fp32,bf16,fp16` (default every dtype the device computes natively), and quantized candidates:
+            `int8`, `fp8`, `int4` or scheme names (`pt2kit.compile.quantize.SCHEMES`; needs `pt2kit[quant]`).
         recipes: recipe names (`pt2kit.tune.candidates.RECIPES`; default all for the device).
         threads: CPU thread counts to try, e.g. `1,2` (default this process's count).
         time_budget: seconds after which no new build starts (the first always runs).
@@ -75,6 +78,9 @@ def tune_model(
         inputs: `--input` specs for a TARGET.
         use_cache: reuse identical earlier builds (`PT2KIT_CACHE_DIR`).
         workdir: keep every candidate's package here (default: a temporary folder).
+        low_precision_io: a lower-precision candidate takes and returns its own dtype (bf16, fp16) instead of the
+            model's; by default it casts inside, so every candidate keeps the model's calling contract and is
+            verified and timed that way.
 
     Returns:
         A `TuneReport`; `report.chosen` is None (and nothing is written) when no candidate passed.
@@ -94,15 +100,21 @@ def tune_model(
     if workdir is not None:
         check_output_folder(workdir, "--keep")
     thread_counts = _thread_counts(threads)
+    if isinstance(dtypes, str):
+        dtypes = parse_list(dtypes, "dtypes", "fp32,bf16")
+    if split_dtypes(dtypes, device)[1]:
+        import_torchao()  # a missing `quant` extra fails now, before the export
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         return _tune(source, output, Path(workdir), start, device=device, batch_size=batch_size, atol=atol, rtol=rtol,
                      dtypes=dtypes, recipes=recipes, threads=thread_counts, time_budget=time_budget, samples=samples,
-                     warmup=warmup, iters=iters, inputs=inputs, seed=seed, use_cache=use_cache)
+                     warmup=warmup, iters=iters, inputs=inputs, seed=seed, use_cache=use_cache,
+                     low_precision_io=low_precision_io)
     with tempfile.TemporaryDirectory(prefix="pt2kit-tune-") as tmp:
         return _tune(source, output, Path(tmp), start, device=device, batch_size=batch_size, atol=atol, rtol=rtol,
                      dtypes=dtypes, recipes=recipes, threads=thread_counts, time_budget=time_budget, samples=samples,
-                     warmup=warmup, iters=iters, inputs=inputs, seed=seed, use_cache=use_cache)
+                     warmup=warmup, iters=iters, inputs=inputs, seed=seed, use_cache=use_cache,
+                     low_precision_io=low_precision_io)
 
 
 def _check_options(output: Path, device: str, batch_size, time_budget, samples, iters) -> None:
@@ -180,7 +192,7 @@ def _reference(target: Target, manifest: Manifest, device: str, samples: int, se
 
 
 def _tune(source, output: Path, workdir: Path, start: float, *, device, batch_size, atol, rtol, dtypes, recipes, threads,
-          time_budget, samples, warmup, iters, inputs, seed, use_cache) -> TuneReport:
+          time_budget, samples, warmup, iters, inputs, seed, use_cache, low_precision_io) -> TuneReport:
     program, target = _program(source, workdir, batch_size, inputs, seed)
     manifest = read_manifest(program)
     if manifest is None:
@@ -203,7 +215,8 @@ def _tune(source, output: Path, workdir: Path, start: float, *, device, batch_si
             continue
         progress.info(f"candidate {i}/{len(candidates)}: {cand.name}")
         if built is None:
-            built = packages[cand.build_key] = _build(cand, programs, manifest, workdir, device, program_dtype, use_cache)
+            built = packages[cand.build_key] = _build(cand, programs, manifest, workdir, device, program_dtype, use_cache,
+                                                      low_precision_io)
         if isinstance(built, CandidateResult):
             results[cand.name] = dataclasses.replace(built, candidate=cand)
             continue
@@ -214,7 +227,7 @@ def _tune(source, output: Path, workdir: Path, start: float, *, device, batch_si
             results[cand.name] = CandidateResult(cand, False, "load failed", build_s=build_s, cached=cached, reason=_first_line(exc))
             continue
         with progress.stage(f"verify {cand.name}"), num_threads(cand.threads):
-            agreement = check_candidate(artifact, reference, cand.dtype, device, atol, rtol)
+            agreement = check_candidate(artifact, reference, cand.dtype if low_precision_io else None, device, atol, rtol)
         if not agreement.ok:
             results[cand.name] = CandidateResult(cand, False, "failed verification", max_abs_err=agreement.max_abs_err,
                                                  build_s=build_s, cached=cached,
@@ -222,7 +235,7 @@ def _tune(source, output: Path, workdir: Path, start: float, *, device, batch_si
             continue
         results[cand.name] = CandidateResult(cand, True, "ok", max_abs_err=agreement.max_abs_err, build_s=build_s, cached=cached)
         loaded[cand.name] = artifact
-    timings = _time(loaded, candidates, reference, device, warmup, iters)
+    timings = _time(loaded, candidates, reference, device, warmup, iters, low_precision_io)
     for name, (p50, p90) in timings.items():
         results[name] = dataclasses.replace(results[name], p50_ms=p50, p90_ms=p90)
     ordered = [results[c.name] for c in candidates]
@@ -246,7 +259,7 @@ def _program_dtype(manifest: Manifest) -> str | None:
 
 
 def _build(cand: Candidate, programs: dict[bool, Path], manifest: Manifest, workdir: Path, device: str,
-           program_dtype: str | None, use_cache: bool):
+           program_dtype: str | None, use_cache: bool, low_precision_io: bool):
     """(package, build seconds, cached) or a failed `CandidateResult`."""
     try:
         if cand.channels_last not in programs:
@@ -258,20 +271,22 @@ def _build(cand: Candidate, programs: dict[bool, Path], manifest: Manifest, work
         dtype = None if cand.dtype == (program_dtype or "fp32") else cand.dtype
         with num_threads(cand.threads):
             result = compile_package(programs[cand.channels_last], package, device=device, preset=cand.recipe.preset, dtype=dtype,
-                                     use_cache=use_cache, inductor_configs=cand.inductor_configs())
+                                     use_cache=use_cache, inductor_configs=cand.inductor_configs(),
+                                     low_precision_io=low_precision_io and dtype is not None, quantize=cand.quant)
         return package, result.build_seconds, result.cached
     except Exception as exc:  # one candidate that cannot build must not stop the others
         return CandidateResult(cand, False, "build failed", reason=_first_line(exc))
 
 
-def _time(loaded: dict[str, Any], candidates, reference: Reference, device: str, warmup: int, iters: int) -> dict[str, tuple[float, float]]:
+def _time(loaded: dict[str, Any], candidates, reference: Reference, device: str, warmup: int, iters: int,
+          low_precision_io: bool) -> dict[str, tuple[float, float]]:
     if not loaded:
         return {}
     by_name = {c.name: c for c in candidates}
     calls = {}
     for name, artifact in loaded.items():
         cand = by_name[name]
-        args, kwargs = pytree.tree_unflatten(cast_leaves(reference.cases[0][1], cand.dtype, device), reference.spec)
+        args, kwargs = pytree.tree_unflatten(cast_leaves(reference.cases[0][1], cand.dtype if low_precision_io else None, device), reference.spec)
         calls[name] = _bound(artifact, args, kwargs)
     with progress.stage(f"time {len(calls)} candidates x {iters} calls, interleaved"):
         return time_calls(calls, device, warmup, iters, threads={name: by_name[name].threads for name in calls})

@@ -22,6 +22,8 @@ from torch.utils import _pytree as pytree
 from pt2kit import progress
 from pt2kit.errors import ArtifactError, Pt2kitError, UsageError
 from pt2kit.target.inputs import dtype_name
+from pt2kit.artifact.manifest import Manifest
+from pt2kit.compile.dtype import CastInside
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, atomic_path, load_program, read_manifest
 from pt2kit.artifact.runtime import Artifact, load
 from pt2kit.artifact.regions.apply import RegionsArtifact
@@ -81,7 +83,7 @@ def verify_outputs(
     cast = {d for leaf, d in zip(leaves, in_dtypes)
             if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and d and d != dtype_name(leaf.dtype)}
     converted = (manifest.extra.get("dtype") if manifest else None) or (min(cast) if cast else None)
-    reference, notes = _reference(target.module, device, converted)
+    reference, notes = _reference(target.module, device, converted, manifest if manifest and manifest.extra.get("io") == "model" else None)
     notes += list(getattr(artifact, "notes", ()))  # what loading could not restore exactly (a stand-in type)
     if isinstance(artifact, RegionsArtifact):
         notes.append("a region archive has no whole-model contract: random inputs use the example's shapes only")
@@ -185,8 +187,13 @@ def _artifact_device(artifact: Artifact) -> str:
     return "cpu"
 
 
-def _reference(module: torch.nn.Module, device: str, converted: str | None) -> tuple[torch.nn.Module, list[str]]:
-    """The eager model to compare with: the target's module, copied when it must move or change dtype."""
+def _reference(module: torch.nn.Module, device: str, converted: str | None,
+               cast_inside: Manifest | None = None) -> tuple[torch.nn.Module, list[str]]:
+    """The eager model to compare with: the target's module, copied when it must move or change dtype.
+
+    `cast_inside`: the artifact computes in `converted` behind the model's own dtypes (its manifest, which has the
+    output dtypes): so does the reference (`CastInside`).
+    """
     notes: list[str] = []
     current = next((t.device.type for t in module.state_dict().values() if isinstance(t, torch.Tensor)), "cpu")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(converted or "", None)
@@ -198,6 +205,9 @@ def _reference(module: torch.nn.Module, device: str, converted: str | None) -> t
     if dtype is not None:
         module = module.to(dtype)
         notes.append(f"the artifact was built in {dtype_name(dtype)}: the reference is the eager model cast to {dtype_name(dtype)}")
+        if cast_inside is not None:
+            outs = tuple(getattr(torch, o.dtype, None) if o.kind == "tensor" else None for o in cast_inside.outputs)
+            module = CastInside(module, dtype, outs)
     if current != device:
         module = module.to(device)
         notes.append(f"the eager model runs on {device}, where the artifact runs")
