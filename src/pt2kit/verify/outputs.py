@@ -23,8 +23,8 @@ from pt2kit import progress
 from pt2kit.errors import ArtifactError, Pt2kitError, UsageError
 from pt2kit.target.inputs import dtype_name
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, atomic_path, load_program, read_manifest
-from pt2kit.artifact.runtime import Artifact, load
-from pt2kit.artifact.regions.apply import RegionsArtifact
+from pt2kit.runtime.loaded import Artifact, load
+from pt2kit.runtime.regions.apply import RegionsArtifact
 from pt2kit.target.resolve import Target
 from pt2kit.verify.cases import VerifyCase, leaves_and_names, plan_cases
 from pt2kit.verify.compare import MismatchKind, Tolerance, compare_leaf, default_tolerance, least_precise
