@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from pt2kit.errors import InputSpecError, TensorFileError
+from pt2kit.errors import InputSpecError, TensorFileError, first_line
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "f32": torch.float32, "float": torch.float32,
@@ -203,13 +203,8 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     except TensorFileError:
         raise
     except Exception as exc:  # the readers raise many types for a damaged file
-        raise TensorFileError(f"cannot read tensors from `{path}` ({_first_line(exc)}); is the file complete and of the kind its suffix says?") from None
+        raise TensorFileError(f"cannot read tensors from `{path}` ({first_line(exc, limit=None)}); is the file complete and of the kind its suffix says?") from None
     raise TensorFileError(f"`{path}` has an unknown suffix `{suffix}`; use .pt, .npy or .safetensors")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def resolve_inputs(specs: list[InputSpec], seed: int = 0) -> tuple[list[Any], dict[str, Any]]:
