@@ -34,6 +34,9 @@ DTYPES: dict[str, torch.dtype] = {
     "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
     "bool": torch.bool,
 }
+# The cast names of `--dtype` (compile, tune, verify, the manifest's `dtype`), and the torch spellings read as them.
+CAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+CAST_ALIASES: dict[str, str] = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
 
 _RANDOM = re.compile(
     r"^(?P<dtype>[a-z0-9]+)\[(?P<shape>[0-9,\s]*)\](?:@(?P<lo>-?[0-9.e+]+)\.\.(?P<hi>-?[0-9.e+]+))?$"

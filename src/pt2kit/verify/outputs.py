@@ -21,7 +21,7 @@ from torch.utils import _pytree as pytree
 
 from pt2kit import progress
 from pt2kit.errors import ArtifactError, Pt2kitError, UsageError
-from pt2kit.target.inputs import dtype_name
+from pt2kit.target.inputs import CAST_DTYPES, dtype_name
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, atomic_path, load_program, read_manifest
 from pt2kit.runtime.loaded import Artifact, load
 from pt2kit.runtime.regions.apply import RegionsArtifact
@@ -189,7 +189,7 @@ def _reference(module: torch.nn.Module, device: str, converted: str | None) -> t
     """The eager model to compare with: the target's module, copied when it must move or change dtype."""
     notes: list[str] = []
     current = next((t.device.type for t in module.state_dict().values() if isinstance(t, torch.Tensor)), "cpu")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(converted or "", None)
+    dtype = CAST_DTYPES.get(converted or "", None)
     if dtype is None and converted:
         dtype = getattr(torch, converted, None)
     if current == device and dtype is None:
