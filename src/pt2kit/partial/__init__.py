@@ -5,8 +5,8 @@
     build.py    `compile_regions`: one package per group, each block checked against eager, the archive written
     report.py   `PartialResult`: compiled, stayed eager and why (diagnose's blockers), share of eager time
 
-The run-time half (the archive format, opening a block's package with its weights, `apply_regions`) is
-`pt2kit.artifact.regions`, so verify and load read archives without importing the build side.
+The archive format is `pt2kit.artifact.regions`; the run-time half (opening a block's package with its weights,
+`apply_regions`) is `pt2kit.runtime.regions`, so verify and load read archives without importing the build side.
 
 May import: `compile`, `export`, `diagnose`, `shapes`, `runtime`, `artifact`, `target`, the base (`errors`,
 `progress`), `lazy` and `pt2kit.__version__`; never `verify`, `benchmark` or `cli`.
