@@ -195,7 +195,7 @@ def test_docs_list_each_presets_exact_settings():
 
 def test_a_crash_while_opening_a_cuda_package_becomes_the_ld_preload_advice(small_aoti_package, tmp_path, monkeypatch):
     # the GPU machine's failure mode (SIGSEGV in std::regex inside the package's .so), replayed through the probe's seam
-    from pt2kit.artifact import loader
+    from pt2kit.runtime import loader
 
     calls = []
 

@@ -15,10 +15,10 @@ import torch
 from torch.utils import _pytree as pytree
 
 import pt2kit
-from pt2kit.artifact.cuda_graphs import BatchBuckets, CudaGraphRunner, batch_buckets, cut_outputs, pad_leaves, shape_key
+from pt2kit.runtime.cuda_graphs import BatchBuckets, CudaGraphRunner, batch_buckets, cut_outputs, pad_leaves, shape_key
 from pt2kit.artifact.manifest import DimRange, LeafSpec, Manifest
 from pt2kit.compile.build import add_manifest
-from pt2kit.artifact.loader import load_aoti
+from pt2kit.runtime.loader import load_aoti
 from pt2kit.artifact.package import read_manifest
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,4 +1,4 @@
-"""Where AOTInductor unpacks packages (pt2kit.artifact.extraction): a killed process's copy is removed by the
+"""Where AOTInductor unpacks packages (pt2kit.runtime.extraction): a killed process's copy is removed by the
 next process that loads one, a live process's copy is never touched, and a normal exit leaves nothing."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pt2kit.artifact.extraction import ROOT_NAME, sweep_dead_folders
+from pt2kit.runtime.extraction import ROOT_NAME, sweep_dead_folders
 
 # torch 2.10 and 2.11 unpack into /tmp/XXXXXX whatever TMPDIR says (checked on both); 2.13 under $TMPDIR
 UNPACKS_UNDER_TMPDIR = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 13)

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from pt2kit.artifact import libstdcxx, loader
-from pt2kit.artifact.libstdcxx import (
+from pt2kit.runtime import libstdcxx, loader
+from pt2kit.runtime.libstdcxx import (
     Verdict,
     check_package,
     check_shared_object,

@@ -20,7 +20,7 @@ import torch
 
 import pt2kit
 from pt2kit.artifact.size_expr import parse_size
-from pt2kit.artifact.libstdcxx import (
+from pt2kit.runtime.libstdcxx import (
     Verdict,
     check_package,
     check_shared_object,
@@ -65,9 +65,9 @@ def test_load_and_call_import_only_what_they_use(small_aoti_package):
     assert not [m for m in new if m.startswith("elftools")], "ELF data is read for a CPU package"
     pt2kit_modules = {m for m in new if m.startswith("pt2kit")}
     assert pt2kit_modules <= {
-        "pt2kit.artifact", "pt2kit.artifact.calling", "pt2kit.artifact.contract", "pt2kit.artifact.extraction",
+        "pt2kit.artifact", "pt2kit.runtime.calling", "pt2kit.artifact.contract", "pt2kit.runtime.extraction",
         "pt2kit.artifact.manifest", "pt2kit.artifact.manifest_check", "pt2kit.artifact.package", "pt2kit.artifact.size_expr",
-        "pt2kit.artifact.runtime", "pt2kit.pytrees.trust", "pt2kit.compile", "pt2kit.artifact.loader", "pt2kit.errors", "pt2kit.pytrees",
+        "pt2kit.runtime.loaded", "pt2kit.pytrees.trust", "pt2kit.compile", "pt2kit.runtime.loader", "pt2kit.errors", "pt2kit.pytrees",
         "pt2kit.pytrees.nodes", "pt2kit.pytrees.spec_codec", "pt2kit.pytrees.types", "pt2kit.target", "pt2kit.target.inputs",
     }, sorted(pt2kit_modules)
     others = {m.split(".")[0] for m in new} - {"pt2kit", "torch", "encodings"}
@@ -163,7 +163,7 @@ def test_the_child_probe_runs_only_when_elf_data_cannot_decide(small_aoti_packag
     # this package loads fine here, so the check must not call it a clash; with torch 2.13's CPU wheel its .so ties
     # its libstdc++ imports by version (fits); a .so linked against torch's own copies of libstdc++ code imports them
     # with no version (torch 2.11's wheel), and where those bind cannot be decided without loading it (undecided)
-    from pt2kit.artifact import loader
+    from pt2kit.runtime import loader
 
     probes = []
     monkeypatch.setattr(loader, "probe_load", lambda *a, **k: probes.append(a))
@@ -219,10 +219,10 @@ def test_symbols_bound_into_another_library_are_a_clash(small_aoti_package):
 import ctypes, glob, json, os, sys
 from pathlib import Path
 import torch
-from pt2kit.artifact import loader
+from pt2kit.runtime import loader
 from pt2kit.errors import ArtifactError
 lib = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))[0]
-from pt2kit.artifact.libstdcxx import check_package
+from pt2kit.runtime.libstdcxx import check_package
 before = check_package(Path(sys.argv[1])).verdict.value
 ctypes.CDLL(lib, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL | os.RTLD_LAZY)
 try:
@@ -279,7 +279,7 @@ def test_a_so_without_libstdcxx_versions_is_undecided_unless_libstdcxx_is_preloa
     code = """
 import json, sys
 import torch
-from pt2kit.artifact.libstdcxx import check_shared_object
+from pt2kit.runtime.libstdcxx import check_shared_object
 verdicts = {}
 for so in sys.argv[1:]:
     with open(so, "rb") as stream:

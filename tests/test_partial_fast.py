@@ -153,7 +153,7 @@ def test_the_report_lists_regions_whose_batch_stayed_static():
 def test_a_region_runs_on_the_archives_device_not_a_default():
     # a CUDA archive's regions once took "cpu" from their contract (which names no device) and ran every call eagerly
     from pt2kit.artifact.manifest import LeafSpec, Manifest
-    from pt2kit.artifact.regions.apply import CompiledRegion, RegionFallbackWarning
+    from pt2kit.runtime.regions.apply import CompiledRegion, RegionFallbackWarning
     from pt2kit.artifact.regions.archive import RegionEntry
 
     contract = Manifest(inputs=(LeafSpec("x", "tensor", "float32", (4, 32)),), outputs=(LeafSpec("out", "tensor", "float32", (4, 32)),),

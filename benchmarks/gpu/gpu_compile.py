@@ -56,7 +56,7 @@ def cpp_check(out: Path, name: str, module, args) -> dict:
     """Build the C++ runner here and run the CUDA package with it (no Python in that process)."""
     import torch
 
-    from pt2kit.artifact.loader import libstdcxx_hint
+    from pt2kit.runtime.loader import libstdcxx_hint
     from pt2kit.cpp import build_cpp_runner, run_cpp_runner
 
     try:
@@ -77,7 +77,7 @@ def parent(out: Path, models: list[str], cpp: bool = False) -> None:
     import torch
 
     import pt2kit
-    from pt2kit.artifact.loader import libstdcxx_hint, loaded_libstdcxx
+    from pt2kit.runtime.loader import libstdcxx_hint, loaded_libstdcxx
 
     rows = []
     log = {"torch": torch.__version__, "card": torch.cuda.get_device_name(0), "libstdcxx_in_process": loaded_libstdcxx(),
@@ -122,7 +122,7 @@ def child(package: str, name: str) -> None:
     import torch
 
     import pt2kit
-    from pt2kit.artifact.loader import loaded_libstdcxx
+    from pt2kit.runtime.loader import loaded_libstdcxx
 
     module, args, _ = build_models()[name]
     del module

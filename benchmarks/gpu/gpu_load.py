@@ -29,7 +29,7 @@ path, how, spec = sys.argv[1], sys.argv[2], sys.argv[3]
 dtype_name, _, dims = spec.rpartition(":")  # "bfloat16:8,3,224,224" or "8,3,224,224" (float32)
 dtype, shape = getattr(torch, dtype_name or "float32"), [int(s) for s in dims.split(",")]
 report = {"how": how}
-from pt2kit.artifact.libstdcxx import check_package
+from pt2kit.runtime.libstdcxx import check_package
 if how == "plain":
     import torch._inductor.package
 x = torch.randn(*shape, device="cuda").to(dtype)

@@ -55,7 +55,7 @@ with warnings.catch_warnings(record=True) as caught:
         report.update(error=str(exc)[:300], error_after_s=round(time.perf_counter() - t, 3))
 report["warnings"] = [str(w.message)[:300] for w in caught if "pt2kit" in type(w.message).__module__]
 try:
-    from pt2kit.artifact.libstdcxx import check_package
+    from pt2kit.runtime.libstdcxx import check_package
     t = time.perf_counter()
     check = check_package(Path(path))
     report.update(check_s=round(time.perf_counter() - t, 3), verdict=check.verdict.value, reason=check.reason[:300],

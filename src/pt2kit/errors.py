@@ -89,3 +89,21 @@ class FixFailed(ExportFailed):
 class BuildFailed(Pt2kitError, RuntimeError):
     """A native build pt2kit runs (CMake and the C++ compiler for `pt2kit cpp-runner`) failed; the message ends with
     the log's last lines and names the full log. Sits beside ExportFailed in the tree (exit_code 1)."""
+
+
+def first_line(error: BaseException | str, limit: int | None = 300) -> str:
+    """The first line of an error's message, for a one-line report: `ValueError: bad value`.
+
+    Args:
+        error: an exception (its type name comes first, alone when its message is empty) or a text.
+        limit: the most characters kept of the line (the type name not counted); None keeps it whole.
+
+    Example:
+        >>> first_line(ValueError("bad value\\nmore detail"))
+        'ValueError: bad value'
+    """
+    lines = str(error).strip().splitlines()
+    line = (lines[0] if lines else "")[:limit]
+    if isinstance(error, str):
+        return line
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__

@@ -39,7 +39,7 @@ class LeafSpec:
     # `pt2kit verify` draws random values from it. None: not given (never guessed).
     value_range: tuple[float, float] | None = None
     # an input the program takes by keyword (`forward(**{name: ...})`), as the model was exported with
-    # `example_kwargs`; False for positional inputs and for outputs (pt2kit.artifact.calling)
+    # `example_kwargs`; False for positional inputs and for outputs (pt2kit.runtime.calling)
     keyword: bool = False
 
     def __post_init__(self):

@@ -20,13 +20,13 @@ from pt2kit.artifact.size_expr import MAX_INT, SYMBOL, parse_size
 from pt2kit.errors import ArtifactError
 from pt2kit.pytrees.nodes import PREFIX
 from pt2kit.pytrees.trust import MODULE_NAME
+from pt2kit.target.inputs import CAST_DTYPES
 
 DOTTED_NAME = MODULE_NAME  # `pkg.mod.Class`: dotted identifiers, no dunder part
 _LEAF_KEYS = {"name", "kind", "dtype", "shape", "value", "value_range", "keyword"}
 _DIM_KEYS = {"symbol", "name", "min", "max", "used_by"}
 _RELATION_KEYS = {"input", "dim", "expr", "named", "min", "max"}
 _TEXT_FIELDS = ("capture_mode", "target", "weights_sha256", "torch_version", "pt2kit_version", "created", "in_spec", "out_spec")
-_CAST_NAMES = {"bf16", "fp16", "fp32"}
 # every dtype name torch has (`float32`, `bfloat16`, `float8_e4m3fn`, ...), read without torch's lazy `__getattr__`
 DTYPES = frozenset(name for name, value in vars(torch).items() if isinstance(value, torch.dtype))
 MAX_TEXT = 1 << 20  # one string field (a pytree spec of a large model is long; nothing is longer)
@@ -159,7 +159,7 @@ def _spec(text: str, where: str, known: set[str], imports: tuple[str, ...]) -> N
 
 def _extra(extra: dict) -> None:
     dtype = extra.get("dtype")
-    if dtype is not None and dtype not in _CAST_NAMES and dtype not in DTYPES:
+    if dtype is not None and dtype not in CAST_DTYPES and dtype not in DTYPES:
         raise _Bad("extra.dtype", f"= {str(dtype)[:40]!r} is not a dtype name")
     aoti = extra.get("aoti")
     if aoti is None:
@@ -168,7 +168,7 @@ def _extra(extra: dict) -> None:
     for key in ("device", "cpu_isa", "machine", "torch_version", "compute_capability", "preset", "build_key"):
         if aoti.get(key) is not None:
             _text(aoti[key], f"extra.aoti.{key}", limit=1000)
-    if aoti.get("dtype") is not None and aoti["dtype"] not in _CAST_NAMES:
+    if aoti.get("dtype") is not None and aoti["dtype"] not in CAST_DTYPES:
         raise _Bad("extra.aoti.dtype", "is not a dtype name")
 
 

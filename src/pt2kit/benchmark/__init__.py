@@ -10,7 +10,7 @@ restores the model after each mode, `timing` times one call, `batching` resizes 
 holds the results, `plot` draws them.
 
 May import: `verify` (every mode's outputs are checked with its comparison before timing), `compile`,
-`export`, `artifact`, `target`, and the base (`errors`, `progress`, `tables`).
+`export`, `runtime`, `artifact`, `target`, and the base (`errors`, `progress`, `tables`).
 """
 
 from pt2kit.benchmark.harness import DEFAULT_MODES, bench, parse_modes

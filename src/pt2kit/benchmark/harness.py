@@ -36,7 +36,7 @@ from pt2kit.benchmark.modes import BuildContext, Built, ModeUnavailable, build
 from pt2kit.benchmark.report import BenchMode, BenchReport, BenchRow, Machine, ModeOutcome, ModeStatus
 from pt2kit.benchmark.timing import MemoryProbe, Timer, interleaved, percentile
 from pt2kit.artifact.package import check_output_folder
-from pt2kit.errors import UsageError
+from pt2kit.errors import UsageError, first_line
 from pt2kit.target.device import parse_device
 from pt2kit.target.inputs import DTYPES, InputSpec, dtype_name
 from pt2kit.target.resolve import Target, load_target
@@ -210,7 +210,7 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
                 outcomes[BenchMode.AOTI_RAW] = ModeOutcome(BenchMode.AOTI_RAW, ModeStatus.OK, batch_build=outcome.batch_build)
                 built.update({(BenchMode.AOTI_RAW, bs): r for bs, r in raws.items()})
             else:
-                reason = f"torch._inductor.aoti_load_package raised {_first_line(error)}" if error else "no raw loader"
+                reason = f"torch._inductor.aoti_load_package raised {first_line(error)}" if error else "no raw loader"
                 outcomes[BenchMode.AOTI_RAW] = ModeOutcome(BenchMode.AOTI_RAW, ModeStatus.FAILED, reason)
     split = [o for o in outcomes.values() if o.batch_build == "per-batch"]
     if len(sizes) > 1 and split:
@@ -227,7 +227,7 @@ def _run(target: Target, layout: BatchLayout, modes: tuple[BenchMode, ...], size
                 try:
                     first = timer.wall_s(_bind(b, inputs[bs]))
                 except Exception as exc:
-                    outcomes[mode] = ModeOutcome(mode, ModeStatus.FAILED, f"calling it at batch {bs} raised {_first_line(exc)}")
+                    outcomes[mode] = ModeOutcome(mode, ModeStatus.FAILED, f"calling it at batch {bs} raised {first_line(exc)}")
                     for key in [k for k in built if k[0] is mode]:
                         del built[key]
                     continue
@@ -286,7 +286,7 @@ def _check_outputs(target: Target, built: dict, inputs: dict, outcomes: dict, de
         try:
             expected = target.module(*args, **kwargs)
         except Exception as exc:
-            notes.append(f"outputs not checked at batch {bs}: the eager model raised {_first_line(exc)}")
+            notes.append(f"outputs not checked at batch {bs}: the eager model raised {first_line(exc)}")
             continue
         finally:
             guard.after_call(BenchMode.EAGER, "")
@@ -303,7 +303,7 @@ def _check_outputs(target: Target, built: dict, inputs: dict, outcomes: dict, de
                 continue
             except Exception as exc:
                 guard.after_call(mode, "")
-                outcomes[mode] = ModeOutcome(mode, ModeStatus.FAILED, f"calling it at batch {bs} raised {_first_line(exc)}")
+                outcomes[mode] = ModeOutcome(mode, ModeStatus.FAILED, f"calling it at batch {bs} raised {first_line(exc)}")
                 for key in [k for k in built if k[0] is mode]:
                     del built[key]
                 continue
@@ -340,13 +340,13 @@ def _build_mode(mode, target, inputs, sizes, dynamic, device, workdir, programs,
             except Exception as exc:
                 if mode not in _ARTIFACT_MODES or len(sizes) == 1:
                     raise
-                why = f"the dynamic-batch build raised {_first_line(exc)}"  # said in the report's notes, not hidden
+                why = f"the dynamic-batch build raised {first_line(exc)}"  # said in the report's notes, not hidden
         per = {bs: build(mode, context(bs, None, f"-b{bs}")) for bs in sizes}
         return ModeOutcome(mode, ModeStatus.OK, why if shared else "", batch_build="per-batch"), per
     except ModeUnavailable as exc:
         return ModeOutcome(mode, ModeStatus.SKIPPED, str(exc)), {}
     except Exception as exc:
-        return ModeOutcome(mode, ModeStatus.FAILED, f"building it raised {_first_line(exc)}"), {}
+        return ModeOutcome(mode, ModeStatus.FAILED, f"building it raised {first_line(exc)}"), {}
 
 
 def _bind(b: Built, batch_inputs: tuple[tuple, dict]) -> Callable[[], Any]:
@@ -359,11 +359,6 @@ def _bind(b: Built, batch_inputs: tuple[tuple, dict]) -> Callable[[], Any]:
 def _dtype_of(target: Target) -> str:
     floating = [p.dtype for p in target.module.parameters() if p.is_floating_point()]
     return dtype_name(floating[0]) if floating else "float32"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 def machine_info(device: str) -> Machine:

@@ -102,7 +102,7 @@ def _program(ctx: BuildContext) -> tuple[Path, float]:
 
 
 def _build_export(ctx: BuildContext) -> Built:
-    from pt2kit.artifact.runtime import load
+    from pt2kit.runtime.loaded import load
 
     path, export_s = _program(ctx)
     start = time.perf_counter()
@@ -112,7 +112,7 @@ def _build_export(ctx: BuildContext) -> Built:
 
 
 def _build_aoti(ctx: BuildContext) -> Built:
-    from pt2kit.artifact.runtime import load
+    from pt2kit.runtime.loaded import load
 
     program, export_s = _program(ctx)
     package = ctx.workdir / f"package{ctx.tag}.pt2"
@@ -129,7 +129,7 @@ def _build_aoti(ctx: BuildContext) -> Built:
 
 def _build_artifact(ctx: BuildContext) -> Built:
     """An existing package or program, loaded with its manifest's load options; inputs cast to the dtypes it takes."""
-    from pt2kit.artifact.runtime import load
+    from pt2kit.runtime.loaded import load
 
     index = int(ctx.device.partition(":")[2]) if ctx.device.startswith("cuda:") else -1
     start = time.perf_counter()

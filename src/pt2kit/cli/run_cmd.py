@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pt2kit.artifact.execution import run_artifact
+    from pt2kit.runtime.execution import run_artifact
 
     check_output(args.out, "--out")
     emit(run_artifact(args.artifact, parsed_inputs(args), out=args.out, seed=args.seed, cuda_graphs=args.cuda_graphs), args.json)

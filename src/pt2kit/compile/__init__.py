@@ -7,9 +7,9 @@
     build.py    `compile_package` -> `CompileResult`
 
 Names resolve lazily, so loading a package (`pt2kit.load`) does not import the build side; the loader
-itself lives in `artifact.loader`.
+itself lives in `runtime.loader`.
 
-May import: `export` (to export a TARGET first), `capture`, `artifact`, `target`, the base (`errors`,
+May import: `export` (to export a TARGET first), `capture`, `runtime`, `artifact`, `target`, the base (`errors`,
 `progress`), `lazy` and `pt2kit.__version__` (part of the cache key).
 """
 

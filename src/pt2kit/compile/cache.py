@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from pt2kit.artifact.loader import default_cache_dir
+from pt2kit.runtime.loader import default_cache_dir
 from pt2kit.artifact.package import atomic_path
 
 

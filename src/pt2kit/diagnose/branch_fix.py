@@ -28,8 +28,8 @@ import torch
 
 from pt2kit import progress
 from pt2kit.capture.capture import CaptureMode, SourceLocation
-from pt2kit.diagnose.source_code import local_names_before, names_stored, statement_at
-from pt2kit.rewrite.analysis import loaded_names
+from pt2kit.diagnose.source_code import local_names_before, statement_at
+from pt2kit.rewrite.analysis import loaded_names, stored_names
 from pt2kit.rewrite.fix import FixResult, fix_model
 from pt2kit.rewrite import ModelPatch, Refusal, RefusalReason, rewrite_function
 from pt2kit.shapes.spec import DynamicSpec
@@ -188,7 +188,7 @@ def while_loop_form(path: str, line: int, numbers: frozenset[str] = frozenset())
     if any(isinstance(n, (ast.Break, ast.Continue, ast.Return, ast.Yield, ast.FunctionDef, ast.Lambda, ast.Global, ast.Nonlocal))
            for s in stmt.body for n in ast.walk(s)):
         return None
-    carried = list(dict.fromkeys(names_stored(stmt.body)))
+    carried = list(dict.fromkeys(stored_names(stmt.body, nested=True)))
     known = set(local_names_before(fn, stmt.lineno))
     ops = [n for n in dict.fromkeys(loaded_names([stmt.test, *stmt.body]) + carried) if n in known and n != "self"]
     if not ops or not set(carried) <= set(ops):

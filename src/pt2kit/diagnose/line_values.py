@@ -31,6 +31,14 @@ def values_at_lines(module, args: tuple, kwargs: dict, lines: set[Line]) -> dict
             found[key] = {k: v for k, v in frame.f_locals.items() if isinstance(v, (bool, int, float))}
         return local_tracer
 
+    _run_traced(module, args, kwargs, files, local_tracer)
+    return found
+
+
+def _run_traced(module, args: tuple, kwargs: dict, files: set[str], local_tracer) -> None:
+    """Run the model once eagerly with `local_tracer` on the frames of `files`; best effort: an exception
+    ends the run quietly (a fix without the value is still printed)."""
+
     def tracer(frame, event, arg):
         return local_tracer if frame.f_code.co_filename in files else None
 
@@ -39,11 +47,10 @@ def values_at_lines(module, args: tuple, kwargs: dict, lines: set[Line]) -> dict
     try:
         with torch.no_grad():
             module(*args, **kwargs)
-    except Exception:  # best effort: a fix without the value is still printed
+    except Exception:
         pass
     finally:
         sys.settrace(previous)
-    return found
 
 
 
@@ -94,18 +101,7 @@ def statement_values(module, args: tuple, kwargs: dict,
             running[id(frame)] = here
         return local_tracer
 
-    def tracer(frame, event, arg):
-        return local_tracer if frame.f_code.co_filename in files else None
-
-    previous = sys.gettrace()
-    sys.settrace(tracer)
-    try:
-        with torch.no_grad():
-            module(*args, **kwargs)
-    except Exception:
-        pass
-    finally:
-        sys.settrace(previous)
+    _run_traced(module, args, kwargs, files, local_tracer)
     return {key: StatementValues(seen, results.get(key)) for key, seen in inputs.items()}
 
 

@@ -13,6 +13,7 @@ import linecache
 from dataclasses import dataclass
 
 from pt2kit.capture.capture import SourceLocation, is_user_file
+from pt2kit.rewrite.analysis import stored_names
 
 # in-place methods that change a tensor's metadata (shape, strides) rather than its values
 METADATA_MUTATIONS = ("unsqueeze_", "squeeze_", "t_", "transpose_", "resize_", "resize_as_", "as_strided_",
@@ -79,15 +80,6 @@ def is_branch_statement(ctx: StatementContext | None, line: int) -> bool:
     return any(isinstance(n, ast.IfExp) for n in ast.walk(stmt) if getattr(n, "lineno", 0) == line)
 
 
-def names_stored(nodes: list[ast.AST]) -> list[str]:
-    found: dict[str, None] = {}
-    for root in nodes:
-        for node in ast.walk(root):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                found.setdefault(node.id)
-    return list(found)
-
-
 def local_names_before(function: ast.AST | None, line: int) -> list[str]:
     """Parameters and names assigned before `line` in `function` (what a branch can take as operands)."""
     if function is None:
@@ -96,7 +88,7 @@ def local_names_before(function: ast.AST | None, line: int) -> list[str]:
     params = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
     earlier = [s for s in function.body if (s.end_lineno or s.lineno) < line]
     nested = [n for n in ast.walk(function) if isinstance(n, ast.stmt) and (n.end_lineno or n.lineno) < line]
-    return list(dict.fromkeys(params + names_stored(earlier + nested)))
+    return list(dict.fromkeys(params + stored_names(earlier + nested, nested=True)))
 
 
 def value_bindings(function: ast.AST | None, line: int) -> dict[str, str]:
@@ -108,7 +100,7 @@ def value_bindings(function: ast.AST | None, line: int) -> dict[str, str]:
     assigns = [n for n in ast.walk(function) if isinstance(n, ast.Assign) and n.lineno < line]
     for node in sorted(assigns, key=lambda n: n.lineno):
         if _reads_value(node.value):
-            for name in names_stored(node.targets):
+            for name in stored_names(node.targets, nested=True):
                 found[name] = ast.unparse(node.value)
     return found
 
@@ -145,7 +137,7 @@ def definition_location(source_module, name: str) -> SourceLocation | None:
     if tree is None:
         return None
     for node in tree.body:
-        names = names_stored(node.targets) if isinstance(node, ast.Assign) else \
+        names = stored_names(node.targets, nested=True) if isinstance(node, ast.Assign) else \
             [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else []
         if name in names:
             return location_at(path, node.lineno, "<module>")
@@ -168,6 +160,6 @@ def return_location(module) -> SourceLocation | None:
 
 __all__ = [
     "METADATA_MUTATIONS", "StatementContext", "definition_location", "forward_location", "is_branch_statement", "line_text",
-    "local_names_before", "location_at", "names_stored", "parse_file", "return_location",
+    "local_names_before", "location_at", "parse_file", "return_location",
     "statement_at", "value_bindings",
 ]

@@ -199,7 +199,7 @@ def explain_compile(module, args, kwargs) -> tuple[CompileReport, list[Finding]]
             if is_user_file(frame.filename):
                 location = location_at(frame.filename, frame.lineno or 0, frame.name)
                 break
-        text = _first_line(str(getattr(reason, "reason", "")))
+        text = _reason_line(str(getattr(reason, "reason", "")))
         breaks.append(GraphBreak(location, _readable_reason(text)))
         kind = _graph_break_kind(text, location)
         if kind is not None:
@@ -237,7 +237,8 @@ def _readable_reason(text: str) -> str:
     return text
 
 
-def _first_line(text: str) -> str:
+def _reason_line(text: str) -> str:
+    """A graph break's reason: its first line, with dynamo's `Explanation:` line when it has one."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     head = lines[0] if lines else text
     explanation = next((ln for ln in lines[1:] if ln.startswith("Explanation:")), "")

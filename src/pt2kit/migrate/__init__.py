@@ -5,7 +5,7 @@ Owns: reading TorchScript archives without their Python source (`archive`), the 
 scripted module), the blockers of a failed conversion at the original file and line (`blockers`), the inputs
 that take each side of a scripted `if` (`branches`) and the driver that converts, saves and verifies (`run`).
 
-May import: `verify`, `export`, `diagnose` (the `Blocker` format), `shapes`, `capture`, `artifact`,
+May import: `verify`, `export`, `diagnose` (the `Blocker` format), `shapes`, `capture`, `runtime`, `artifact`,
 `target`, and the base (`errors`, `progress`). Nothing imports it but the CLI.
 
     >>> result = migrate_model("model.pt", "model.pt2", inputs=[parse_input("x=float32[4,16]")], verify=True)

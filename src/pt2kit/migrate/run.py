@@ -21,7 +21,7 @@ import torch
 from pt2kit import progress
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import atomic_path, check_output_path, save_program
-from pt2kit.artifact.runtime import load
+from pt2kit.runtime.loaded import load
 from pt2kit.diagnose.blockers import Blocker, BlockerKind
 from pt2kit.errors import ArtifactError, ExportFailed, InputSpecError, Pt2kitError, UsageError
 from pt2kit.capture.capture import CaptureMode
@@ -253,7 +253,7 @@ def _attempt(current: Strategy, loaded: ScriptArchive, reference: Target, spec, 
                                     check_specialization=not current.static)
     except ExportFailed as exc:
         blockers = _export_blockers(current, exc)
-        return failed(blockers[0].message if blockers else _first_line(str(exc)), notes, blockers), None, None
+        return failed(blockers[0].message if blockers else _failure_line(str(exc)), notes, blockers), None, None
     except InputSpecError:
         raise  # a --dynamic spec that does not fit forward's inputs: the user's to fix, whatever the strategy
     except Exception as exc:  # noqa: BLE001 - one strategy's crash must not hide the next strategy
@@ -343,7 +343,8 @@ def _export_blockers(current: Strategy, exc: ExportFailed) -> list[Blocker]:
     return blockers
 
 
-def _first_line(text: str) -> str:
+def _failure_line(text: str) -> str:
+    """The first line of a capture failure that says what failed, past pt2kit's own heading and a traceback."""
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith(("torch.export could not capture", "Traceback")):

@@ -5,10 +5,10 @@
     build.py    `compile_regions`: one package per group, each block checked against eager, the archive written
     report.py   `PartialResult`: compiled, stayed eager and why (diagnose's blockers), share of eager time
 
-The run-time half (the archive format, opening a block's package with its weights, `apply_regions`) is
-`pt2kit.artifact.regions`, so verify and load read archives without importing the build side.
+The archive format is `pt2kit.artifact.regions`; the run-time half (opening a block's package with its weights,
+`apply_regions`) is `pt2kit.runtime.regions`, so verify and load read archives without importing the build side.
 
-May import: `compile`, `export`, `diagnose`, `shapes`, `artifact`, `target`, the base (`errors`,
+May import: `compile`, `export`, `diagnose`, `shapes`, `runtime`, `artifact`, `target`, the base (`errors`,
 `progress`), `lazy` and `pt2kit.__version__`; never `verify`, `benchmark` or `cli`.
 """
 
@@ -17,9 +17,9 @@ from pt2kit.lazy import lazy_exports
 _EXPORTS = {
     "PartialResult": "pt2kit.partial.report", "EagerPart": "pt2kit.partial.report", "GroupBuild": "pt2kit.partial.report",
     "StaticBatch": "pt2kit.partial.report",
-    "compile_regions": "pt2kit.partial.build", "apply_regions": "pt2kit.artifact.regions.apply", "regions_of": "pt2kit.artifact.regions.apply",
-    "CompiledRegion": "pt2kit.artifact.regions.apply", "RegionFallbackWarning": "pt2kit.artifact.regions.apply",
-    "RegionWeightsWarning": "pt2kit.artifact.regions.apply", "RegionManifest": "pt2kit.artifact.regions.archive",
+    "compile_regions": "pt2kit.partial.build", "apply_regions": "pt2kit.runtime.regions.apply", "regions_of": "pt2kit.runtime.regions.apply",
+    "CompiledRegion": "pt2kit.runtime.regions.apply", "RegionFallbackWarning": "pt2kit.runtime.regions.apply",
+    "RegionWeightsWarning": "pt2kit.runtime.regions.apply", "RegionManifest": "pt2kit.artifact.regions.archive",
     "RegionEntry": "pt2kit.artifact.regions.archive", "read_manifest": "pt2kit.artifact.regions.archive",
 }
 

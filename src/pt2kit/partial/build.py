@@ -22,7 +22,7 @@ from pt2kit.artifact.contract import bind_inputs, check_inputs
 from pt2kit.errors import InputMismatchError, UsageError
 from pt2kit.export.program import ExportResult
 from pt2kit.artifact.regions.archive import RegionEntry, RegionManifest, weights_blob, write_archive
-from pt2kit.artifact.regions.blocks import load_weights, module_constants, open_package, outputs_match
+from pt2kit.runtime.regions.blocks import load_weights, module_constants, open_package, outputs_match
 from pt2kit.partial.regions import RegionPlan, plan_regions
 from pt2kit.partial.report import EagerPart, GroupBuild, PartialResult, StaticBatch
 from pt2kit.partial.trace import trace_calls

@@ -161,7 +161,7 @@ def export_region(module: nn.Module, record: ModuleCalls, spec_text: str, source
             result = export_program(Target(spec_text, module, args, kwargs, source), None, dynamic=spec,
                                     check_specialization=False, fix=fix)
         except Exception as exc:  # the code pins a dim: try fewer dynamic dims, then a static region
-            static = static or f"export with a dynamic batch failed: {_first_line(exc)}"
+            static = static or f"export with a dynamic batch failed: {_headline(exc)}"
             continue
         return RegionExport(result, static or _batch_outcome(result, carries, batch))
     args, kwargs = record.calls[0]
@@ -229,7 +229,7 @@ def plan_regions(model: nn.Module, trace: CallTrace, *, target_spec: str, source
                     programs[key], static[key] = exported.result, exported.static
                     representatives[key] = path
                 except Exception as exc:  # every failure is data for the report; the children are tried next
-                    failures[key] = Rejected(path, key, "export", _first_line(exc), share, path, exc)
+                    failures[key] = Rejected(path, key, "export", _headline(exc), share, path, exc)
         if key in programs:
             regions.append(Candidate(path, key, record.seconds, share, record.count, static[key]))
             continue
@@ -239,7 +239,8 @@ def plan_regions(model: nn.Module, trace: CallTrace, *, target_spec: str, source
     return RegionPlan(regions, rejected, programs, representatives, trace, static)
 
 
-def _first_line(exc: BaseException) -> str:
+def _headline(exc: BaseException) -> str:
+    """The message's first line, with the next one when it ends in `:` (torch's "...failed:" headings)."""
     text = str(exc).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if lines and lines[0].endswith(":") and len(lines) > 1:

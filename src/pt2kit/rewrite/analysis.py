@@ -22,8 +22,16 @@ VIEW_METHODS = frozenset({"view", "view_as", "reshape", "reshape_as", "transpose
                           "float", "double", "half", "type", "movedim", "swapaxes", "diagonal", "unfold"})
 
 
-def stored_names(nodes: list[ast.stmt]) -> list[str]:
-    """Names bound by these statements, in order, not looking into nested functions or classes."""
+def stored_names(nodes: list[ast.AST], *, nested: bool = False) -> list[str]:
+    """Names bound by these statements, in order.
+
+    By default the names this scope binds (what a `torch.cond` branch writes): assigned or deleted names and
+    `def`/`class` names, not looking into nested functions, classes or lambdas. With `nested=True`, every name
+    assigned anywhere below them, nested scopes included, but no deleted or `def` names (the locals
+    `pt2kit.diagnose` offers as a branch's operands).
+    """
+    if nested:
+        return _names_below(nodes, ast.Store)
     found: dict[str, None] = {}
     for node in _walk_local(nodes):
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -50,10 +58,15 @@ def definitely_assigned(nodes: list[ast.stmt]) -> set[str]:
 
 def loaded_names(nodes: list[ast.AST]) -> list[str]:
     """Names read by these nodes, in order of first use, nested functions included (closures read too)."""
+    return _names_below(nodes, ast.Load)
+
+
+def _names_below(nodes: list[ast.AST], ctx: type[ast.expr_context]) -> list[str]:
+    """Names used in `ctx` (read or assigned) anywhere below these nodes, nested scopes included, in order."""
     found: dict[str, None] = {}
     for root in nodes:
         for node in ast.walk(root):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ctx):
                 found.setdefault(node.id)
     return list(found)
 

@@ -146,7 +146,7 @@ def drop_needless_clones(text: str) -> str:
                 if ast.dump(new) != ast.dump(stmt.value):
                     edits.append((stmt, ast.Return(new)))
                 continue
-            stored = set(stored_names_of(stmt))
+            stored = set(analysis.stored_names([stmt]))
             # only a torch.cond's outputs are known fresh: a clone of anything else may have been added because
             # torch found an alias the text does not show (pt2kit.rewrite.cond_outputs)
             fresh = isinstance(stmt, ast.Assign) and _is_cond_call(stmt.value)
@@ -155,10 +155,6 @@ def drop_needless_clones(text: str) -> str:
         indent = " " * old.col_offset
         lines[old.lineno - 1:old.end_lineno] = [indent + ln for ln in _unparse(new)]
     return "\n".join(lines) + "\n"
-
-
-def stored_names_of(stmt: ast.stmt) -> list[str]:
-    return analysis.stored_names([stmt])
 
 
 def _is_cond_call(expr: ast.expr) -> bool:

@@ -1,6 +1,6 @@
 """`pt2kit serve`: serve artifacts over HTTP with the Open Inference Protocol v2, dynamic batching and metrics.
 
-Owns the serving layer. May import: `artifact` (`pt2kit.load`, the manifest and its input contract), the base
+Owns the serving layer. May import: `runtime` (`pt2kit.load`), `artifact` (the manifest and its input contract), the base
 (`errors`, `progress`), `lazy` and `pt2kit.__version__` (in the server's metadata); and FastAPI, uvicorn and prometheus-client (the `serve` extra), Ray Serve (the `ray` extra, only in the
 `ray_*` modules). Nothing below imports it.
 

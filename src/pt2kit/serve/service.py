@@ -18,7 +18,7 @@ from torch.utils import _pytree as pytree
 
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import ArtifactKind
-from pt2kit.artifact.runtime import Artifact, load
+from pt2kit.runtime.loaded import Artifact, load
 from pt2kit.artifact.size_expr import parse_size_cached
 from pt2kit.errors import ArtifactError, UsageError
 from pt2kit.serve.protocol import InferRequest, tensor_inputs, tensor_outputs

@@ -234,7 +234,7 @@ def _compile(target: Target, program: Path, package: Path, options: SurveyOption
 
 
 def _failed(stage: str, t0: float, exc: BaseException, default: str = "unclassified") -> StageResult:
-    return StageResult(stage, Status.FAILED, time.perf_counter() - t0, blocker_kind(exc, default), _first_line(exc))
+    return StageResult(stage, Status.FAILED, time.perf_counter() - t0, blocker_kind(exc, default), _one_line(exc))
 
 
 def blocker_kind(exc: BaseException, default: str = "unclassified") -> str:
@@ -252,7 +252,8 @@ def blocker_kind(exc: BaseException, default: str = "unclassified") -> str:
     return default
 
 
-def _first_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException) -> str:
+    """The whole message on one line (a survey cell), not `errors.first_line`: later lines often say why."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 

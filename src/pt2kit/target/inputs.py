@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from pt2kit.errors import InputSpecError, TensorFileError
+from pt2kit.errors import InputSpecError, TensorFileError, first_line
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "f32": torch.float32, "float": torch.float32,
@@ -34,6 +34,9 @@ DTYPES: dict[str, torch.dtype] = {
     "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
     "bool": torch.bool,
 }
+# The cast names of `--dtype` (compile, tune, verify, the manifest's `dtype`), and the torch spellings read as them.
+CAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+CAST_ALIASES: dict[str, str] = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
 
 _RANDOM = re.compile(
     r"^(?P<dtype>[a-z0-9]+)\[(?P<shape>[0-9,\s]*)\](?:@(?P<lo>-?[0-9.e+]+)\.\.(?P<hi>-?[0-9.e+]+))?$"
@@ -203,13 +206,8 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     except TensorFileError:
         raise
     except Exception as exc:  # the readers raise many types for a damaged file
-        raise TensorFileError(f"cannot read tensors from `{path}` ({_first_line(exc)}); is the file complete and of the kind its suffix says?") from None
+        raise TensorFileError(f"cannot read tensors from `{path}` ({first_line(exc, limit=None)}); is the file complete and of the kind its suffix says?") from None
     raise TensorFileError(f"`{path}` has an unknown suffix `{suffix}`; use .pt, .npy or .safetensors")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def resolve_inputs(specs: list[InputSpec], seed: int = 0) -> tuple[list[Any], dict[str, Any]]:

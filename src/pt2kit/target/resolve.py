@@ -246,7 +246,7 @@ def signature_order(module: nn.Module, kwargs: dict) -> dict:
 def bind_inputs(module: nn.Module, args: tuple, kwargs: dict, spec: str) -> tuple[tuple, dict]:
     """Check inputs fit `forward`, keeping them as given: positional inputs stay positional and named
     ones keyword (in `forward`'s order), so the exported program is called as the model was
-    (`torch.export.export(m, args, kwargs)` keeps the same split; see pt2kit.artifact.calling)."""
+    (`torch.export.export(m, args, kwargs)` keeps the same split; see pt2kit.runtime.calling)."""
     try:
         sig = inspect.signature(module.forward)
     except (TypeError, ValueError):

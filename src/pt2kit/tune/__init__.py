@@ -6,7 +6,7 @@
     search.py      `tune_model` -> `TuneReport`
     report.py      `CandidateResult`, `TuneReport`
 
-Owns the search. May import: `benchmark`, `verify`, `compile`, `export`, `capture`, `artifact`, `target`,
+Owns the search. May import: `benchmark`, `verify`, `compile`, `export`, `capture`, `runtime`, `artifact`, `target`,
 and the base (`errors`, `progress`); nothing below imports tune.
 
     >>> report = pt2kit.tune_model("model.py:model", "model.tuned.pt2", device="cpu", time_budget=300)

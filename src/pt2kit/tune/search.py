@@ -28,7 +28,7 @@ from pt2kit.artifact.contract import check_inputs
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import (ArtifactKind, artifact_kind, atomic_path, check_output_folder, check_output_path, load_program,
                                      read_manifest, save_program)
-from pt2kit.artifact.runtime import load
+from pt2kit.runtime.loaded import load
 from pt2kit.compile.build import add_manifest, compile_package
 from pt2kit.errors import UsageError
 from pt2kit.target.resolve import Target, load_target

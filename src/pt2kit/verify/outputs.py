@@ -21,12 +21,12 @@ from torch.utils import _pytree as pytree
 
 from pt2kit import progress
 from pt2kit.errors import ArtifactError, Pt2kitError, UsageError
-from pt2kit.target.inputs import dtype_name
+from pt2kit.target.inputs import CAST_DTYPES, dtype_name
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.compile.dtype import CastInside
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, atomic_path, load_program, read_manifest
-from pt2kit.artifact.runtime import Artifact, load
-from pt2kit.artifact.regions.apply import RegionsArtifact
+from pt2kit.runtime.loaded import Artifact, load
+from pt2kit.runtime.regions.apply import RegionsArtifact
 from pt2kit.target.resolve import Target
 from pt2kit.verify.cases import VerifyCase, leaves_and_names, plan_cases
 from pt2kit.verify.compare import MismatchKind, Tolerance, compare_leaf, default_tolerance, least_precise
@@ -196,7 +196,7 @@ def _reference(module: torch.nn.Module, device: str, converted: str | None,
     """
     notes: list[str] = []
     current = next((t.device.type for t in module.state_dict().values() if isinstance(t, torch.Tensor)), "cpu")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(converted or "", None)
+    dtype = CAST_DTYPES.get(converted or "", None)
     if dtype is None and converted:
         dtype = getattr(torch, converted, None)
     if current == device and dtype is None:

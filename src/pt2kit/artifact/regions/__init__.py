@@ -1,12 +1,9 @@
-"""Region archives (partial AOT) at run time: read one, open each region's package with its block's own weights,
-and swap the regions into a model the user's code built.
+"""Region archives (partial AOT), the file format: the zip of packages, weights and `pt2kit/regions.json`.
 
     archive.py  the region archive: packages, weights, `pt2kit/regions.json`
-    blocks.py   one block's region: its group's package opened with the block's own weights
-    apply.py    `apply_regions`: swap the regions into the user's model; eager fallback outside the contract
 
-Building an archive is `pt2kit.partial`'s work; this half lives with the other artifact formats so `pt2kit verify`
-and `pt2kit.load` can read archives without importing the build side.
+Opening a block's package with its own weights and swapping the regions into a model is
+`pt2kit.runtime.regions`; building an archive is `pt2kit.partial`'s work.
 
 May import: the rest of `artifact`, `errors`.
 """

@@ -9,7 +9,7 @@ with `torch._C._aoti.AOTIModelPackageLoader` directly.
 
 A CUDA package's `.so` can crash the process while it opens (a libstdc++ clash, seen on the GPU
 machine). `check_libstdcxx` decides that from ELF data and the dynamic linker
-(`pt2kit.artifact.libstdcxx`); only when that cannot decide is the package opened in a child
+(`pt2kit.runtime.libstdcxx`); only when that cannot decide is the package opened in a child
 process first (`probe_load`). CPU packages skip both: the load path stays a few milliseconds.
 
 AOTInductor extracts each package's `.so` into a fresh `$TMPDIR/aotinductor_*` folder and removes it
@@ -17,7 +17,7 @@ only when the loader is destroyed. A loader still referenced when the process en
 model inside the web app's reference cycles) never is, so every run left the package's size in
 `/tmp`; `close_all_packages` runs at exit and closes every package still open. Packages are
 unpacked into a folder of the process's own, so what a killed process leaves behind is removed by
-the next one (`pt2kit.artifact.extraction`).
+the next one (`pt2kit.runtime.extraction`).
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.errors import ArtifactError
-from pt2kit.artifact.extraction import own_extraction_folder, remove_own_folder
+from pt2kit.runtime.extraction import own_extraction_folder, remove_own_folder
 from pt2kit.artifact.manifest import Manifest
 
 if TYPE_CHECKING:
-    from pt2kit.artifact.libstdcxx import LibstdcxxCheck
+    from pt2kit.runtime.libstdcxx import LibstdcxxCheck
 
 # the ISA words Inductor writes in AOTI_CPU_ISA -> the torch.cpu probe for each (cpuinfo, no compiler)
 _ISA_PROBES = {
@@ -132,7 +132,7 @@ def _cpu_has(word: str) -> bool:
 
 def libstdcxx_hint() -> str:
     """The one-line fix for the libstdc++ clash that crashes CUDA packages on some machines."""
-    from pt2kit.artifact.libstdcxx import SYSTEM_LIBSTDCXX, system_libstdcxx
+    from pt2kit.runtime.libstdcxx import SYSTEM_LIBSTDCXX, system_libstdcxx
 
     system = system_libstdcxx() or SYSTEM_LIBSTDCXX[0]
     return f"run with `LD_PRELOAD={system}` in the environment (e.g. `LD_PRELOAD={system} pt2kit run ...`)"
@@ -140,7 +140,7 @@ def libstdcxx_hint() -> str:
 
 def loaded_libstdcxx() -> list[str]:
     """Distinct libstdc++ files mapped into this process (Linux; empty elsewhere)."""
-    from pt2kit.artifact.libstdcxx import mapped_libstdcxx
+    from pt2kit.runtime.libstdcxx import mapped_libstdcxx
 
     return list(mapped_libstdcxx())
 
@@ -203,13 +203,13 @@ def probe_load(path: Path, device_index: int, cache_dir: Path | None = None, rea
 def check_libstdcxx(path: Path, device_index: int) -> LibstdcxxCheck:
     """Refuse a package whose `.so` clashes with this process's libstdc++, decided from ELF data.
 
-    Only when the ELF data cannot decide (see `pt2kit.artifact.libstdcxx`) is the package opened
+    Only when the ELF data cannot decide (see `pt2kit.runtime.libstdcxx`) is the package opened
     in a child process first (`probe_load`, seconds instead of milliseconds).
 
     Raises:
         ArtifactError: a clash, in one line with the `LD_PRELOAD` fix.
     """
-    from pt2kit.artifact.libstdcxx import Verdict, check_package  # CUDA packages only: CPU loads skip ELF reading
+    from pt2kit.runtime.libstdcxx import Verdict, check_package  # CUDA packages only: CPU loads skip ELF reading
 
     check = check_package(path)
     if check.verdict is Verdict.CLASH:

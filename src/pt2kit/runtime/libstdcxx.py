@@ -17,7 +17,7 @@ preloaded). What is read (pyelftools for the ELF data, `dlsym`/`dladdr` for the 
 one is older than the system's, or a symbol binds into another library's copy. `FITS` (load now):
 none of that, and the `.so` is tied to libstdc++ by version or the global scope gives every one of
 its libstdc++ names from libstdc++ itself (as `LD_PRELOAD` of libstdc++ does). `UNDECIDED` (the
-caller opens the package in a child process first, `pt2kit.artifact.loader.probe_load`): not Linux,
+caller opens the package in a child process first, `pt2kit.runtime.loader.probe_load`): not Linux,
 no libstdc++ mapped, pyelftools missing, an unreadable ELF, or a `.so` that needs no libstdc++
 version while its libstdc++ names are not given by libstdc++ in the global scope, where binding
 then depends on the order of its dependencies. That last case is the GPU machine's package without

@@ -13,7 +13,7 @@ from torch.utils import _pytree as pytree
 from pt2kit import progress
 from pt2kit.target.inputs import InputSpec, dtype_name, resolve_inputs
 from pt2kit.artifact.package import atomic_path
-from pt2kit.artifact.runtime import load
+from pt2kit.runtime.loaded import load
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pt2kit.artifact.manifest import Manifest
-from pt2kit.artifact.loader import AotiRunner, load_aoti
+from pt2kit.runtime.loader import AotiRunner, load_aoti
 from pt2kit.errors import ArtifactError
 
 TOLERANCE = {torch.float32: (1e-4, 1e-4), torch.float64: (1e-7, 1e-7), torch.float16: (1e-2, 1e-2), torch.bfloat16: (2e-2, 2e-2)}

@@ -21,7 +21,7 @@ from pt2kit.artifact.contract import bind_inputs, check_inputs
 from pt2kit.artifact.package import ArtifactKind
 from pt2kit.errors import ArtifactError, InputMismatchError, UsageError
 from pt2kit.artifact.regions.archive import RegionEntry, RegionManifest, extract_package, read_manifest, read_weights
-from pt2kit.artifact.regions.blocks import load_weights, module_constants, open_package
+from pt2kit.runtime.regions.blocks import load_weights, module_constants, open_package
 
 WEIGHTS = ("archive", "module")
 
@@ -84,7 +84,7 @@ class CompiledRegion:
 
     @property
     def runner(self):
-        """The loaded package (`pt2kit.artifact.loader.AotiRunner`), without the contract checks and fallback."""
+        """The loaded package (`pt2kit.runtime.loader.AotiRunner`), without the contract checks and fallback."""
         return self._runner
 
     def __reduce__(self):

@@ -2,7 +2,7 @@
 
 Works on both kinds of `.pt2`: an exported program (run through `ExportedProgram.module()`)
 and an AOTInductor package (checked against this machine first, then opened with
-`AOTIModelPackageLoader` directly: see `pt2kit.artifact.loader`). Neither needs the model's
+`AOTIModelPackageLoader` directly: see `pt2kit.runtime.loader`). Neither needs the model's
 source code. Inputs are checked against the manifest, and for the artifact's device, before
 every call. Nothing here imports sympy or Inductor (tests/test_load_runtime.py checks that).
 """
@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils import _pytree as pytree
 
-from pt2kit.artifact.loader import AotiRunner, load_aoti
-from pt2kit.artifact.calling import CallSignature
+from pt2kit.runtime.loader import AotiRunner, load_aoti
+from pt2kit.runtime.calling import CallSignature
 from pt2kit.artifact.contract import bind_inputs, check_devices, check_inputs
 from pt2kit.errors import ArtifactError
 from pt2kit.artifact.manifest import Manifest
@@ -112,7 +112,7 @@ def load(path: str | os.PathLike, *, device_index: int = -1, cuda_graphs: bool |
     Args:
         path: the artifact.
         device_index: CUDA device for an AOTInductor package built for CUDA.
-        cuda_graphs: capture and replay CUDA graphs (a CUDA package only; see `pt2kit.artifact.cuda_graphs`).
+        cuda_graphs: capture and replay CUDA graphs (a CUDA package only; see `pt2kit.runtime.cuda_graphs`).
             None: what the manifest's `load_options` say (`pt2kit tune` records its choice there), else off.
         graph_batch_sizes: with `cuda_graphs`, capture the manifest's batch dim at these sizes only and pad
             other sizes up (None: the manifest's `load_options["cuda_graph_batch"]`, else every shape as it comes).
@@ -163,7 +163,7 @@ def _load(path: Path, device_index: int, cuda_graphs: bool | None, graph_batch_s
 
 
 def _with_cuda_graphs(path: Path, runner: AotiRunner, manifest: Manifest | None, sizes, marked: dict | None):
-    from pt2kit.artifact.cuda_graphs import CudaGraphRunner, batch_buckets
+    from pt2kit.runtime.cuda_graphs import CudaGraphRunner, batch_buckets
 
     device = str(((manifest.extra.get("aoti") if manifest else None) or {}).get("device", ""))
     if device != "cuda":
