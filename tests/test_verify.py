@@ -198,3 +198,24 @@ def test_an_aotinductor_package_passes_and_compile_verify_checks_it(cli, small_a
     assert result.code == 0, result.err
     data = result.json()
     assert data["verify"]["ok"] and data["verify"]["kind"] == "aoti" and out.is_file()
+
+
+@pytest.mark.parametrize("transform", ["dtype", "channels_last"])
+def test_a_reexported_program_keeps_the_declared_value_ranges(tmp_path, cli, transform):
+    """`--dtype` (compile) and channels_last (tune) export the program again; the manifest they rebuild keeps each
+    input's declared range, so `verify` of what they build still draws ids from it, not from the example's."""
+    from pt2kit.artifact.package import load_program, read_manifest
+    from pt2kit.compile.dtype import DType, convert_program
+    from pt2kit.tune.layout import to_channels_last
+
+    out = tmp_path / "embed.pt2"
+    assert cli("export", f"{case('verify_embedding')}:model", "-o", out, "-i", "ids=int64[2,6]@0..50",
+               "--dynamic", "ids:1=seq[1,12]", "-q").code == 0
+    program, manifest = load_program(out), read_manifest(out)
+    if transform == "dtype":
+        _, rebuilt = convert_program(program, manifest, DType.BF16)
+    else:
+        _, rebuilt = to_channels_last(program, manifest)
+    (ids,) = rebuilt.inputs
+    assert ids.value_range == (0, 50)
+    assert [(d.name, d.min, d.max) for d in rebuilt.dims] == [(d.name, d.min, d.max) for d in manifest.dims]

@@ -12,7 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -149,8 +149,6 @@ class Manifest:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def replace(self, **changes) -> "Manifest":
-        from dataclasses import replace
-
         return replace(self, **changes)
 
 
@@ -176,6 +174,21 @@ def _leaf_spec(name: str, value, keyword: bool = False) -> LeafSpec:
         return LeafSpec(name, "tensor", dtype_name(value.dtype), _shape_of(value), keyword=keyword)
     return LeafSpec(name, "constant", value=value if isinstance(value, (int, float, bool, str, type(None))) else repr(value),
                     keyword=keyword)
+
+
+def rebuild_manifest(ep: torch.export.ExportedProgram, old: Manifest, extra: dict | None = None) -> Manifest:
+    """The manifest of `ep`, a program exported again from the one `old` describes (cast to another dtype,
+    quantized, made channels_last): the same dim names, parameters, capture mode, target and notes, each input's
+    declared value range kept (so `verify` still draws integer inputs from it), and `extra` over `old.extra`.
+    """
+    by_symbol = {d.symbol: d.name for d in old.dims}
+    dim_names = {(leaf.name, i): by_symbol[size] for leaf in old.inputs for i, size in enumerate(leaf.shape)
+                 if isinstance(size, str) and size in by_symbol}
+    new = build_manifest(ep, parameters=list(old.parameters), dim_names=dim_names, capture_mode=old.capture_mode,
+                         target=old.target, notes=list(old.notes))
+    ranges = {leaf.name: leaf.value_range for leaf in old.inputs if leaf.value_range is not None}
+    inputs = tuple(replace(leaf, value_range=ranges[leaf.name]) if leaf.name in ranges else leaf for leaf in new.inputs)
+    return new.replace(inputs=inputs, extra={**old.extra, **new.extra, **(extra or {})})
 
 
 def build_manifest(

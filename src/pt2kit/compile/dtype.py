@@ -24,7 +24,8 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.errors import UsageError
-from pt2kit.artifact.manifest import Manifest, build_manifest
+from pt2kit.target.inputs import CAST_ALIASES, CAST_DTYPES
+from pt2kit.artifact.manifest import Manifest, rebuild_manifest
 from pt2kit.capture.capture import export_module
 
 
@@ -40,13 +41,12 @@ class DType(str, Enum):
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return {DType.BF16: torch.bfloat16, DType.FP16: torch.float16, DType.FP32: torch.float32}[self]
+        return CAST_DTYPES[self.value]
 
     @classmethod
     def parse(cls, text: str | "DType") -> "DType":
-        aliases = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
         try:
-            return cls(aliases.get(str(text).lower(), str(text).lower()))
+            return cls(CAST_ALIASES.get(str(text).lower(), str(text).lower()))
         except ValueError:
             raise UsageError(f"unknown dtype `{text}`; use one of `--dtype bf16`, `--dtype fp16`, `--dtype fp32`") from None
 
@@ -86,18 +86,25 @@ def output_dtypes(ep: torch.export.ExportedProgram) -> tuple[torch.dtype | None,
 
 def keep_interface(module: torch.nn.Module, ep: torch.export.ExportedProgram, dtype: torch.dtype) -> torch.nn.Module:
     """`module` (already in `dtype`) wrapped so it takes and returns `ep`'s own dtypes, with `module`'s signature."""
-    wrapper = CastInside(module, dtype, output_dtypes(ep))
-    # torch.export binds inputs through `forward`'s signature; through `*args, **kwargs` an all-keyword program
-    # (every transformers model) cannot be given its dynamic dims (torch 2.13 rejects each spelling of them), so
-    # the wrapper takes the program's own parameters, and `dynamic_shapes` is written as for the program itself
+    return with_signature_of(module, CastInside(module, dtype, output_dtypes(ep)))
+
+
+def with_signature_of(module: torch.nn.Module, wrapper: torch.nn.Module) -> torch.nn.Module:
+    """`wrapper` (whose forward takes `*args, **kwargs`) made to show `module.forward`'s signature.
+
+    torch.export binds inputs through `forward`'s signature; through `*args, **kwargs` an all-keyword program
+    (every transformers model) cannot be given its dynamic dims (torch 2.13 rejects each spelling of them), so
+    the wrapper takes the program's own parameters, and `dynamic_shapes` is written as for the program itself.
+    """
     signature = inspect.signature(module.forward)
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *signature.parameters.values()]
+    base = type(wrapper)
 
     def forward(self, *args, **kwargs):
-        return CastInside.forward(self, *args, **kwargs)
+        return base.forward(self, *args, **kwargs)
 
     forward.__signature__ = signature.replace(parameters=params)
-    wrapper.__class__ = type("CastInside", (CastInside,), {"forward": forward})
+    wrapper.__class__ = type(base.__name__, (base,), {"forward": forward})
     return wrapper
 
 
@@ -113,8 +120,7 @@ def _cast(value, dtype: torch.dtype):
     return value
 
 
-def dynamic_shapes_for(ep: torch.export.ExportedProgram, manifest: Manifest, args: tuple, kwargs: dict, names: list[str],
-                    wrapped: bool = False):
+def dynamic_shapes_for(ep: torch.export.ExportedProgram, manifest: Manifest, args: tuple, kwargs: dict, names: list[str]):
     """Rebuild a `dynamic_shapes` spec from the program: one `Dim` per symbol, same name and range."""
     placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
     by_symbol = {d.symbol: d for d in manifest.dims}
@@ -146,8 +152,6 @@ def dynamic_shapes_for(ep: torch.export.ExportedProgram, manifest: Manifest, arg
         else:
             shapes.append(None)
     shaped_args, shaped_kwargs = pytree.tree_unflatten(shapes, spec)
-    if wrapped:  # a wrapper with forward(*args, **kwargs): the tuple of args is its one positional entry
-        return {"args": tuple(shaped_args), "kwargs": shaped_kwargs} if shaped_kwargs else (tuple(shaped_args),)
     if not shaped_kwargs:
         return tuple(shaped_args)
     return {**{names[i]: s for i, s in enumerate(shaped_args)}, **shaped_kwargs}
@@ -179,14 +183,4 @@ def convert_program(ep: torch.export.ExportedProgram, manifest: Manifest, dtype:
         module = keep_interface(inner, ep, target)
     dynamic_shapes = dynamic_shapes_for(ep, manifest, args, kwargs, names)  # the wrapper has the program's signature
     new = export_module(module, args, kwargs, dynamic_shapes=dynamic_shapes)
-    dim_names = {}
-    by_symbol = {d.symbol: d.name for d in manifest.dims}
-    for leaf in manifest.inputs:
-        for d, size in enumerate(leaf.shape):
-            if isinstance(size, str) and size in by_symbol:
-                dim_names[(leaf.name, d)] = by_symbol[size]
-    new_manifest = build_manifest(
-        new, parameters=list(manifest.parameters), dim_names=dim_names, capture_mode=manifest.capture_mode,
-        target=manifest.target, notes=list(manifest.notes),
-    )
-    return new, new_manifest.replace(extra={**manifest.extra, **new_manifest.extra, "dtype": dtype.value, "io": io})
+    return new, rebuild_manifest(new, manifest, extra={"dtype": dtype.value, "io": io})

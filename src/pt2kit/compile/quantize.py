@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch.utils import _pytree as pytree
 
-from pt2kit.artifact.manifest import Manifest, build_manifest
+from pt2kit.artifact.manifest import Manifest, rebuild_manifest
 from pt2kit.capture.capture import export_module
 from pt2kit.compile.dtype import DType, check_io, dynamic_shapes_for, keep_interface
 from pt2kit.errors import ExportFailed, UsageError
@@ -244,21 +244,11 @@ def quantize_program(ep: torch.export.ExportedProgram, manifest: Manifest, schem
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ExportFailed(f"quantization scheme `{scheme.name}` cannot be exported here ({type(exc).__name__}: {reason}); "
                            f"try another `--quantize` scheme or leave it out") from None
-    dim_names = {}
-    by_symbol = {d.symbol: d.name for d in manifest.dims}
-    for leaf in manifest.inputs:
-        for i, size in enumerate(leaf.shape):
-            if isinstance(size, str) and size in by_symbol:
-                dim_names[(leaf.name, i)] = by_symbol[size]
-    rebuilt = build_manifest(new, parameters=list(manifest.parameters), dim_names=dim_names, capture_mode=manifest.capture_mode,
-                             target=manifest.target, notes=list(manifest.notes))
     layers = list(weights.values()) if method == "torchao" else _dequantized_linears(quantized, weights)
     record = {"scheme": scheme.name, "method": METHODS[method], "torchao_version": torchao_version(), "modules": layers,
               "dtype": cast.value if cast else None}
-    extra = {**manifest.extra, **rebuilt.extra, "quantization": record}
-    if cast is not None:
-        extra.update(dtype=cast.value, io=io)
-    return new, rebuilt.replace(extra=extra)
+    extra = {"quantization": record, **({"dtype": cast.value, "io": io} if cast is not None else {})}
+    return new, rebuild_manifest(new, manifest, extra=extra)
 
 
 METHODS = {"torchao": "torchao quantize_", "pt2e-x86": "PT2E X86InductorQuantizer (dynamic), oneDNN int8 linear"}

@@ -17,9 +17,9 @@ import torch
 from torch.utils import _pytree as pytree
 
 from pt2kit.benchmark.timing import Timer, interleaved, percentile
+from pt2kit.target.inputs import CAST_DTYPES
 from pt2kit.verify.compare import Tolerance, compare_leaf
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @contextlib.contextmanager
@@ -48,7 +48,7 @@ def num_threads(threads: int | None) -> Iterator[None]:
 
 def cast_leaves(leaves: list[Any], dtype: str | None, device: str) -> list[Any]:
     """Floating tensors to `dtype` (None: kept as they are), every tensor to `device`."""
-    target = _DTYPES[dtype] if dtype is not None else None
+    target = CAST_DTYPES[dtype] if dtype is not None else None
     out = []
     for leaf in leaves:
         if isinstance(leaf, torch.Tensor):

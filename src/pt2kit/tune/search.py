@@ -30,7 +30,7 @@ from pt2kit.artifact.package import (ArtifactKind, artifact_kind, atomic_path, c
                                      read_manifest, save_program)
 from pt2kit.runtime.loaded import load
 from pt2kit.compile.build import add_manifest, compile_package
-from pt2kit.errors import UsageError
+from pt2kit.errors import UsageError, first_line
 from pt2kit.target.resolve import Target, load_target
 from pt2kit.compile.quantize import import_torchao
 from pt2kit.tune.candidates import Candidate, parse_list, plan_candidates, split_dtypes
@@ -224,7 +224,7 @@ def _tune(source, output: Path, workdir: Path, start: float, *, device, batch_si
         try:
             artifact = load(package, cuda_graphs=cand.cuda_graphs, threads=0)
         except Exception as exc:
-            results[cand.name] = CandidateResult(cand, False, "load failed", build_s=build_s, cached=cached, reason=_first_line(exc))
+            results[cand.name] = CandidateResult(cand, False, "load failed", build_s=build_s, cached=cached, reason=first_line(exc))
             continue
         with progress.stage(f"verify {cand.name}"), num_threads(cand.threads):
             agreement = check_candidate(artifact, reference, cand.dtype if low_precision_io else None, device, atol, rtol)
@@ -275,7 +275,7 @@ def _build(cand: Candidate, programs: dict[bool, Path], manifest: Manifest, work
                                      low_precision_io=low_precision_io and dtype is not None, quantize=cand.quant)
         return package, result.build_seconds, result.cached
     except Exception as exc:  # one candidate that cannot build must not stop the others
-        return CandidateResult(cand, False, "build failed", reason=_first_line(exc))
+        return CandidateResult(cand, False, "build failed", reason=first_line(exc))
 
 
 def _time(loaded: dict[str, Any], candidates, reference: Reference, device: str, warmup: int, iters: int,
@@ -322,8 +322,3 @@ def _write(package: Path, output: Path, chosen: CandidateResult, manifest: Manif
 def _batch_dim(manifest: Manifest):
     """The dynamic dim that is dim 0 of every input it appears in (the batch), if there is one."""
     return next((d for d in manifest.dims if d.used_by and all(u.endswith(":0") for u in d.used_by)), None)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
