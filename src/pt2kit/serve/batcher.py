@@ -89,7 +89,10 @@ class _ModelQueue:
                 continue
             self.call_s = 0.8 * self.call_s + 0.2 * seconds
             if self.metrics:
-                self.metrics.batch(self.service.name, sum(r.batch for r in requests), seconds)
+                rows = sum(r.batch for r in requests)
+                self.metrics.batch(self.service.name, rows, seconds)
+                queue_ns = int(sum(started - item.enqueued for item in batch) * 1e9)
+                self.metrics.model_call(self.service.name, rows, len(batch), queue_ns, self.service.last_phase_ns)
             for item, result in zip(batch, results):
                 if not item.future.done():  # the client may have gone away
                     item.future.set_result(result)
