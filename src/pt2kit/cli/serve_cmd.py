@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-mb", type=float, default=64.0, metavar="MB", help="largest request body; larger get 413 (default 64)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="where to run (default: the device a package was compiled for)")
     p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: torch's choice; 1 suits a busy machine)")
+    p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM, how long requests in flight may take before they are cut off (default 30; exit 1 if any was)")
     p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up call on zeros before reporting ready")
     add_ray_arguments(p)
 
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"`--name` names one artifact, got {len(args.artifacts)}; serve each under its file name or one at a time")
     options = ServeOptions(host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                            max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb,
-                           device=args.device, warm_up=not args.no_warm_up, threads=args.threads)
+                           device=args.device, warm_up=not args.no_warm_up, threads=args.threads,
+                           drain_timeout_s=args.drain_timeout)
     if wants_ray(args):
         return run_ray(args, options, [args.name] if args.name else None)
     app, _ = build_app(args.artifacts, options, names=[args.name] if args.name else None)

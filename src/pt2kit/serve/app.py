@@ -255,9 +255,9 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         service = find(name, version)
         try:
             response = service if isinstance(service, Response) else await _infer(state, service, request)
-        except asyncio.CancelledError:  # cut off: the drain timed out, or the client went away
+        except asyncio.CancelledError:  # uvicorn cut it off when the drain timed out: answer, if the client still listens
             state.cut_off += 1
-            raise
+            response = error("the server stopped before this request was answered (its drain timed out); retry", 503)
         state.metrics.request(name, response.status_code, time.perf_counter() - start)
         return response
 

@@ -1,7 +1,8 @@
 """Run the app with uvicorn: bind, serve, and on SIGTERM or SIGINT stop taking requests, finish those in flight, exit.
 
 uvicorn re-raises a caught SIGTERM after its graceful shutdown, which would end the process with status 143; the
-handler installed here absorbs it, so a drained server exits 0.
+handler installed here absorbs it, so a drained server exits 0. A server whose start-up failed, or whose drain ran
+past `drain_timeout_s` and cut requests off, says so and exits 1.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -36,7 +38,8 @@ class ServeOptions:
         """Raise `UsageError` naming the first option out of range."""
         for name, value, low in (("--max-batch-size", self.max_batch_size, 1), ("--max-queue", self.max_queue, 1),
                                  ("--max-queue-delay-ms", self.max_queue_delay_ms, 0), ("--max-body-mb", self.max_body_mb, 0.001),
-                                 ("--port", self.port, 0), ("--threads", self.threads or 1, 1)):
+                                 ("--port", self.port, 0), ("--threads", self.threads or 1, 1),
+                                 ("--drain-timeout", self.drain_timeout_s, 0)):
             if value < low:
                 raise UsageError(f"`{name}` must be at least {low}, got {value}")
         if self.port > 65535:
@@ -51,13 +54,15 @@ def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = Se
     from pt2kit.serve.service import load_services
 
     options.check()
+    load_options = dict(options.load_options or {})
     if options.threads:
         import torch
 
         torch.set_num_threads(options.threads)
+        load_options["threads"] = options.threads  # `--threads` wins over the thread count a tuned manifest records
     with progress.stage("load " + ", ".join(map(str, artifacts))):
         services = load_services(artifacts, names=names, device=options.device, max_batch_size=options.max_batch_size,
-                                 load_options=options.load_options)
+                                 load_options=load_options)
     for service in services:
         progress.info(service.describe())
     app = create_app(services, max_queue_delay_ms=options.max_queue_delay_ms, max_queue=options.max_queue,
@@ -66,7 +71,7 @@ def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = Se
 
 
 def run_server(app, options: ServeOptions = ServeOptions()) -> int:
-    """Serve `app` until SIGTERM or SIGINT, then drain and return 0.
+    """Serve `app` until SIGTERM or SIGINT, then drain and return 0; 1 when start-up failed or the drain timed out.
 
     Raises:
         UsageError: the address cannot be bound.
@@ -90,10 +95,20 @@ def run_server(app, options: ServeOptions = ServeOptions()) -> int:
     progress.info(f"serving on http://{options.host}:{options.port} (OpenAPI docs at /docs); SIGTERM or Ctrl-C stops")
     try:
         server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits 3 when the app's start-up (lifespan) fails; say so below instead
+        server.started = False
     finally:
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not server.started:  # printed even with -q: the exit status alone would not say why
+        print("error: the server did not start (its start-up failed, see above); nothing was served", file=sys.stderr)
+        return 1
+    cut_off = state.cut_off if state is not None else 0
+    if cut_off:
+        print(f"error: the drain timed out after {options.drain_timeout_s:g} s and {cut_off} request(s) in flight were cut off "
+              "(answered 503); give the server a longer `--drain-timeout`", file=sys.stderr)
+        return 1
     progress.info("stopped: every request in flight was answered")
     return 0
 
