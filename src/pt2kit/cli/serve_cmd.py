@@ -12,6 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="the model's name in URLs (one artifact only; default: the file name without its suffixes)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--grpc-port", type=int, metavar="P",
+                   help="also serve the OIP v2 gRPC service (inference.GRPCInferenceService) on this port (needs pt2kit[grpc])")
     p.add_argument("--max-batch-size", type=int, default=32, metavar="N",
                    help="most rows along the batch dim in one model call (default 32; 1 turns batching off)")
     p.add_argument("--max-queue-delay-ms", type=float, default=0.0, metavar="D",
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                            max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb,
                            device=args.device, warm_up=not args.no_warm_up, threads=args.threads,
-                           drain_timeout_s=args.drain_timeout)
+                           drain_timeout_s=args.drain_timeout, grpc_port=args.grpc_port)
     if wants_ray(args):
         return run_ray(args, options, [args.name] if args.name else None)
     app, _ = build_app(args.artifacts, options, names=[args.name] if args.name else None)

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from pt2kit import progress
-from pt2kit.serve.batcher import DynamicBatcher, QueueFullError
+from pt2kit.serve.batcher import DynamicBatcher, run_model
 from pt2kit.serve.http_body import (OFF_LOOP_BYTES, COMPRESS_MIN_BYTES, BodyBudget, BodyError, accepted_encoding, compress,
                                     read_body, reservation)
 from pt2kit.serve.metrics import ServeMetrics
@@ -84,7 +84,8 @@ def error(message: str, status: int, headers: dict[str, str] | None = None) -> R
 
 def create_app(services: Sequence[ModelService], *, backend: Backend | None = None, metrics: ServeMetrics | None = None,
                max_queue_delay_ms: float = 0.0, max_queue: int = 1024,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, warm_up: bool = True) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, warm_up: bool = True, grpc_port: int | None = None,
+               grpc_host: str = "127.0.0.1", drain_timeout_s: float = 30.0) -> FastAPI:
     """The ASGI app serving `services` over the Open Inference Protocol v2.
 
     Args:
@@ -95,6 +96,8 @@ def create_app(services: Sequence[ModelService], *, backend: Backend | None = No
         max_body_bytes: larger bodies (after inflating gzip or deflate) are refused with 413.
         warm_up: run each model once on zeros at start-up; `/v2/health/ready` says 200 only after, and never for a
             model whose warm-up raised.
+        grpc_port: also serve `inference.GRPCInferenceService` on `grpc_host:grpc_port` (the `grpc` extra), on the
+            same event loop, batcher and metrics; it stops within `drain_timeout_s` at shutdown.
 
     Returns:
         A FastAPI app; serve it with uvicorn (`pt2kit.serve.run_server` does, with graceful SIGTERM).
@@ -111,12 +114,19 @@ def create_app(services: Sequence[ModelService], *, backend: Backend | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await state.backend.start()
+        grpc_server = None
+        if grpc_port is not None:
+            from pt2kit.serve.grpc_app import start_grpc  # the grpc extra, only when asked for
+
+            grpc_server = await start_grpc(state, grpc_host, grpc_port, EXTENSIONS)
         warming = asyncio.create_task(warm_up_all(state))
         try:
             yield
         finally:
             state.draining, state.ready = True, False
             warming.cancel()
+            if grpc_server is not None:
+                await grpc_server.stop(drain_timeout_s)
             await state.backend.stop()
 
     app = FastAPI(title="pt2kit serve", version="2", lifespan=lifespan,
@@ -281,7 +291,7 @@ async def _infer(state: ServerState, service: ModelService, request: Request) ->
                                       batch_dim=service.batch_dim.position if service.batch_dim else None, model=service.name)
             # a large JSON body takes milliseconds to decode: on a thread, so health checks and small requests go on
             checked = await asyncio.to_thread(parse) if len(body) >= OFF_LOOP_BYTES else parse()
-        outputs = await run_model(state, service, checked)
+        outputs = await run_model(state.backend, service, checked)
         content, headers = encode_infer_response(service.name, checked, outputs)
     except BodyError as exc:
         return error(str(exc), exc.status, {"Connection": "close"} if exc.close else None)
@@ -292,24 +302,6 @@ async def _infer(state: ServerState, service: ModelService, request: Request) ->
         content = await asyncio.to_thread(compress, content, encoding) if len(content) >= OFF_LOOP_BYTES else compress(content, encoding)
         headers = {**headers, "content-encoding": encoding}
     return Response(content, headers=headers)
-
-
-async def run_model(state: ServerState, service: ModelService, request: InferRequest) -> dict[str, torch.Tensor]:
-    """Run a checked request on the backend (HTTP and gRPC alike).
-
-    Raises:
-        RequestError: 503 when the queue is full, 500 when the model raised (logged; the server keeps serving).
-    """
-    try:
-        return await state.backend.infer(service, request)
-    except QueueFullError as exc:
-        raise RequestError(str(exc), 503) from None
-    except RequestError:
-        raise
-    except Exception as exc:
-        message = " ".join(str(exc).split())[:300]
-        progress.info(f"error: model `{service.name}` raised {type(exc).__name__}: {message}")
-        raise RequestError(f"model `{service.name}` failed on this request: {type(exc).__name__}: {message}", 500) from None
 
 
 def _version() -> str:

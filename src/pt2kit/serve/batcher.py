@@ -21,7 +21,8 @@ from typing import Sequence
 import torch
 
 from pt2kit.serve.metrics import ServeMetrics
-from pt2kit.serve.protocol import InferRequest
+from pt2kit import progress
+from pt2kit.serve.protocol import InferRequest, RequestError
 from pt2kit.serve.service import ModelService
 
 
@@ -192,3 +193,21 @@ class DynamicBatcher:
                 await queue.task
             queue.executor.shutdown(wait=True)
         self._queues.clear()
+
+
+async def run_model(backend, service: ModelService, request: InferRequest) -> dict[str, torch.Tensor]:
+    """Run a checked request on `backend` (a `Backend`: this batcher or another), for HTTP and gRPC alike.
+
+    Raises:
+        RequestError: 503 when the queue is full, 500 when the model raised (logged; the server keeps serving).
+    """
+    try:
+        return await backend.infer(service, request)
+    except QueueFullError as exc:
+        raise RequestError(str(exc), 503) from None
+    except RequestError:
+        raise
+    except Exception as exc:
+        message = " ".join(str(exc).split())[:300]
+        progress.info(f"error: model `{service.name}` raised {type(exc).__name__}: {message}")
+        raise RequestError(f"model `{service.name}` failed on this request: {type(exc).__name__}: {message}", 500) from None

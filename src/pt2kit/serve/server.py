@@ -32,6 +32,7 @@ class ServeOptions:
     warm_up: bool = True
     drain_timeout_s: float = 30.0
     threads: int | None = None  # torch intra-op threads (default: torch's choice)
+    grpc_port: int | None = None  # also serve OIP v2 over gRPC on this port (the `grpc` extra)
     load_options: dict[str, Any] | None = None
 
     def check(self) -> None:
@@ -44,6 +45,14 @@ class ServeOptions:
                 raise UsageError(f"`{name}` must be at least {low}, got {value}")
         if self.port > 65535:
             raise UsageError(f"`--port` must be at most 65535, got {self.port}")
+        if self.grpc_port is not None:
+            if not 0 < self.grpc_port <= 65535 or self.grpc_port == self.port:
+                raise UsageError(f"`--grpc-port` must be a port from 1 to 65535 other than `--port`, got {self.grpc_port}")
+            try:
+                import grpc  # noqa: F401
+                from tritonclient.grpc import service_pb2  # noqa: F401
+            except ImportError as exc:
+                raise UsageError(f"`--grpc-port` needs {exc.name}; install the grpc extra: `pip install 'pt2kit[grpc]'`") from None
         if self.device not in (None, "cpu", "cuda"):
             raise UsageError(f"`--device` must be cpu or cuda, got `{self.device}`")
 
@@ -65,8 +74,11 @@ def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = Se
                                  load_options=load_options)
     for service in services:
         progress.info(service.describe())
+    if options.grpc_port is not None:  # fail before loading anything rather than after: the gRPC server binds at start-up
+        bind_socket(options.host, options.grpc_port, flag="--grpc-port").close()
     app = create_app(services, max_queue_delay_ms=options.max_queue_delay_ms, max_queue=options.max_queue,
-                     max_body_bytes=int(options.max_body_mb * 1024 * 1024), warm_up=options.warm_up)
+                     max_body_bytes=int(options.max_body_mb * 1024 * 1024), warm_up=options.warm_up,
+                     grpc_port=options.grpc_port, grpc_host=options.host, drain_timeout_s=options.drain_timeout_s)
     return app, services
 
 
@@ -113,7 +125,7 @@ def run_server(app, options: ServeOptions = ServeOptions()) -> int:
     return 0
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, flag: str = "--port") -> socket.socket:
     """A listening socket on `host:port`, or a `UsageError` that says what to change."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -123,6 +135,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind(address)
         sock.listen(2048)
     except OSError as exc:
-        raise UsageError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); pass another `--port` or `--host`") from None
+        raise UsageError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); pass another `{flag}` or `--host`") from None
     sock.set_inheritable(True)
     return sock
