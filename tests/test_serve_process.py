@@ -45,6 +45,28 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(linear):
         assert "Traceback" not in proc.stderr.read()
 
 
+def listening(process: psutil.Process) -> list:
+    return (process.net_connections if hasattr(process, "net_connections") else process.connections)()  # psutil < 6: connections
+
+
+def test_workers_share_the_port_and_stop_together(linear):
+    """`--workers 2`: two server processes listening on one port (SO_REUSEPORT); SIGTERM stops both, exit 0."""
+    with subprocess_server(linear, "--workers", "2", "--threads", "1") as (proc, url):
+        port = int(url.rsplit(":", 1)[1])
+        workers = psutil.Process(proc.pid).children()
+        assert len(workers) == 2
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(
+                any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in listening(w)) for w in workers):
+            time.sleep(0.2)  # the second worker may still be loading
+        for _ in range(8):  # one connection each: the kernel picks a worker per connection
+            assert httpx.post(f"{url}/v2/models/linear/infer", json=body(), timeout=30).status_code == 200
+        assert all(any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in listening(w)) for w in workers)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
 def test_a_drain_that_times_out_says_so_and_exits_1(linear):
     with subprocess_server(linear, "--max-queue-delay-ms", "5000", "--drain-timeout", "0.3") as (proc, url):
         answers = []

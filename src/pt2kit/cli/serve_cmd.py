@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="torch intra-op threads (default: torch's choice; 1 suits a busy machine)")
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, how long requests in flight may take before they are cut off (default 30; exit 1 if any was)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="server processes sharing the ports, each with its own model instance and batcher (default 1)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set by --workers in each worker
     p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up call on zeros before reporting ready")
     add_ray_arguments(p)
 
@@ -45,8 +48,28 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                            max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb,
                            device=args.device, warm_up=not args.no_warm_up, threads=args.threads,
-                           drain_timeout_s=args.drain_timeout, grpc_port=args.grpc_port)
+                           drain_timeout_s=args.drain_timeout, grpc_port=args.grpc_port, workers=args.workers,
+                           reuse_port=args.reuse_port)
+    if args.workers > 1 and not wants_ray(args):
+        from pt2kit.serve.server import run_workers
+
+        return run_workers(worker_command(args), options)
     if wants_ray(args):
         return run_ray(args, options, [args.name] if args.name else None)
     app, _ = build_app(args.artifacts, options, names=[args.name] if args.name else None)
     return run_server(app, options)
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    """The `serve` command line of one worker of `--workers` (everything but `--workers`)."""
+    command = ["serve", *args.artifacts, "--host", args.host, "--port", str(args.port), "--max-batch-size", str(args.max_batch_size),
+               "--max-queue-delay-ms", str(args.max_queue_delay_ms), "--max-queue", str(args.max_queue),
+               "--max-body-mb", str(args.max_body_mb), "--drain-timeout", str(args.drain_timeout)]
+    for flag, value in (("--name", args.name), ("--device", args.device), ("--threads", args.threads), ("--grpc-port", args.grpc_port)):
+        if value is not None:
+            command += [flag, str(value)]
+    if args.no_warm_up:
+        command.append("--no-warm-up")
+    if getattr(args, "quiet", False):
+        command.append("-q")
+    return command

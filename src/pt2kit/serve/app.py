@@ -85,7 +85,7 @@ def error(message: str, status: int, headers: dict[str, str] | None = None) -> R
 def create_app(services: Sequence[ModelService], *, backend: Backend | None = None, metrics: ServeMetrics | None = None,
                max_queue_delay_ms: float = 0.0, max_queue: int = 1024,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, warm_up: bool = True, grpc_port: int | None = None,
-               grpc_host: str = "127.0.0.1", drain_timeout_s: float = 30.0) -> FastAPI:
+               grpc_host: str = "127.0.0.1", drain_timeout_s: float = 30.0, grpc_reuse_port: bool = False) -> FastAPI:
     """The ASGI app serving `services` over the Open Inference Protocol v2.
 
     Args:
@@ -118,7 +118,7 @@ def create_app(services: Sequence[ModelService], *, backend: Backend | None = No
         if grpc_port is not None:
             from pt2kit.serve.grpc_app import start_grpc  # the grpc extra, only when asked for
 
-            grpc_server = await start_grpc(state, grpc_host, grpc_port, EXTENSIONS)
+            grpc_server = await start_grpc(state, grpc_host, grpc_port, EXTENSIONS, reuse_port=grpc_reuse_port)
         warming = asyncio.create_task(warm_up_all(state))
         try:
             yield

@@ -164,10 +164,10 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service
 
 
-async def start_grpc(state, host: str, port: int, extensions: list[str]) -> grpc.aio.Server:
+async def start_grpc(state, host: str, port: int, extensions: list[str], reuse_port: bool = False) -> grpc.aio.Server:
     """Start the gRPC server on `host:port` in the running event loop (stop it with `await server.stop(grace)`)."""
     options = [("grpc.max_receive_message_length", state.max_body_bytes), ("grpc.max_send_message_length", -1),
-               ("grpc.so_reuseport", 0)]
+               ("grpc.so_reuseport", int(reuse_port))]
     server = grpc.aio.server(options=options)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(state, extensions), server)
     server.add_insecure_port(f"{host}:{port}")

@@ -33,6 +33,8 @@ class ServeOptions:
     drain_timeout_s: float = 30.0
     threads: int | None = None  # torch intra-op threads (default: torch's choice)
     grpc_port: int | None = None  # also serve OIP v2 over gRPC on this port (the `grpc` extra)
+    workers: int = 1  # server processes sharing the ports, each with its own model instance and batcher
+    reuse_port: bool = False  # bind with SO_REUSEPORT (set in each process of `workers` > 1)
     load_options: dict[str, Any] | None = None
 
     def check(self) -> None:
@@ -40,7 +42,7 @@ class ServeOptions:
         for name, value, low in (("--max-batch-size", self.max_batch_size, 1), ("--max-queue", self.max_queue, 1),
                                  ("--max-queue-delay-ms", self.max_queue_delay_ms, 0), ("--max-body-mb", self.max_body_mb, 0.001),
                                  ("--port", self.port, 0), ("--threads", self.threads or 1, 1),
-                                 ("--drain-timeout", self.drain_timeout_s, 0)):
+                                 ("--drain-timeout", self.drain_timeout_s, 0), ("--workers", self.workers, 1)):
             if value < low:
                 raise UsageError(f"`{name}` must be at least {low}, got {value}")
         if self.port > 65535:
@@ -75,10 +77,11 @@ def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = Se
     for service in services:
         progress.info(service.describe())
     if options.grpc_port is not None:  # fail before loading anything rather than after: the gRPC server binds at start-up
-        bind_socket(options.host, options.grpc_port, flag="--grpc-port").close()
+        bind_socket(options.host, options.grpc_port, flag="--grpc-port", reuse_port=options.reuse_port).close()
     app = create_app(services, max_queue_delay_ms=options.max_queue_delay_ms, max_queue=options.max_queue,
                      max_body_bytes=int(options.max_body_mb * 1024 * 1024), warm_up=options.warm_up,
-                     grpc_port=options.grpc_port, grpc_host=options.host, drain_timeout_s=options.drain_timeout_s)
+                     grpc_port=options.grpc_port, grpc_host=options.host, drain_timeout_s=options.drain_timeout_s,
+                     grpc_reuse_port=options.reuse_port)
     return app, services
 
 
@@ -101,7 +104,7 @@ def run_server(app, options: ServeOptions = ServeOptions()) -> int:
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=options.drain_timeout_s, lifespan="on")
     server = Server(config)
-    sock = bind_socket(options.host, options.port)
+    sock = bind_socket(options.host, options.port, reuse_port=options.reuse_port)
     absorbed = []
     previous = {sig: signal.signal(sig, lambda s, f: absorbed.append(s)) for sig in (signal.SIGTERM, signal.SIGINT)}
     progress.info(f"serving on http://{options.host}:{options.port} (OpenAPI docs at /docs); SIGTERM or Ctrl-C stops")
@@ -125,16 +128,54 @@ def run_server(app, options: ServeOptions = ServeOptions()) -> int:
     return 0
 
 
-def bind_socket(host: str, port: int, flag: str = "--port") -> socket.socket:
+def bind_socket(host: str, port: int, flag: str = "--port", reuse_port: bool = False) -> socket.socket:
     """A listening socket on `host:port`, or a `UsageError` that says what to change."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # several worker processes on one port: the kernel spreads connections over them
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(2048)
     except OSError as exc:
         raise UsageError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); pass another `{flag}` or `--host`") from None
     sock.set_inheritable(True)
     return sock
+
+
+def run_workers(command: Sequence[str], options: ServeOptions) -> int:
+    """Run `options.workers` copies of the serve `command` (argv after `pt2kit`) on the same ports with SO_REUSEPORT.
+
+    Each process loads its own instance of every model (Triton's instance groups, as processes), parses and encodes
+    its own requests and batches them on its own: one Python process is no longer the ceiling. The kernel spreads
+    new connections over the processes; `/metrics` and the statistics answer for the process that answers. SIGTERM or
+    SIGINT reaches every process, which drains as one server does; the status is the worst of theirs.
+    """
+    import subprocess
+
+    options.check()
+    for port, flag in ((options.port, "--port"), (options.grpc_port, "--grpc-port")):
+        if port is not None:  # say now, in one line, if a port is taken (the workers would each fail)
+            bind_socket(options.host, port, flag=flag, reuse_port=True).close()
+    children = [subprocess.Popen([sys.executable, "-m", "pt2kit", *command, "--workers", "1", "--reuse-port"])
+                for _ in range(options.workers)]
+    progress.info(f"{options.workers} worker processes serve http://{options.host}:{options.port}"
+                  + (f" and gRPC on {options.grpc_port}" if options.grpc_port else ""))
+
+    def forward(sig, frame):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(sig)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    worst = max(codes, key=lambda c: (c != 0, abs(c)))
+    if worst:
+        print(f"error: worker exit statuses {codes}; see each worker's message above", file=sys.stderr)
+    return 1 if worst else 0
