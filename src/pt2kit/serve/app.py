@@ -140,6 +140,8 @@ def create_app(services: Sequence[ModelService], *, backend: Backend | None = No
 async def warm_up_all(state: ServerState) -> None:
     """Warm each model up; one whose warm-up raises stays not ready (its requests get 503 saying why)."""
     for service in state.services.values():
+        if service.warm_up_error:  # warmed (and failed) before the app was built
+            continue
         if state.warm_up:
             try:
                 await asyncio.to_thread(service.warm_up)

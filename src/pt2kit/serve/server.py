@@ -76,10 +76,18 @@ def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = Se
                                  load_options=load_options)
     for service in services:
         progress.info(service.describe())
+    warm_up = options.warm_up
+    if options.reuse_port and warm_up:  # a worker of --workers warms up before it listens: the kernel hands new
+        warm_up = False                 # connections to every listening worker, and none should meet a cold model
+        for service in services:
+            try:
+                service.warm_up()
+            except Exception as exc:
+                service.warm_up_error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
     if options.grpc_port is not None:  # fail before loading anything rather than after: the gRPC server binds at start-up
         bind_socket(options.host, options.grpc_port, flag="--grpc-port", reuse_port=options.reuse_port).close()
     app = create_app(services, max_queue_delay_ms=options.max_queue_delay_ms, max_queue=options.max_queue,
-                     max_body_bytes=int(options.max_body_mb * 1024 * 1024), warm_up=options.warm_up,
+                     max_body_bytes=int(options.max_body_mb * 1024 * 1024), warm_up=warm_up,
                      grpc_port=options.grpc_port, grpc_host=options.host, drain_timeout_s=options.drain_timeout_s,
                      grpc_reuse_port=options.reuse_port)
     return app, services
