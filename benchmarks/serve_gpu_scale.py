@@ -75,12 +75,12 @@ def own_call(package: Path) -> dict:
     return result
 
 
-def serve(package: Path, workers: int, port: int, grpc_port: int) -> subprocess.Popen:
+def serve(package: Path, workers: int, port: int, grpc_port: int, device: str = "cuda", max_batch: int = 64) -> subprocess.Popen:
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", str(package), "--name", "resnet50", "--device", "cuda",
-                             "--port", str(port), "--grpc-port", str(grpc_port), "--max-batch-size", "64", "--workers", str(workers),
-                             "--threads", "1", "-q"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", str(package), "--name", "model", "--device", device,
+                             "--port", str(port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch),
+                             "--workers", str(workers), "--threads", "1", "-q"], stderr=subprocess.PIPE, text=True)
     deadline, streak = time.time() + 240, 0
     while time.time() < deadline and streak < 4 * workers:  # fresh connections land on any worker: all must say ready
         if proc.poll() is not None:
@@ -107,7 +107,7 @@ def perf_analyzer(binary: str, url: str, protocol: str, concurrency: int, out: P
     csv_path = out / f"pa_{protocol}_{concurrency}_{int(time.time() * 1000) % 100000}.csv"
     env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(filter(None, [str(Path(binary).resolve().parent), os.environ.get("LD_LIBRARY_PATH")])))
     env.pop("LD_PRELOAD", None)
-    command = [binary, "-m", "resnet50", "-u", url, "-i", protocol, "-b", "1", "--concurrency-range", str(concurrency),
+    command = [binary, "-m", "model", "-u", url, "-i", protocol, "-b", "1", "--concurrency-range", str(concurrency),
                "--input-data", "zero", "--measurement-interval", "2000", "--max-trials", "5", "--stability-percentage", "999",
                "-f", str(csv_path)]
     row = {"protocol": protocol, "concurrency": concurrency}
@@ -137,30 +137,34 @@ def main() -> None:
     parser.add_argument("--perf-analyzer", required=True)
     parser.add_argument("--plan", nargs="+", default=["1:1,256", "8:1,256"], help="WORKERS:CONCURRENCY,... per server")
     parser.add_argument("--protocols", default="http,grpc")
+    parser.add_argument("--artifact", help="serve this artifact instead of building ResNet-50 (e.g. a CPU package)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--max-batch-size", type=int, default=64)
     args = parser.parse_args()
     workdir, out = Path(args.workdir), Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    package = build(workdir)
-    own = json.loads(subprocess.run([sys.executable, "-c", f"import sys, json, pathlib; sys.path.insert(0, {str(HERE)!r}); "
-                                     f"import serve_gpu_scale as s; print(json.dumps(s.own_call(pathlib.Path({str(package)!r}))))"],
-                                    capture_output=True, text=True, check=True).stdout)
+    package = Path(args.artifact) if args.artifact else build(workdir)
+    own = {} if args.artifact else json.loads(subprocess.run(
+        [sys.executable, "-c", f"import sys, json, pathlib; sys.path.insert(0, {str(HERE)!r}); "
+         f"import serve_gpu_scale as s; print(json.dumps(s.own_call(pathlib.Path({str(package)!r}))))"],
+        capture_output=True, text=True, check=True).stdout)
     print(json.dumps({"own_call": own}), file=sys.stderr, flush=True)
     rows = []
     for step in args.plan:
         workers, concurrencies = step.split(":")
         port, grpc_port = free_port(), free_port()
         started = time.time()
-        proc = serve(package, int(workers), port, grpc_port)
+        proc = serve(package, int(workers), port, grpc_port, args.device, args.max_batch_size)
         print(f"{workers} worker(s) ready in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
         try:
             for protocol in args.protocols.split(","):
                 for c in map(int, concurrencies.split(",")):
                     url = f"127.0.0.1:{port if protocol == 'http' else grpc_port}"
-                    row = {"workers": int(workers), **perf_analyzer(args.perf_analyzer, url, protocol, c, out)}
-                    if "throughput" in row:
+                    row = {"workers": int(workers), "max_batch": args.max_batch_size, **perf_analyzer(args.perf_analyzer, url, protocol, c, out)}
+                    if "throughput" in row and own:
                         row["share_of_package"] = row["throughput"] / own["images_per_s_at_64"]
                         row["over_own_call_ms"] = row["p50_ms"] - own["batch1_ms"]
                     rows.append(row)
@@ -170,7 +174,8 @@ def main() -> None:
         finally:
             row_rc = stop(proc)
             print(f"server exit status {row_rc}", file=sys.stderr, flush=True)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gpu": torch.cuda.get_device_name(0),
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
               "torch": torch.__version__, "cpus": os.cpu_count(), "own_call": own, "rows": rows}
     (out / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
