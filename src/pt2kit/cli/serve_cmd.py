@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from pt2kit.cli.serve_ray import add_ray_arguments, run_ray, wants_ray
+
+WORKER_ENV = "PT2KIT_SERVE_WORKER"  # set to 1 by `--workers` in each worker: bind with SO_REUSEPORT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="on SIGTERM, how long requests in flight may take before they are cut off (default 30; exit 1 if any was)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="server processes sharing the ports, each with its own model instance and batcher (default 1)")
-    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set by --workers in each worker
     p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up call on zeros before reporting ready")
     add_ray_arguments(p)
 
@@ -49,11 +51,11 @@ def run(args: argparse.Namespace) -> int:
                            max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_body_mb=args.max_body_mb,
                            device=args.device, warm_up=not args.no_warm_up, threads=args.threads,
                            drain_timeout_s=args.drain_timeout, grpc_port=args.grpc_port, workers=args.workers,
-                           reuse_port=args.reuse_port)
+                           reuse_port=os.environ.get(WORKER_ENV) == "1")
     if args.workers > 1 and not wants_ray(args):
         from pt2kit.serve.server import run_workers
 
-        return run_workers(worker_command(args), options)
+        return run_workers(worker_command(args), options, env={WORKER_ENV: "1"})
     if wants_ray(args):
         return run_ray(args, options, [args.name] if args.name else None)
     app, _ = build_app(args.artifacts, options, names=[args.name] if args.name else None)

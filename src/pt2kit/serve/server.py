@@ -153,8 +153,9 @@ def bind_socket(host: str, port: int, flag: str = "--port", reuse_port: bool = F
     return sock
 
 
-def run_workers(command: Sequence[str], options: ServeOptions) -> int:
-    """Run `options.workers` copies of the serve `command` (argv after `pt2kit`) on the same ports with SO_REUSEPORT.
+def run_workers(command: Sequence[str], options: ServeOptions, env: dict[str, str] | None = None) -> int:
+    """Run `options.workers` copies of the serve `command` (argv after `pt2kit`, `env` added to the environment, which
+    must make each bind with SO_REUSEPORT) on the same ports.
 
     Each process loads its own instance of every model (Triton's instance groups, as processes), parses and encodes
     its own requests and batches them on its own: one Python process is no longer the ceiling. The kernel spreads
@@ -167,7 +168,7 @@ def run_workers(command: Sequence[str], options: ServeOptions) -> int:
     for port, flag in ((options.port, "--port"), (options.grpc_port, "--grpc-port")):
         if port is not None:  # say now, in one line, if a port is taken (the workers would each fail)
             bind_socket(options.host, port, flag=flag, reuse_port=True).close()
-    children = [subprocess.Popen([sys.executable, "-m", "pt2kit", *command, "--workers", "1", "--reuse-port"])
+    children = [subprocess.Popen([sys.executable, "-m", "pt2kit", *command, "--workers", "1"], env={**os.environ, **(env or {})})
                 for _ in range(options.workers)]
     progress.info(f"{options.workers} worker processes serve http://{options.host}:{options.port}"
                   + (f" and gRPC on {options.grpc_port}" if options.grpc_port else ""))
