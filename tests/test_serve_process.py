@@ -119,6 +119,8 @@ def test_cli_usage_errors_are_one_line_exit_2(cli, linear, tmp_path):
     check_one_line_error(cli("serve", linear, linear, "--name", "a"), "`--name` names one artifact")
     check_one_line_error(cli("serve", linear, linear), "would both be served as `linear`")
     check_one_line_error(cli("serve", linear, "--max-batch-size", "0"), "`--max-batch-size` must be at least 1")
+    check_one_line_error(cli("serve", linear, "--port", "8123", "--grpc-port", "8123"), "`--grpc-port` must be a port")
+    check_one_line_error(cli("serve", linear, "--workers", "0"), "`--workers` must be at least 1")
     (tmp_path / "notzip.pt2").write_text("hello")
     check_one_line_error(cli("serve", tmp_path / "notzip.pt2"), "corrupt")
     with socket.socket() as taken:
