@@ -84,12 +84,15 @@ def infer_body(draw, meta: dict, output_names: list[str]):
     if draw(st.integers(0, 3)) == 0:
         request["outputs"] = draw(st.lists(st.fixed_dictionaries(
             {"name": st.one_of(st.sampled_from(output_names), st.text(max_size=4))},
-            optional={"parameters": st.fixed_dictionaries({}, optional={"binary_data": st.one_of(st.booleans(), _JSON_SCALARS)})}),
+            optional={"parameters": st.fixed_dictionaries({}, optional={"binary_data": st.one_of(st.booleans(), _JSON_SCALARS),
+                                                                        "classification": st.one_of(st.integers(-2, 6), _JSON_SCALARS)})}),
             max_size=3))
     if draw(st.integers(0, 5)) == 0:
         request["parameters"] = draw(st.fixed_dictionaries({}, optional={"binary_data_output": st.one_of(st.booleans(), _JSON_SCALARS)}))
     if draw(st.integers(0, 20)) == 0:
         request[draw(st.text(max_size=5))] = draw(_JSON)
+    if draw(st.integers(0, 10)) == 0:
+        request[draw(st.sampled_from(["model_name", "model_version"]))] = draw(st.one_of(st.text(max_size=6), _JSON_SCALARS))
     head = json.dumps(request).encode()
     binary = b"".join(b for _, b in entries)
     headers = {}
@@ -105,3 +108,40 @@ def valid_body(draw_batch: int, features: int = 16) -> bytes:
     """A valid request for the tests' linear model (batch x features floats)."""
     data = list(struct.unpack(f"{draw_batch * features}f", bytes(4 * draw_batch * features)))
     return json.dumps({"inputs": [{"name": "input", "shape": [draw_batch, features], "datatype": "FP32", "data": data}]}).encode()
+
+
+_TYPED = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+          "INT64": "int64_contents", "UINT8": "uint_contents", "FP32": "fp32_contents", "FP64": "fp64_contents"}
+
+
+@st.composite
+def grpc_infer_request(draw, model: str, meta: dict, output_names: list[str]):
+    """A gRPC `ModelInferRequest` (tritonclient's generated message), built from the same bent entries as HTTP bodies:
+    raw contents of any length (or a count that does not match the inputs), typed contents of any type, wild shapes."""
+    from tritonclient.grpc import service_pb2
+
+    message = service_pb2.ModelInferRequest(model_name=draw(st.one_of(st.just(model), st.just(model), st.text(max_size=5))),
+                                            id=draw(st.text(max_size=12)))
+    if draw(st.integers(0, 8)) == 0:
+        message.model_version = draw(st.sampled_from(["", "1", "2", "x"]))
+    entries = draw(st.lists(input_entry(meta), min_size=0, max_size=len(meta["inputs"]) + 1))
+    raw = draw(st.booleans())
+    for entry, binary in entries:
+        shape = [s for s in entry.get("shape", []) if isinstance(s, int) and not isinstance(s, bool)] if isinstance(entry.get("shape"), list) else []
+        tensor = message.inputs.add(name=str(entry.get("name", "")), datatype=str(entry.get("datatype", "")),
+                                    shape=[max(min(s, 2**62), -(2**62)) for s in shape])
+        if raw:
+            size = 4 * _count(shape) if draw(st.booleans()) else draw(st.integers(0, 2048))
+            message.raw_input_contents.append(binary[:size] + bytes(max(0, size - len(binary))))
+        elif draw(st.integers(0, 6)):
+            field = _TYPED.get(tensor.datatype, draw(st.sampled_from(sorted(set(_TYPED.values())))))
+            numbers = draw(st.lists(st.integers(0, 1) if field == "bool_contents" else st.integers(0, 100), max_size=min(_count(shape) + 1, 512)))
+            getattr(tensor.contents, field).extend(bool(n) for n in numbers) if field == "bool_contents" else \
+                getattr(tensor.contents, field).extend(numbers)
+    if raw and entries and draw(st.integers(0, 8)) == 0:
+        message.raw_input_contents.append(b"\0" * draw(st.integers(0, 64)))  # one more than the inputs
+    for name in draw(st.lists(st.one_of(st.sampled_from(output_names), st.text(max_size=4)), max_size=3)):
+        out = message.outputs.add(name=name)
+        if draw(st.integers(0, 3)) == 0:
+            out.parameters["classification"].int64_param = draw(st.integers(-2, 6))
+    return message

@@ -42,9 +42,10 @@ def free_port() -> int:
 class ThreadServer:
     """A real uvicorn server for `app` on 127.0.0.1 in a thread; `url` once started."""
 
-    def __init__(self, app):
+    def __init__(self, app, ready_path: str = "/v2/health/ready"):
         import uvicorn
 
+        self.ready_path = ready_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error", lifespan="on"))
@@ -52,7 +53,7 @@ class ThreadServer:
 
     def __enter__(self) -> "ThreadServer":
         self.thread.start()
-        wait_ready(self.url)
+        wait_ready(self.url, path=self.ready_path)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -61,13 +62,13 @@ class ThreadServer:
         assert not self.thread.is_alive(), "the server did not stop"
 
 
-def wait_ready(url: str, timeout: float = 180.0, proc: subprocess.Popen | None = None) -> None:
+def wait_ready(url: str, timeout: float = 180.0, proc: subprocess.Popen | None = None, path: str = "/v2/health/ready") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         time.sleep(0.1)
     raise AssertionError(f"{url} not ready after {timeout}s")

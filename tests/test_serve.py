@@ -183,7 +183,8 @@ BAD_REQUESTS = [
     (b'{"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32", "parameters": {"binary_data_size": 64}}]}', "remain in the body"),
     (b'{"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [' + b"0, " * 15 + b'0]}], "outputs": [{"name": "zz"}]}', "unknown output `zz`"),
     (b'{"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [' + b"0, " * 15 + b'0]}], "id": 5}', "`id` must be a string"),
-    (b'{"inputs": [], "extra": 1}', "unknown request field `extra`"),
+    (b'{"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [' + b"0, " * 15 + b'0]}], "model_name": "pair"}', "sent to model `linear`"),
+    (b'{"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [' + b"0, " * 15 + b'0]}], "outputs": [{"name": "output", "parameters": {"classification": 0}}]}', "positive integer"),
 ]
 
 

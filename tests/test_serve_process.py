@@ -45,11 +45,82 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(linear):
         assert "Traceback" not in proc.stderr.read()
 
 
+def listening(process: psutil.Process) -> list:
+    return (process.net_connections if hasattr(process, "net_connections") else process.connections)()  # psutil < 6: connections
+
+
+def test_workers_share_the_port_and_stop_together(linear):
+    """`--workers 2`: two server processes listening on one port (SO_REUSEPORT); SIGTERM stops both, exit 0."""
+    with subprocess_server(linear, "--workers", "2", "--threads", "1") as (proc, url):
+        port = int(url.rsplit(":", 1)[1])
+        workers = psutil.Process(proc.pid).children()
+        assert len(workers) == 2
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(
+                any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in listening(w)) for w in workers):
+            time.sleep(0.2)  # the second worker may still be loading
+        for _ in range(8):  # one connection each: the kernel picks a worker per connection
+            assert httpx.post(f"{url}/v2/models/linear/infer", json=body(), timeout=30).status_code == 200
+        assert all(any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in listening(w)) for w in workers)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+def test_a_drain_that_times_out_says_so_and_exits_1(linear):
+    with subprocess_server(linear, "--max-queue-delay-ms", "5000", "--drain-timeout", "0.3") as (proc, url):
+        answers = []
+        client = threading.Thread(target=lambda: answers.append(httpx.post(f"{url}/v2/models/linear/infer", json=body(), timeout=30)))
+        client.start()
+        time.sleep(0.3)  # the request waits 5 s in the batch queue, longer than the drain may take
+        proc.send_signal(signal.SIGTERM)
+        client.join(timeout=30)
+        assert proc.wait(timeout=30) == 1
+        err = proc.stderr.read()
+    assert "drain timed out after 0.3 s and 1 request(s) in flight were cut off" in err, err
+    assert "every request in flight was answered" not in err and "Traceback" not in err
+
+
+def test_a_failed_start_up_returns_1(linear, capsys):
+    from pt2kit.serve import ServeOptions, run_server
+    from serve_support import free_port
+
+    class BrokenBackend:
+        async def start(self):
+            raise RuntimeError("no GPU left")
+
+        async def stop(self):
+            pass
+
+    app = create_app(load_services([linear]), backend=BrokenBackend())
+    assert run_server(app, ServeOptions(port=free_port())) == 1
+    err = capsys.readouterr().err
+    assert "did not start" in err and "every request in flight was answered" not in err
+
+
+def test_threads_win_over_the_manifest(linear, monkeypatch):
+    """`--threads` goes to `pt2kit.load`, which would otherwise apply the thread count `pt2kit tune` recorded."""
+    import pt2kit.serve.service as service_module
+    from pt2kit.serve import ServeOptions, build_app
+
+    seen = []
+    real_load = service_module.load
+    monkeypatch.setattr(service_module, "load", lambda path, **kw: seen.append(kw) or real_load(path, **kw))
+    before = torch.get_num_threads()
+    try:
+        build_app([linear], ServeOptions(threads=1))
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [{"threads": 1}]
+
+
 def test_cli_usage_errors_are_one_line_exit_2(cli, linear, tmp_path):
     check_one_line_error(cli("serve", tmp_path / "missing.pt2"), "missing.pt2", "does not exist")
     check_one_line_error(cli("serve", linear, linear, "--name", "a"), "`--name` names one artifact")
     check_one_line_error(cli("serve", linear, linear), "would both be served as `linear`")
     check_one_line_error(cli("serve", linear, "--max-batch-size", "0"), "`--max-batch-size` must be at least 1")
+    check_one_line_error(cli("serve", linear, "--port", "8123", "--grpc-port", "8123"), "`--grpc-port` must be a port")
+    check_one_line_error(cli("serve", linear, "--workers", "0"), "`--workers` must be at least 1")
     (tmp_path / "notzip.pt2").write_text("hello")
     check_one_line_error(cli("serve", tmp_path / "notzip.pt2"), "corrupt")
     with socket.socket() as taken:

@@ -1,8 +1,9 @@
 """`pt2kit serve`: serve artifacts over HTTP with the Open Inference Protocol v2, dynamic batching and metrics.
 
 Owns the serving layer. May import: `runtime` (`pt2kit.load`), `artifact` (the manifest and its input contract), the base
-(`errors`, `progress`), `lazy` and `pt2kit.__version__` (in the server's metadata); and FastAPI, uvicorn and prometheus-client (the `serve` extra), Ray Serve (the `ray` extra, only in the
-`ray_*` modules). Nothing below imports it.
+(`errors`, `progress`), `lazy` and `pt2kit.__version__` (in the server's metadata); and FastAPI, uvicorn and
+prometheus-client (the `serve` extra), grpcio and tritonclient's generated stubs (the `grpc` extra, only in
+`grpc_app`), Ray Serve (the `ray` extra, only in the `ray_*` modules). Nothing below imports it.
 
 The seams, each usable on its own (Ray Serve scale-out builds on them):
 
@@ -15,10 +16,15 @@ The seams, each usable on its own (Ray Serve scale-out builds on them):
   `load_services(paths, ...)` loads artifacts with `pt2kit.load` (extra `load_options` passed through).
 - `batcher`: `DynamicBatcher`, the asyncio backend: a queue and a worker thread per model, batches up to
   `max_batch_size` rows within `max_queue_delay_ms`, `QueueFullError` past `max_queue`.
-- `app`: `create_app(services, backend=...)` returns the FastAPI (ASGI) app; any object with `start()`, `stop()`
-  and `infer(service, request)` coroutines is a `Backend`.
+- `app`: `create_app(services, backend=..., grpc_port=...)` returns the FastAPI (ASGI) app; any object with
+  `start()`, `stop()` and `infer(service, request)` coroutines is a `Backend`. Every model route also answers under
+  `/versions/1/`.
+- `http_body`: body limits, the bound on bytes being read at once, gzip/deflate both ways.
+- `triton`: Triton's model configuration (`/config`) and statistics (`/stats`) from the manifest and counters.
+- `grpc_app`: `inference.GRPCInferenceService` on the same loop, batcher, checks and metrics (`--grpc-port`).
 - `metrics`: `ServeMetrics`, the Prometheus counters and histograms in a registry per app.
-- `server`: `run_server(app, options)` runs uvicorn and drains on SIGTERM, exiting 0.
+- `server`: `run_server(app, options)` runs uvicorn and drains on SIGTERM: 0 when every request was answered, 1 when
+  start-up failed or the drain timed out.
 - `ray_app`, `ray_backend`, `ray_config`, `ray_run` (the `ray` extra; docs/scale-out.md): the same app on Ray Serve,
   `@serve.ingress` per replica and `@serve.batch` as its backend; `ray_application(...)`, the config's builder
   `app_builder(args)`, `write_ray_config(...)`, `deploy_on_ray(...)`.

@@ -21,7 +21,8 @@ from typing import Sequence
 import torch
 
 from pt2kit.serve.metrics import ServeMetrics
-from pt2kit.serve.protocol import InferRequest
+from pt2kit import progress
+from pt2kit.serve.protocol import InferRequest, RequestError
 from pt2kit.serve.service import ModelService
 
 
@@ -89,7 +90,10 @@ class _ModelQueue:
                 continue
             self.call_s = 0.8 * self.call_s + 0.2 * seconds
             if self.metrics:
-                self.metrics.batch(self.service.name, sum(r.batch for r in requests), seconds)
+                rows = sum(r.batch for r in requests)
+                self.metrics.batch(self.service.name, rows, seconds)
+                queue_ns = int(sum(started - item.enqueued for item in batch) * 1e9)
+                self.metrics.model_call(self.service.name, rows, len(batch), queue_ns, self.service.last_phase_ns)
             for item, result in zip(batch, results):
                 if not item.future.done():  # the client may have gone away
                     item.future.set_result(result)
@@ -189,3 +193,21 @@ class DynamicBatcher:
                 await queue.task
             queue.executor.shutdown(wait=True)
         self._queues.clear()
+
+
+async def run_model(backend, service: ModelService, request: InferRequest) -> dict[str, torch.Tensor]:
+    """Run a checked request on `backend` (a `Backend`: this batcher or another), for HTTP and gRPC alike.
+
+    Raises:
+        RequestError: 503 when the queue is full, 500 when the model raised (logged; the server keeps serving).
+    """
+    try:
+        return await backend.infer(service, request)
+    except QueueFullError as exc:
+        raise RequestError(str(exc), 503) from None
+    except RequestError:
+        raise
+    except Exception as exc:
+        message = " ".join(str(exc).split())[:300]
+        progress.info(f"error: model `{service.name}` raised {type(exc).__name__}: {message}")
+        raise RequestError(f"model `{service.name}` failed on this request: {type(exc).__name__}: {message}", 500) from None

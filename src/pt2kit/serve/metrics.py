@@ -9,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from pt2kit.serve.triton import ModelStats
+
 UNKNOWN_MODEL = "_unknown"  # the label for requests naming a model the server does not serve
 
 _SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -34,6 +36,7 @@ class ServeMetrics:
                                             ["model"], buckets=_SECONDS, registry=self.registry)
         self.batch_size = Histogram("pt2kit_batch_size", "Rows along the batch dim in one model call",
                                     ["model"], buckets=_ROWS, registry=self.registry)
+        self.stats = {model: ModelStats(model) for model in models}  # Triton's statistics extension
 
     def label(self, model: str) -> str:
         return model if model in self.models else UNKNOWN_MODEL
@@ -42,6 +45,8 @@ class ServeMetrics:
         model = self.label(model)
         self.requests.labels(model, str(code)).inc()
         self.request_duration.labels(model).observe(seconds)
+        if model in self.stats:
+            self.stats[model].record_request(code == 200, seconds)
 
     def queue_seconds(self, model: str, seconds: float) -> None:
         self.queue_duration.labels(model).observe(seconds)
@@ -49,6 +54,10 @@ class ServeMetrics:
     def batch(self, model: str, rows: int, seconds: float) -> None:
         self.batch_size.labels(model).observe(rows)
         self.inference_duration.labels(model).observe(seconds)
+
+    def model_call(self, model: str, rows: int, requests: int, queue_ns: int, phase_ns: tuple[int, int, int]) -> None:
+        """Triton's per-call statistics: `requests` requests of `rows` rows in all, after `queue_ns` of waiting in all."""
+        self.stats[model].record_batch(rows, requests, queue_ns, phase_ns)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -29,7 +29,8 @@ DATATYPES = {
     "float16": "FP16", "bfloat16": "BF16", "float32": "FP32", "float64": "FP64",
 }
 _TORCH_DTYPES = {name: getattr(torch, name) for name in DATATYPES}
-_REQUEST_KEYS = {"id", "inputs", "outputs", "parameters"}
+# top-level fields other than id, inputs, outputs, parameters, model_name and model_version are ignored, as KServe's
+# and Triton's servers do (clients add their own)
 _INPUT_KEYS = {"name", "shape", "datatype", "data", "parameters"}
 _MAX_ID_LENGTH = 256
 
@@ -52,6 +53,7 @@ class InferRequest:
         outputs: the output names asked for, in order (empty: all of them).
         binary_outputs: the output names to return as binary data.
         batch: the size of the request's batch dim (1 when the model has none).
+        classification: output name -> k, for outputs asked as Triton's top-k `classification` strings.
     """
 
     id: str
@@ -59,6 +61,7 @@ class InferRequest:
     outputs: tuple[str, ...] = ()
     binary_outputs: frozenset[str] = field(default_factory=frozenset)
     batch: int = 1
+    classification: dict[str, int] = field(default_factory=dict)
 
 
 def tensor_inputs(manifest: Manifest):
@@ -111,7 +114,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview
     return request, binary
 
 
-def parse_infer_request(body: bytes, manifest: Manifest, *, header_length: str | None = None, batch_dim: int | None = None) -> InferRequest:
+def parse_infer_request(body: bytes, manifest: Manifest, *, header_length: str | None = None, batch_dim: int | None = None,
+                        model: str | None = None) -> InferRequest:
     """Decode and check an OIP inference request against `manifest`.
 
     Args:
@@ -119,6 +123,7 @@ def parse_infer_request(body: bytes, manifest: Manifest, *, header_length: str |
         manifest: the model's manifest.
         header_length: the `Inference-Header-Content-Length` header, if sent (binary tensor data follows the JSON).
         batch_dim: the position of the batch dim in every input (None: the model has none).
+        model: the model the route names; a `model_name` in the body must agree.
 
     Raises:
         RequestError: anything wrong with the request, in one line.
@@ -129,9 +134,27 @@ def parse_infer_request(body: bytes, manifest: Manifest, *, header_length: str |
         torch.Size([1, 4])
     """
     request, binary = split_body(body, header_length)
-    unknown = set(request) - _REQUEST_KEYS
-    if unknown:
-        raise RequestError(f"unknown request field `{sorted(unknown)[0]}`; an OIP request has: id, inputs, outputs, parameters")
+    return check_request(request, binary, manifest, batch_dim=batch_dim, model=model)
+
+
+def check_request(request: dict, binary: memoryview | bytes, manifest: Manifest, *, batch_dim: int | None = None,
+                  model: str | None = None) -> InferRequest:
+    """Check a decoded OIP request (`binary`: the tensor bytes its `binary_data_size` inputs claim, in order).
+
+    HTTP's JSON and gRPC's `ModelInferRequest` both come here, so both get the same checks and messages.
+    """
+    binary = memoryview(binary)
+    for key, expected in (("model_name", model), ("model_version", None)):
+        value = request.get(key)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise RequestError(f"`{key}` must be a string")
+        if key == "model_version" and value != "1":
+            raise RequestError(f"model version `{value[:20]}` is not served; this server serves version 1 only", 404)
+        if expected is not None and key == "model_name" and value != expected:
+            raise RequestError(f"`model_name` is `{value[:80]}` but the request was sent to model `{expected}`; send it to "
+                               f"/v2/models/{value[:80]}/infer or drop the field")
     request_id = request.get("id", "")
     if not isinstance(request_id, str) or len(request_id) > _MAX_ID_LENGTH:
         raise RequestError(f"`id` must be a string of at most {_MAX_ID_LENGTH} characters")
@@ -158,11 +181,11 @@ def parse_infer_request(body: bytes, manifest: Manifest, *, header_length: str |
         check_inputs(manifest, [tensors[spec.name] if spec.kind == "tensor" else spec.value for spec in manifest.inputs])
     except InputMismatchError as exc:
         raise RequestError(" ".join(str(exc).split())) from None
-    outputs, binary_outputs = _requested_outputs(request.get("outputs"), manifest, parameters)
+    outputs, binary_outputs, classification = _requested_outputs(request.get("outputs"), manifest, parameters)
     batch = 1
     if batch_dim is not None:
         batch = int(next(iter(tensors.values())).shape[batch_dim])
-    return InferRequest(request_id, tensors, outputs, binary_outputs, batch)
+    return InferRequest(request_id, tensors, outputs, binary_outputs, batch, classification)
 
 
 def _parameters(obj: dict, where: str) -> dict:
@@ -260,29 +283,56 @@ def _kind_name(kind: str) -> str:
     return {"U": "strings", "S": "bytes", "O": "null, objects or integers too large"}.get(kind, f"`{kind}`")
 
 
-def _requested_outputs(outputs: Any, manifest: Manifest, parameters: dict) -> tuple[tuple[str, ...], frozenset[str]]:
-    known = [spec.name for spec in tensor_outputs(manifest)]
+def _requested_outputs(outputs: Any, manifest: Manifest, parameters: dict) -> tuple[tuple[str, ...], frozenset[str], dict[str, int]]:
+    specs = {spec.name: spec for spec in tensor_outputs(manifest)}
     all_binary = parameters.get("binary_data_output", False)
     if not isinstance(all_binary, bool):
         raise RequestError("`binary_data_output` must be true or false")
     if outputs is None:
-        return (), frozenset(known if all_binary else ())
+        return (), frozenset(specs if all_binary else ()), {}
     if not isinstance(outputs, list):
         raise RequestError("`outputs` must be a list of {\"name\", \"parameters\"?}")
-    names, binary = [], set()
+    names, binary, classification = [], set(), {}
     for entry in outputs:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or set(entry) - {"name", "parameters"}:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or set(entry) - {"name", "parameters", "shape", "datatype"}:
             raise RequestError("each entry of `outputs` must be an object with a string `name` and optional `parameters`")
         name = entry["name"]
-        if name not in known:
-            raise RequestError(f"unknown output `{name[:80]}`; the model returns: {', '.join(known)}")
-        wants_binary = _parameters(entry, f"output `{name}`").get("binary_data", all_binary)
+        if name not in specs:
+            raise RequestError(f"unknown output `{name[:80]}`; the model returns: {', '.join(specs)}")
+        output_parameters = _parameters(entry, f"output `{name}`")
+        wants_binary = output_parameters.get("binary_data", all_binary)
         if not isinstance(wants_binary, bool):
             raise RequestError(f"output `{name}`: `binary_data` must be true or false")
+        k = output_parameters.get("classification")
+        if k is not None:
+            classification[name] = _classification_count(name, k, specs[name])
         names.append(name)
         if wants_binary:
             binary.add(name)
-    return tuple(names), frozenset(binary)
+    return tuple(names), frozenset(binary), classification
+
+
+def _classification_count(name: str, k: Any, spec) -> int:
+    if type(k) is not int or k < 1:
+        raise RequestError(f"output `{name}`: `classification` must be a positive integer (the top k classes), got `{str(k)[:20]}`")
+    if len(spec.shape) not in (1, 2) or spec.dtype not in ("float16", "bfloat16", "float32", "float64"):
+        raise RequestError(f"output `{name}` cannot be classified: `classification` needs a float output of shape [classes] "
+                           f"or [batch, classes], and it is {spec.dtype} with {len(spec.shape)} dims")
+    return k
+
+
+def classify(tensor: torch.Tensor, k: int) -> tuple[list[bytes], list[int]]:
+    """Triton's classification output: per row, the top `k` as `b"score:index"`, highest first (BYTES)."""
+    rows = tensor.detach().float().reshape(-1, tensor.shape[-1]) if tensor.dim() else tensor.reshape(1, 1).float()
+    k = min(k, rows.shape[-1])
+    scores, indices = torch.topk(rows, k, dim=-1)
+    strings = [f"{score:f}:{index}".encode() for score, index in zip(scores.reshape(-1).tolist(), indices.reshape(-1).tolist())]
+    return strings, [*tensor.shape[:-1], k]
+
+
+def serialize_bytes(strings: list[bytes]) -> bytes:
+    """BYTES tensor data as the binary extension sends it: each element as a 4-byte little-endian length, then its bytes."""
+    return b"".join(len(s).to_bytes(4, "little") + s for s in strings)
 
 
 def encode_infer_response(model_name: str, request: InferRequest, outputs: dict[str, torch.Tensor]) -> tuple[bytes, dict[str, str]]:
@@ -297,8 +347,18 @@ def encode_infer_response(model_name: str, request: InferRequest, outputs: dict[
         tensor = outputs[name].detach()
         if tensor.device.type != "cpu":
             tensor = tensor.cpu()
-        entry: dict[str, Any] = {"name": name, "datatype": DATATYPES.get(str(tensor.dtype).removeprefix("torch."), "BYTES"),
-                                 "shape": list(tensor.shape)}
+        if name in request.classification:
+            strings, shape = classify(tensor, request.classification[name])
+            entry: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": shape}
+            if name in request.binary_outputs:
+                raw = serialize_bytes(strings)
+                entry["parameters"] = {"binary_data_size": len(raw)}
+                chunks.append(raw)
+            else:
+                entry["data"] = [s.decode() for s in strings]
+            entries.append(entry)
+            continue
+        entry = {"name": name, "datatype": DATATYPES.get(str(tensor.dtype).removeprefix("torch."), "BYTES"), "shape": list(tensor.shape)}
         if name in request.binary_outputs:
             raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
             entry["parameters"] = {"binary_data_size": len(raw)}

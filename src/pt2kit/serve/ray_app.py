@@ -97,8 +97,9 @@ class PT2KitServer:
             if self.options.warm_up:
                 try:
                     service.warm_up()
-                except Exception as exc:  # a model that fails on zeros may still serve real inputs
-                    progress.info(f"warm-up of `{service.name}` failed ({type(exc).__name__}: {str(exc).strip()[:200]}); serving it cold")
+                except Exception as exc:  # not ready: its requests get 503 saying why (as without Ray)
+                    service.warm_up_error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                    progress.info(f"warm-up of `{service.name}` failed ({service.warm_up_error}); it is not ready and answers 503")
         self.metrics = RayServeMetrics([s.name for s in self.services])
         self.backend = RayBatchBackend(self.services, max_queue_delay_ms=self.options.max_queue_delay_ms, metrics=self.metrics)
 

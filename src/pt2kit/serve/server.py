@@ -1,7 +1,8 @@
 """Run the app with uvicorn: bind, serve, and on SIGTERM or SIGINT stop taking requests, finish those in flight, exit.
 
 uvicorn re-raises a caught SIGTERM after its graceful shutdown, which would end the process with status 143; the
-handler installed here absorbs it, so a drained server exits 0.
+handler installed here absorbs it, so a drained server exits 0. A server whose start-up failed, or whose drain ran
+past `drain_timeout_s` and cut requests off, says so and exits 1.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -30,17 +32,29 @@ class ServeOptions:
     warm_up: bool = True
     drain_timeout_s: float = 30.0
     threads: int | None = None  # torch intra-op threads (default: torch's choice)
+    grpc_port: int | None = None  # also serve OIP v2 over gRPC on this port (the `grpc` extra)
+    workers: int = 1  # server processes sharing the ports, each with its own model instance and batcher
+    reuse_port: bool = False  # bind with SO_REUSEPORT (set in each process of `workers` > 1)
     load_options: dict[str, Any] | None = None
 
     def check(self) -> None:
         """Raise `UsageError` naming the first option out of range."""
         for name, value, low in (("--max-batch-size", self.max_batch_size, 1), ("--max-queue", self.max_queue, 1),
                                  ("--max-queue-delay-ms", self.max_queue_delay_ms, 0), ("--max-body-mb", self.max_body_mb, 0.001),
-                                 ("--port", self.port, 0), ("--threads", self.threads or 1, 1)):
+                                 ("--port", self.port, 0), ("--threads", self.threads or 1, 1),
+                                 ("--drain-timeout", self.drain_timeout_s, 0), ("--workers", self.workers, 1)):
             if value < low:
                 raise UsageError(f"`{name}` must be at least {low}, got {value}")
         if self.port > 65535:
             raise UsageError(f"`--port` must be at most 65535, got {self.port}")
+        if self.grpc_port is not None:
+            if not 0 < self.grpc_port <= 65535 or self.grpc_port == self.port:
+                raise UsageError(f"`--grpc-port` must be a port from 1 to 65535 other than `--port`, got {self.grpc_port}")
+            try:
+                import grpc  # noqa: F401
+                from tritonclient.grpc import service_pb2  # noqa: F401
+            except ImportError as exc:
+                raise UsageError(f"`--grpc-port` needs {exc.name}; install the grpc extra: `pip install 'pt2kit[grpc]'`") from None
         if self.device not in (None, "cpu", "cuda"):
             raise UsageError(f"`--device` must be cpu or cuda, got `{self.device}`")
 
@@ -51,22 +65,36 @@ def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = Se
     from pt2kit.serve.service import load_services
 
     options.check()
+    load_options = dict(options.load_options or {})
     if options.threads:
         import torch
 
         torch.set_num_threads(options.threads)
+        load_options["threads"] = options.threads  # `--threads` wins over the thread count a tuned manifest records
     with progress.stage("load " + ", ".join(map(str, artifacts))):
         services = load_services(artifacts, names=names, device=options.device, max_batch_size=options.max_batch_size,
-                                 load_options=options.load_options)
+                                 load_options=load_options)
     for service in services:
         progress.info(service.describe())
+    warm_up = options.warm_up
+    if options.reuse_port and warm_up:  # a worker of --workers warms up before it listens: the kernel hands new
+        warm_up = False                 # connections to every listening worker, and none should meet a cold model
+        for service in services:
+            try:
+                service.warm_up()
+            except Exception as exc:
+                service.warm_up_error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    if options.grpc_port is not None:  # fail before loading anything rather than after: the gRPC server binds at start-up
+        bind_socket(options.host, options.grpc_port, flag="--grpc-port", reuse_port=options.reuse_port).close()
     app = create_app(services, max_queue_delay_ms=options.max_queue_delay_ms, max_queue=options.max_queue,
-                     max_body_bytes=int(options.max_body_mb * 1024 * 1024), warm_up=options.warm_up)
+                     max_body_bytes=int(options.max_body_mb * 1024 * 1024), warm_up=warm_up,
+                     grpc_port=options.grpc_port, grpc_host=options.host, drain_timeout_s=options.drain_timeout_s,
+                     grpc_reuse_port=options.reuse_port)
     return app, services
 
 
 def run_server(app, options: ServeOptions = ServeOptions()) -> int:
-    """Serve `app` until SIGTERM or SIGINT, then drain and return 0.
+    """Serve `app` until SIGTERM or SIGINT, then drain and return 0; 1 when start-up failed or the drain timed out.
 
     Raises:
         UsageError: the address cannot be bound.
@@ -84,30 +112,79 @@ def run_server(app, options: ServeOptions = ServeOptions()) -> int:
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=options.drain_timeout_s, lifespan="on")
     server = Server(config)
-    sock = bind_socket(options.host, options.port)
+    sock = bind_socket(options.host, options.port, reuse_port=options.reuse_port)
     absorbed = []
     previous = {sig: signal.signal(sig, lambda s, f: absorbed.append(s)) for sig in (signal.SIGTERM, signal.SIGINT)}
     progress.info(f"serving on http://{options.host}:{options.port} (OpenAPI docs at /docs); SIGTERM or Ctrl-C stops")
     try:
         server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits 3 when the app's start-up (lifespan) fails; say so below instead
+        server.started = False
     finally:
         sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not server.started:  # printed even with -q: the exit status alone would not say why
+        print("error: the server did not start (its start-up failed, see above); nothing was served", file=sys.stderr)
+        return 1
+    cut_off = state.cut_off if state is not None else 0
+    if cut_off:
+        print(f"error: the drain timed out after {options.drain_timeout_s:g} s and {cut_off} request(s) in flight were cut off "
+              "(answered 503); give the server a longer `--drain-timeout`", file=sys.stderr)
+        return 1
     progress.info("stopped: every request in flight was answered")
     return 0
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, flag: str = "--port", reuse_port: bool = False) -> socket.socket:
     """A listening socket on `host:port`, or a `UsageError` that says what to change."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # several worker processes on one port: the kernel spreads connections over them
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(2048)
     except OSError as exc:
-        raise UsageError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); pass another `--port` or `--host`") from None
+        raise UsageError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); pass another `{flag}` or `--host`") from None
     sock.set_inheritable(True)
     return sock
+
+
+def run_workers(command: Sequence[str], options: ServeOptions, env: dict[str, str] | None = None) -> int:
+    """Run `options.workers` copies of the serve `command` (argv after `pt2kit`, `env` added to the environment, which
+    must make each bind with SO_REUSEPORT) on the same ports.
+
+    Each process loads its own instance of every model (Triton's instance groups, as processes), parses and encodes
+    its own requests and batches them on its own: one Python process is no longer the ceiling. The kernel spreads
+    new connections over the processes; `/metrics` and the statistics answer for the process that answers. SIGTERM or
+    SIGINT reaches every process, which drains as one server does; the status is the worst of theirs.
+    """
+    import subprocess
+
+    options.check()
+    for port, flag in ((options.port, "--port"), (options.grpc_port, "--grpc-port")):
+        if port is not None:  # say now, in one line, if a port is taken (the workers would each fail)
+            bind_socket(options.host, port, flag=flag, reuse_port=True).close()
+    children = [subprocess.Popen([sys.executable, "-m", "pt2kit", *command, "--workers", "1"], env={**os.environ, **(env or {})})
+                for _ in range(options.workers)]
+    progress.info(f"{options.workers} worker processes serve http://{options.host}:{options.port}"
+                  + (f" and gRPC on {options.grpc_port}" if options.grpc_port else ""))
+
+    def forward(sig, frame):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(sig)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    worst = max(codes, key=lambda c: (c != 0, abs(c)))
+    if worst:
+        print(f"error: worker exit statuses {codes}; see each worker's message above", file=sys.stderr)
+    return 1 if worst else 0
