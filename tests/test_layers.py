@@ -143,11 +143,7 @@ def _private_names_defined() -> dict[str, set[str]]:
 
 # Private reaches the test knows about, each with the change that removes it. An entry that no longer matches
 # fails the test, so the list only shrinks.
-KNOWN_PRIVATE_REACHES = {
-    # verify asks the loaded AOTInductor model for its device; issue 27 point 4 moves `_artifact_device`
-    # (copied in verify and serve) into `runtime`, which owns `_fn`.
-    "pt2kit/verify/outputs.py: getattr(..., '_fn') reaches runtime's private name",
-}
+KNOWN_PRIVATE_REACHES: set[str] = set()  # none today; an entry names a reach that is allowed for now, and why
 
 
 def test_no_private_name_leaves_its_package():

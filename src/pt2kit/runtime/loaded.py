@@ -58,6 +58,20 @@ class Artifact:
         self.signature = CallSignature.of(manifest) if manifest is not None else None
         self._names = [s.name for s in manifest.inputs] if manifest else []
 
+    @property
+    def built_for(self) -> str:
+        """The device type the artifact runs on: a package's, as its manifest or the package itself records it, or,
+        for a program, where its weights live ("cpu" when it has none)."""
+        aoti = (self.manifest.extra.get("aoti") or {}) if self.manifest else {}
+        if aoti.get("device"):
+            return str(aoti["device"])
+        get_metadata = getattr(self._fn, "get_metadata", None)  # AOTICompiledModel
+        if callable(get_metadata):
+            return str(get_metadata().get("AOTI_DEVICE_KEY", "cpu"))
+        for tensor in list(self.program.state_dict.values()) if self.program is not None else []:
+            return tensor.device.type
+        return "cpu"
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Check the inputs against the manifest, then run. Inputs bind as the model's `forward` binds them
         (by position or by name), whichever split between args and kwargs the program was exported with."""

@@ -142,13 +142,8 @@ async def warm_up_all(state: ServerState) -> None:
     for service in state.services.values():
         if service.warm_up_error:  # warmed (and failed) before the app was built
             continue
-        if state.warm_up:
-            try:
-                await asyncio.to_thread(service.warm_up)
-            except Exception as exc:
-                service.warm_up_error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-                progress.info(f"warm-up of `{service.name}` failed ({service.warm_up_error}); it is not ready and answers 503")
-                continue
+        if state.warm_up and not await asyncio.to_thread(service.try_warm_up):
+            continue
         service.ready = True
     state.ready = not state.draining and all(s.ready for s in state.services.values())
     failed = [s.name for s in state.services.values() if not s.ready]

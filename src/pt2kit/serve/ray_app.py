@@ -95,11 +95,7 @@ class PT2KitServer:
             progress.info(service.describe())
             # warm up here, not in the app's start-up: Ray routes to a replica once its constructor returns
             if self.options.warm_up:
-                try:
-                    service.warm_up()
-                except Exception as exc:  # not ready: its requests get 503 saying why (as without Ray)
-                    service.warm_up_error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-                    progress.info(f"warm-up of `{service.name}` failed ({service.warm_up_error}); it is not ready and answers 503")
+                service.try_warm_up()  # a failure leaves it not ready: 503 saying why, as without Ray
         self.metrics = RayServeMetrics([s.name for s in self.services])
         self.backend = RayBatchBackend(self.services, max_queue_delay_ms=self.options.max_queue_delay_ms, metrics=self.metrics)
 

@@ -17,11 +17,12 @@ from typing import Any, Sequence
 import torch
 from torch.utils import _pytree as pytree
 
+from pt2kit import progress
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import ArtifactKind
 from pt2kit.runtime.loaded import Artifact, load
 from pt2kit.artifact.size_expr import parse_size_cached
-from pt2kit.errors import ArtifactError, UsageError
+from pt2kit.errors import ArtifactError, UsageError, first_line
 from pt2kit.serve.protocol import InferRequest, tensor_inputs, tensor_outputs
 
 
@@ -187,6 +188,17 @@ class ModelService:
             torch.cuda.synchronize(self.device)
         self.ready = True
 
+    def try_warm_up(self) -> bool:
+        """`warm_up`, with a failure recorded rather than raised: such a model is not ready, its requests get 503
+        with the reason (`warm_up_error`), and the server goes on serving the others. True when it warmed up."""
+        try:
+            self.warm_up()
+        except Exception as exc:
+            self.warm_up_error = first_line(exc, limit=200)
+            progress.info(f"warm-up of `{self.name}` failed ({self.warm_up_error}); it is not ready and answers 503")
+            return False
+        return True
+
     def example_inputs(self, batch: int = 1) -> dict[str, torch.Tensor]:
         """Zeros that fit the manifest: each dynamic dim at its minimum (the batch dim at `batch`)."""
         sizes = {d.symbol: max(d.min, 1) for d in self.manifest.dims}
@@ -230,7 +242,7 @@ def load_services(artifacts: Sequence[str | os.PathLike], *, names: Sequence[str
     services = []
     for name, path in zip(names, artifacts):
         artifact = load(path, **(load_options or {}))
-        built_for = _artifact_device(artifact)
+        built_for = artifact.built_for
         chosen = device or built_for
         if chosen != built_for:
             if artifact.kind is ArtifactKind.PROGRAM:
@@ -258,9 +270,3 @@ def model_names(artifacts: Sequence[str | os.PathLike], names: Sequence[str] | N
             raise UsageError(f"`{seen[name]}` and `{path}` would both be served as `{name}`; rename one file or serve them separately")
         seen[name] = path
     return names
-
-
-def _artifact_device(artifact: Artifact) -> str:
-    if artifact.kind is ArtifactKind.PROGRAM or artifact.manifest is None:
-        return "cpu"
-    return (artifact.manifest.extra.get("aoti") or {}).get("device", "cpu")

@@ -76,7 +76,7 @@ def verify_outputs(
             artifact = RegionsArtifact(target.module, artifact) if artifact_kind(artifact) is ArtifactKind.REGIONS else load(artifact)
     manifest = artifact.manifest
     leaves, names, spec = leaves_and_names(target.args, target.kwargs, target.parameter_names)
-    device = _artifact_device(artifact)
+    device = artifact.device if isinstance(artifact, RegionsArtifact) else artifact.built_for
     plan = plan_cases(manifest, names, leaves, samples=samples, seed=seed, value_ranges=value_ranges, max_size=max_size)
     in_dtypes = [leaf.dtype if leaf.kind == "tensor" else None for leaf in manifest.inputs] if manifest else [None] * len(leaves)
     # an artifact built in another floating dtype (`compile --dtype`) takes inputs cast to it
@@ -169,22 +169,6 @@ def _check(name: str, rows: list, compute: str | None, device: str, tf32: bool, 
         mismatches += [Mismatch(kind, str(case), detail) for kind, detail in result.problems]
     dtype = dtype_name(first.dtype) if is_tensor else None
     return OutputCheck(name, dtype, tol, max_abs, max_rel, worst, len(rows), tuple(mismatches))
-
-
-def _artifact_device(artifact: Artifact) -> str:
-    """Where the artifact runs: the device it was compiled for, or where a program's weights live."""
-    if isinstance(artifact, RegionsArtifact):
-        return artifact.device
-    aoti = (artifact.manifest.extra.get("aoti") or {}) if artifact.manifest else {}
-    if aoti.get("device"):
-        return str(aoti["device"])
-    get_metadata = getattr(getattr(artifact, "_fn", None), "get_metadata", None)  # AOTICompiledModel
-    if callable(get_metadata):
-        return str(get_metadata().get("AOTI_DEVICE_KEY", "cpu"))
-    program = artifact.program
-    for tensor in list(program.state_dict.values()) if program is not None else []:
-        return tensor.device.type
-    return "cpu"
 
 
 def _reference(module: torch.nn.Module, device: str, converted: str | None,
