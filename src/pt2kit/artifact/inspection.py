@@ -4,12 +4,45 @@ from __future__ import annotations
 
 import collections
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, load_program, read_manifest
 from pt2kit.tables import render_table
+
+
+@dataclass(frozen=True)
+class PackageLayout:
+    """Where an AOTInductor package keeps its code and its weights, read from the archive's entries."""
+
+    so_bytes: int  # the shared libraries (code; and the weights unless they are in a blob)
+    blob_bytes: int  # `*_weights.blob`: the weights outside the `.so` (0 when they are inside)
+    blob_name: str = ""
+
+    @property
+    def external_weights(self) -> bool:
+        return bool(self.blob_name)
+
+    def describe(self) -> str:
+        if self.external_weights:
+            return (f".so {self.so_bytes / 1e6:.2f} MB (code); weights outside it in {self.blob_name} "
+                    f"({self.blob_bytes / 1e6:.2f} MB, memory-mapped at load)")
+        return f".so {self.so_bytes / 1e6:.2f} MB (code and weights inside)"
+
+    def to_json(self) -> dict:
+        return {"so_bytes": self.so_bytes, "blob_bytes": self.blob_bytes, "blob_name": self.blob_name,
+                "external_weights": self.external_weights}
+
+
+def package_layout(path: str | os.PathLike) -> PackageLayout:
+    """The sizes of an AOTInductor package's `.so` files and weights blob (no extraction)."""
+    with zipfile.ZipFile(path) as zf:
+        infos = [i for i in zf.infolist() if "/data/aotinductor/" in i.filename]
+    blobs = [i for i in infos if i.filename.endswith("_weights.blob")]
+    return PackageLayout(sum(i.file_size for i in infos if i.filename.endswith(".so")), sum(i.file_size for i in blobs),
+                         ", ".join(i.filename.rsplit("/", 1)[-1] for i in blobs))
 
 
 @dataclass(frozen=True)
@@ -23,11 +56,14 @@ class Inspection:
     signature: str = ""
     ops: dict[str, int] = field(default_factory=dict)
     graph: str | None = None
+    layout: PackageLayout | None = None  # AOTInductor packages only
 
     def __str__(self) -> str:
         lines = [f"{self.path}  ({self.kind.value}, {self.size_bytes / 1e6:.2f} MB)"]
         if self.signature:
             lines.append(f"signature: {self.signature}")
+        if self.layout is not None:
+            lines.append(f"layout: {self.layout.describe()}")
         m = self.manifest
         if m is None:
             lines.append("manifest: none (not written by pt2kit; inputs are not checked at run time)")
@@ -51,7 +87,7 @@ class Inspection:
         return {
             "path": str(self.path), "kind": self.kind.value, "size_bytes": self.size_bytes,
             "signature": self.signature, "manifest": self.manifest.to_json() if self.manifest else None,
-            "ops": self.ops, "graph": self.graph,
+            "ops": self.ops, "graph": self.graph, "layout": self.layout.to_json() if self.layout else None,
         }
 
 
@@ -81,7 +117,8 @@ def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspect
         text = ep.graph_module.print_readable(print_output=False) if graph else None
     elif manifest is not None:
         signature = _signature(manifest, lambda leaf: leaf.name)
-    return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text)
+    layout = package_layout(path) if kind is ArtifactKind.AOTI else None
+    return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text, layout)
 
 
 def _signature(manifest: Manifest, describe) -> str:

@@ -87,6 +87,12 @@ def _dynamic_shapes(ep: torch.export.ExportedProgram, manifest: Manifest, args: 
     return {**{names[i]: s for i, s in enumerate(shaped_args)}, **shaped_kwargs}
 
 
+def _already_in(ep: torch.export.ExportedProgram, dtype: torch.dtype) -> bool:
+    """Every floating weight, constant and example input of `ep` is `dtype` already."""
+    tensors = list(ep.state_dict.values()) + list(ep.constants.values()) + pytree.tree_leaves(ep.example_inputs or ())
+    return all(t.dtype == dtype for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point())
+
+
 def convert_program(ep: torch.export.ExportedProgram, manifest: Manifest, dtype: DType) -> tuple[torch.export.ExportedProgram, Manifest]:
     """Cast the program's floating weights and inputs to `dtype` and export it again.
 
@@ -94,6 +100,9 @@ def convert_program(ep: torch.export.ExportedProgram, manifest: Manifest, dtype:
         The new program and its manifest (inputs with the new dtype, `extra["dtype"]` set).
     """
     target = dtype.torch_dtype
+    if _already_in(ep, target):
+        # nothing to cast: exporting again would only cost time (a minute for a billion-parameter decoder)
+        return ep, manifest.replace(extra={**manifest.extra, "dtype": dtype.value})
     module = ep.module().to(target)
     args, kwargs = ep.example_inputs or ((), {})
     args, kwargs = pytree.tree_map(lambda v: _cast(v, target), (tuple(args), dict(kwargs)))
