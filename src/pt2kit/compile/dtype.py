@@ -88,8 +88,13 @@ def _dynamic_shapes(ep: torch.export.ExportedProgram, manifest: Manifest, args: 
 
 
 def _already_in(ep: torch.export.ExportedProgram, dtype: torch.dtype) -> bool:
-    """Every floating weight, constant and example input of `ep` is `dtype` already."""
-    tensors = list(ep.state_dict.values()) + list(ep.constants.values()) + pytree.tree_leaves(ep.example_inputs or ())
+    """Every floating parameter and example input of `ep` is `dtype` already.
+
+    Buffers are not asked: a model made in bf16 may keep one in fp32 on purpose (a Llama's rotary `inv_freq`),
+    and its graph checks that dtype, so casting it would break the program.
+    """
+    params = set(ep.graph_signature.parameters)
+    tensors = [t for name, t in ep.state_dict.items() if name in params] + pytree.tree_leaves(ep.example_inputs or ())
     return all(t.dtype == dtype for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point())
 
 
