@@ -53,9 +53,11 @@ class PeakRss:
     """Samples the RSS of this process and of all its descendants every `interval` s, in a thread."""
 
     def __init__(self, interval: float = 0.01):
-        import psutil
-
-        self.proc, self.interval = psutil.Process(), interval
+        try:
+            import psutil
+        except ImportError:  # no sampling: the figures fall back to getrusage's high-water mark
+            psutil = None
+        self.proc, self.interval = psutil.Process() if psutil else None, interval
         self.self_peak = self.tree_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -78,12 +80,16 @@ class PeakRss:
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakRss":
-        self._thread.start()
+        if self.proc is not None:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join()
+        if self.proc is not None:
+            self._thread.join()
+        else:
+            self.self_peak = self.tree_peak = own_peak_bytes()
 
 
 class CompilerTimer:
@@ -129,6 +135,25 @@ def own_peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def current_rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_figures(rss: PeakRss, base: int) -> dict:
+    """Peak RSS of the step (the sampler's and getrusage's, whichever is higher) and the baseline before it."""
+    peak = max(rss.self_peak, own_peak_bytes())
+    return {"rss_peak": peak, "rss_base": base, "rss_over_base": peak - base, "rss_tree_peak": max(rss.tree_peak, peak)}
+
+
+def unique_bytes(module) -> int:
+    """Bytes of the module's parameters and buffers, each storage once (GPT-2's tied embedding counts once)."""
+    seen = {}
+    for t in list(module.parameters()) + list(module.buffers()):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(seen.values())
+
+
 # ---------------------------------------------------------------- the steps (each in its own process)
 
 def make_target(name: str, device: str, dtype: str):
@@ -159,8 +184,11 @@ def make_target(name: str, device: str, dtype: str):
 
 
 def step_export(a) -> dict:
+    import transformers  # noqa: F401  (imports before the baseline)
+
     import pt2kit
 
+    base = current_rss()
     with PeakRss() as rss:
         start = time.perf_counter()
         target, config = make_target(a.model, a.device, a.dtype)
@@ -168,19 +196,22 @@ def step_export(a) -> dict:
         params = sum(p.numel() for p in target.module.parameters())
         result = pt2kit.export_program(target, a.program, value_ranges={"input_ids": (0, config.vocab_size)})
         done = time.perf_counter()
-    weights = result.manifest.parameter_bytes
-    return {"params": params, "weights_bytes": weights, "make_s": made - start, "export_s": done - made,
-            "program_bytes": Path(a.program).stat().st_size, "rss_peak": rss.self_peak, "rss_own_peak": own_peak_bytes()}
+    return {"params": params, "weights_bytes": unique_bytes(target.module), "manifest_weights_bytes": result.manifest.parameter_bytes,
+            "make_s": made - start, "export_s": done - made, "program_bytes": Path(a.program).stat().st_size, **rss_figures(rss, base)}
 
 
 def step_build(a) -> dict:
-    import pt2kit
+    import torch._inductor  # noqa: F401  (imports before the baseline)
 
+    import pt2kit
+    import pt2kit.compile.build  # noqa: F401
+
+    base = current_rss()
     with PeakRss() as rss, CompilerTimer() as compilers:
         result = pt2kit.compile_package(a.program, a.package, device=a.device, dtype=a.dtype, use_cache=False)
     return {"build_s": result.seconds, "aoti_s": result.build_seconds, "package_bytes": result.size_bytes,
-            "external_weights": result.external_weights, "weights_bytes": result.weights_bytes, **compilers.summary(),
-            "rss_peak": rss.self_peak, "rss_tree_peak": rss.tree_peak, "rss_own_peak": own_peak_bytes()}
+            "external_weights": result.external_weights, "manifest_weights_bytes": result.weights_bytes, **compilers.summary(),
+            **rss_figures(rss, base)}
 
 
 def step_load(a) -> dict:
@@ -191,24 +222,24 @@ def step_load(a) -> dict:
         torch.cuda.init()
         free_before = torch.cuda.mem_get_info()[0]
     ids = torch.randint(0, 1000, (1, 128), device=a.device)
+    if a.how == "plain":
+        import torch._inductor.package  # noqa: F401  (its own import, outside the clock as cold_start.py does)
+    else:
+        import pt2kit
+        import pt2kit.artifact.runtime  # noqa: F401
+    base = current_rss()
     with PeakRss() as rss:
         start = time.perf_counter()
         if a.how == "plain":
-            import torch._inductor.package  # noqa: F401  (its own import, outside the clock as cold_start.py does)
-
-            start = time.perf_counter()
             model = torch._inductor.aoti_load_package(a.package)
         else:
-            import pt2kit
-
             model = pt2kit.load(a.package)
         loaded = time.perf_counter()
         model(ids)
         if cuda:
             torch.cuda.synchronize()
         done = time.perf_counter()
-    out = {"how": a.how, "load_s": loaded - start, "first_call_s": done - loaded, "rss_peak": rss.self_peak,
-           "rss_own_peak": own_peak_bytes()}
+    out = {"how": a.how, "load_s": loaded - start, "first_call_s": done - loaded, **rss_figures(rss, base)}
     if cuda:
         out["gpu_used_after_load"] = free_before - torch.cuda.mem_get_info()[0]
     if a.how == "pt2kit" and a.verify:  # the same loaded package, after its memory was measured
@@ -259,21 +290,21 @@ def table(rows: list[dict]) -> str:
     by = {}
     for r in rows:
         by.setdefault(r["model"], {})[r["step"] + ("." + r["how"] if "how" in r else "")] = r
-    head = ("| model | params | weights GB | export s | export RSS GB | build s | compiler s (longest) | build RSS GB (tree) "
-            "| package GB (.so external?) | load s plain / pt2kit | first call s | load RSS GB | GPU GB after load | verify |")
+    head = ("| model | params | weights GB | export s | export RSS GB (over base) | build s | compiler s (longest) | build RSS GB (over base; tree) "
+            "| package GB (.so external?) | load s plain / pt2kit | first call s | load RSS GB (over base) | GPU GB after load | verify |")
     out = [head, "|" + " --- |" * (head.count("|") - 1)]
     for model, s in by.items():
         e, b = s.get("export", {}), s.get("build", {})
         lp, lk = s.get("load.plain", {}), s.get("load.pt2kit", {})
         v = lk
-        w = e.get("weights_bytes") or b.get("weights_bytes")
+        w = e.get("weights_bytes")
         out.append(
-            f"| {model} | {e.get('params', 0) / 1e9:.2f}B | {gb(w)} | {e.get('export_s', 0):.1f} | {gb(e.get('rss_peak'))} | "
+            f"| {model} | {e.get('params', 0) / 1e9:.2f}B | {gb(w)} | {e.get('export_s', 0):.1f} | {gb(e.get('rss_peak'))} ({gb(e.get('rss_over_base'))}) | "
             f"{b.get('build_s', 0):.1f} | {b.get('compiler_s', 0):.1f} ({b.get('longest_compiler_s', 0):.1f} "
-            f"{b.get('longest_compiler_call', '')}) | {gb(b.get('rss_peak'))} ({gb(b.get('rss_tree_peak'))}) | "
+            f"{b.get('longest_compiler_call', '')}) | {gb(b.get('rss_peak'))} ({gb(b.get('rss_over_base'))}; {gb(b.get('rss_tree_peak'))}) | "
             f"{gb(b.get('package_bytes'))} ({'external' if b.get('external_weights') else 'in .so'}) | "
             f"{lp.get('load_s', 0):.2f} / {lk.get('load_s', 0):.2f} | {lk.get('first_call_s', 0):.2f} | "
-            f"{gb(max(lp.get('rss_peak', 0), lk.get('rss_peak', 0)))} | {gb(lk.get('gpu_used_after_load'))} | "
+            f"{gb(lp.get('rss_peak'))} / {gb(lk.get('rss_peak'))} ({gb(lp.get('rss_over_base'))} / {gb(lk.get('rss_over_base'))}) | {gb(lk.get('gpu_used_after_load'))} | "
             f"{'ok' if v.get('verify_ok') else v.get('verify_summary', '-')} {v.get('max_abs_err') or ''} |")
     return "\n".join(out)
 
