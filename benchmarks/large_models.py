@@ -184,9 +184,11 @@ def make_target(name: str, device: str, dtype: str):
 
 
 def step_export(a) -> dict:
-    import transformers  # noqa: F401  (imports before the baseline)
+    import torch  # noqa: F401  (imports before the baseline)
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig  # noqa: F401  (transformers imports lazily)
 
     import pt2kit
+    import pt2kit.export.program  # noqa: F401
 
     base = current_rss()
     with PeakRss() as rss:
