@@ -210,7 +210,8 @@ def step_build(a) -> dict:
 
     base = current_rss()
     with PeakRss() as rss, CompilerTimer() as compilers:
-        result = pt2kit.compile_package(a.program, a.package, device=a.device, dtype=a.dtype, use_cache=False)
+        result = pt2kit.compile_package(a.program, a.package, device=a.device, dtype=a.dtype, use_cache=False,
+                                        external_weights=a.external_weights)
     return {"build_s": result.seconds, "aoti_s": result.build_seconds, "package_bytes": result.size_bytes,
             "external_weights": result.external_weights, "manifest_weights_bytes": result.weights_bytes, **compilers.summary(),
             **rss_figures(rss, base)}
@@ -269,6 +270,7 @@ STEPS = {"export": step_export, "build": step_build, "load": step_load}
 def child(step: str, model: str, a, **extra) -> dict:
     folder = Path(a.out)
     args = [sys.executable, __file__, "--step", step, "--model", model, "--device", a.device, "--dtype", a.dtype,
+            "--external-weights", a.external_weights,
             "--program", str(folder / f"{model}.pt2"), "--package", str(folder / f"{model}.aoti.pt2")]
     for key, value in extra.items():
         args += [f"--{key}", str(value)]
@@ -318,6 +320,7 @@ def main() -> None:
     p.add_argument("--dtype", choices=list(DTYPES), default="bf16")
     p.add_argument("--steps", default="export,build,load,verify", help="verify runs inside the pt2kit load step")
     p.add_argument("--out", default="/tmp/large_models")
+    p.add_argument("--external-weights", choices=["auto", "on", "off"], default="auto", help="passed to compile_package")
     p.add_argument("--keep", action="store_true", help="keep each model's .pt2 and package (default: delete when done)")
     p.add_argument("--step", choices=list(STEPS), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
