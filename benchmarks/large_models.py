@@ -242,7 +242,8 @@ def step_load(a) -> dict:
         if cuda:
             torch.cuda.synchronize()
         done = time.perf_counter()
-    out = {"how": a.how, "load_s": loaded - start, "first_call_s": done - loaded, **rss_figures(rss, base)}
+    out = {"how": a.how, "load_s": loaded - start, "first_call_s": done - loaded, **rss_figures(rss, base),
+           "rss_held_after_call": current_rss() - base}  # what stays: the weights' host copy, if any
     if cuda:
         out["gpu_used_after_load"] = free_before - torch.cuda.mem_get_info()[0]
     if a.how == "pt2kit" and a.verify:  # the same loaded package, after its memory was measured
