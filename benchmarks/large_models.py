@@ -202,6 +202,51 @@ def step_export(a) -> dict:
             "make_s": made - start, "export_s": done - made, "program_bytes": Path(a.program).stat().st_size, **rss_figures(rss, base)}
 
 
+def step_export_build(a) -> dict:
+    """Export and build in one process, without the `.pt2` round trip (saves minutes of GPU time for the 3B model).
+
+    The export row is written to results.jsonl at once (a build killed by a time limit keeps it); each phase
+    has its own RSS sampler, so the build's peak is its own.
+    """
+    import torch  # noqa: F401
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig  # noqa: F401
+
+    import pt2kit
+    import pt2kit.compile.build  # noqa: F401
+    import pt2kit.export.program  # noqa: F401
+
+    base = current_rss()
+    with PeakRss() as rss:
+        start = time.perf_counter()
+        target, config = make_target(a.model, a.device, a.dtype)
+        made = time.perf_counter()
+        result = pt2kit.export_program(target, None, value_ranges={"input_ids": (0, config.vocab_size)})
+        done = time.perf_counter()
+    row = {"params": sum(p.numel() for p in target.module.parameters()), "weights_bytes": unique_bytes(target.module),
+           "make_s": made - start, "export_s": done - made, "one_process": True, "rss_peak": rss.self_peak, "rss_base": base,
+           "rss_over_base": rss.self_peak - base, "model": a.model, "step": "export"}
+    with open(Path(a.package).parent / "results.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    base = current_rss()
+    with PeakRss() as rss, CompilerTimer() as compilers:
+        built = pt2kit.compile_package(result.program, a.package, device=a.device, dtype=a.dtype, use_cache=False,
+                                       external_weights=a.external_weights)
+    return {"build_s": built.seconds, "aoti_s": built.build_seconds, "package_bytes": built.size_bytes, "phases_s": inductor_phases(),
+            "external_weights": built.external_weights, **compilers.summary(), "one_process": True, "rss_peak": rss.self_peak,
+            "rss_base": base, "rss_over_base": rss.self_peak - base, "rss_tree_peak": rss.tree_peak}
+
+
+def inductor_phases(top: int = 12) -> dict:
+    """Inductor's own timers (`dynamo_timed` sections, nested: they overlap), the longest first."""
+    try:
+        from torch._dynamo.utils import compilation_time_metrics
+    except ImportError:
+        return {}
+    totals = {name: round(sum(times), 2) for name, times in compilation_time_metrics.items()}
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1])[:top])
+
+
 def step_build(a) -> dict:
     import torch._inductor  # noqa: F401  (imports before the baseline)
 
@@ -213,6 +258,7 @@ def step_build(a) -> dict:
         result = pt2kit.compile_package(a.program, a.package, device=a.device, dtype=a.dtype, use_cache=False,
                                         external_weights=a.external_weights)
     return {"build_s": result.seconds, "aoti_s": result.build_seconds, "package_bytes": result.size_bytes,
+            "phases_s": inductor_phases(),
             "external_weights": result.external_weights, "manifest_weights_bytes": result.weights_bytes, **compilers.summary(),
             **rss_figures(rss, base)}
 
@@ -263,7 +309,7 @@ def verify(a, model) -> dict:
             "verify_summary": report.summary(), "max_abs_err": max((o.max_abs_err for o in report.outputs), default=None)}
 
 
-STEPS = {"export": step_export, "build": step_build, "load": step_load}
+STEPS = {"export": step_export, "build": step_build, "load": step_load, "export_build": step_export_build}
 
 
 # ---------------------------------------------------------------- the driver
@@ -294,7 +340,8 @@ def gb(n) -> str:
 def table(rows: list[dict]) -> str:
     by = {}
     for r in rows:
-        by.setdefault(r["model"], {})[r["step"] + ("." + r["how"] if "how" in r else "")] = r
+        step = "build" if r["step"] == "export_build" else r["step"]
+        by.setdefault(r["model"], {})[step + ("." + r["how"] if "how" in r else "")] = r
     head = ("| model | params | weights GB | export s | export RSS GB (over base) | build s | compiler s (longest) | build RSS GB (over base; tree) "
             "| package GB (.so external?) | load s plain / pt2kit | first call s | load RSS GB (over base) | GPU GB after load | verify |")
     out = [head, "|" + " --- |" * (head.count("|") - 1)]
@@ -341,6 +388,11 @@ def main() -> None:
         for step in steps:
             if step == "verify":
                 continue
+            if step == "export_build":  # one process; the export row is written by the child
+                rows.append(child("export_build", model, a))
+                if "error" in rows[-1]:
+                    break
+                continue
             if step == "load":
                 rows += [child("load", model, a, how="plain"), child("load", model, a, how="pt2kit", verify=int("verify" in steps))]
             else:
@@ -350,7 +402,7 @@ def main() -> None:
         if not a.keep:
             for suffix in (".pt2", ".aoti.pt2"):
                 Path(a.out, model + suffix).unlink(missing_ok=True)
-    print(table(rows))
+    print(table([json.loads(line) for line in open(Path(a.out) / "results.jsonl")]))
 
 
 if __name__ == "__main__":
