@@ -28,7 +28,7 @@ class PackageLayout:
     def describe(self) -> str:
         if self.external_weights:
             return (f".so {self.so_bytes / 1e6:.2f} MB (code); weights outside it in {self.blob_name} "
-                    f"({self.blob_bytes / 1e6:.2f} MB, memory-mapped at load)")
+                    f"({self.blob_bytes / 1e6:.2f} MB, read at load)")
         return f".so {self.so_bytes / 1e6:.2f} MB (code and weights inside)"
 
     def to_json(self) -> dict:

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the weights outside the .so, in a blob beside it (auto: from PT2KIT_EXTERNAL_WEIGHTS_BYTES, "
                         "default 1 GB; see docs/compile.md)")
     p.add_argument("--release-eager", action="store_true",
-                   help="with a TARGET: free the eager model's weights once the program holds its own copy (--dtype, cuda)")
+                   help="with a TARGET and --device cuda: free the eager model's host weights once the program is on the GPU")
     add_input_arguments(p)
     p.add_argument("--verify", action="store_true",
                    help="compare the package with TARGET's eager model (or with the .pt2 program); on failure OUT is not written")

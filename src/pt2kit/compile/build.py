@@ -126,8 +126,8 @@ def _aoti_compile(ep: torch.export.ExportedProgram, package_path: Path, inductor
 def _release_eager(module: torch.nn.Module, ep: torch.export.ExportedProgram) -> bool:
     """Move `module`'s weights to the meta device, unless the program still shares them; True when it did.
 
-    After `--dtype` or a move to CUDA the program holds its own copy, and the eager one only costs host memory
-    for the whole build (a second copy of the weights).
+    After a move to CUDA the program holds its own copy, and the eager one only costs host memory for the whole
+    build (a second copy of the weights).
     """
     def storages(tensors):
         return {t.untyped_storage().data_ptr() for t in tensors if isinstance(t, torch.Tensor) and t.device.type != "meta" and t.numel()}
@@ -193,8 +193,8 @@ def compile_package(
         inductor_configs: more `torch._inductor.config` settings, laid over the preset's (`pt2kit tune` uses this).
         external_weights: `auto` (outside the `.so` from `PT2KIT_EXTERNAL_WEIGHTS_BYTES`, default 1 GB), `on`, `off`.
         release_eager: with a `Target` source, move its model's weights to the meta device once the program to build
-            holds its own copy (after `dtype` or a move to CUDA), so the build does not keep two copies in host
-            memory. The model is unusable afterwards.
+            holds its own copy (after the move to CUDA), so the build does not keep two copies in host memory. The
+            model is unusable afterwards. Nothing is released while the program shares the model's tensors (on CPU).
 
     Returns:
         A `CompileResult` (path, seconds, size, whether the cache hit).

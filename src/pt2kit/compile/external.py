@@ -6,7 +6,7 @@ By default AOTInductor links the weights into the package's `.so`. A shared libr
 linker copies all of it. With `aot_inductor.package_constants_in_so=False` and
 `aot_inductor.package_constants_on_disk_format="binary_blob"` the `.so` holds code only and the
 weights sit beside it in the archive as one `*_weights.blob`, which `AOTIModelPackageLoader` (and so
-`pt2kit.load` and plain `aoti_load_package`) memory-maps at load and copies to the device.
+`pt2kit.load` and plain `aoti_load_package`) unpacks and reads at load into the weights on the device.
 
 `auto` chooses external weights when the program's weights reach `PT2KIT_EXTERNAL_WEIGHTS_BYTES`
 (default 1 GB: half the 2 GB a `.so` can address, so a 1.1B-parameter bf16 model is external and
