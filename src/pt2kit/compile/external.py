@@ -97,7 +97,7 @@ def external_settings(mode: "str | bool | ExternalWeights", weights_bytes: int) 
             import torch
 
             raise UsageError(f"torch {torch.__version__}'s AOTInductor cannot keep weights outside the .so; "
-                             "upgrade torch (2.8 or later) or use `--external-weights off`")
+                             "use a newer torch or `--external-weights off`")
         return {}
     return dict(EXTERNAL_SETTINGS)
 
