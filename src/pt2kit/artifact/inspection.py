@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,38 @@ from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import ArtifactKind, artifact_kind, load_program, read_manifest
 from pt2kit.pytrees.types import restore_registrations
 from pt2kit.tables import render_table
+
+
+@dataclass(frozen=True)
+class PackageLayout:
+    """Where an AOTInductor package keeps its code and its weights, read from the archive's entries."""
+
+    so_bytes: int  # the shared libraries (code; and the weights unless they are in a blob)
+    blob_bytes: int  # `*_weights.blob`: the weights outside the `.so` (0 when they are inside)
+    blob_name: str = ""
+
+    @property
+    def external_weights(self) -> bool:
+        return bool(self.blob_name)
+
+    def describe(self) -> str:
+        if self.external_weights:
+            return (f".so {self.so_bytes / 1e6:.2f} MB (code); weights outside it in {self.blob_name} "
+                    f"({self.blob_bytes / 1e6:.2f} MB, read at load)")
+        return f".so {self.so_bytes / 1e6:.2f} MB (code and weights inside)"
+
+    def to_json(self) -> dict:
+        return {"so_bytes": self.so_bytes, "blob_bytes": self.blob_bytes, "blob_name": self.blob_name,
+                "external_weights": self.external_weights}
+
+
+def package_layout(path: str | os.PathLike) -> PackageLayout:
+    """The sizes of an AOTInductor package's `.so` files and weights blob (no extraction)."""
+    with zipfile.ZipFile(path) as zf:
+        infos = [i for i in zf.infolist() if "/data/aotinductor/" in i.filename]
+    blobs = [i for i in infos if i.filename.endswith("_weights.blob")]
+    return PackageLayout(sum(i.file_size for i in infos if i.filename.endswith(".so")), sum(i.file_size for i in blobs),
+                         ", ".join(i.filename.rsplit("/", 1)[-1] for i in blobs))
 
 
 @dataclass(frozen=True)
@@ -25,6 +58,7 @@ class Inspection:
     ops: dict[str, int] = field(default_factory=dict)
     graph: str | None = None
     load_notes: tuple[str, ...] = ()  # what reading the program could not restore exactly (a stand-in type)
+    layout: PackageLayout | None = None  # AOTInductor packages only
 
     @property
     def trust(self) -> str:
@@ -41,6 +75,8 @@ class Inspection:
         lines = [f"{self.path}  ({self.kind.value}, {self.size_bytes / 1e6:.2f} MB)", f"trust   {self.trust}"]
         if self.signature:
             lines.append(f"signature: {self.signature}")
+        if self.layout is not None:
+            lines.append(f"layout: {self.layout.describe()}")
         m = self.manifest
         if m is None:
             lines.append("manifest: none (not written by pt2kit; inputs are not checked at run time)")
@@ -68,6 +104,7 @@ class Inspection:
             "native_code": self.kind is not ArtifactKind.PROGRAM,
             "signature": self.signature, "manifest": self.manifest.to_json() if self.manifest else None,
             "ops": self.ops, "graph": self.graph, "load_notes": list(self.load_notes),
+            "layout": self.layout.to_json() if self.layout else None,
         }
 
 
@@ -99,7 +136,9 @@ def inspect_artifact(path: str | os.PathLike, *, graph: bool = False) -> Inspect
         text = ep.graph_module.print_readable(print_output=False) if graph else None
     elif manifest is not None:
         signature = _signature(manifest, lambda leaf: leaf.name)
-    return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text, tuple(notes))
+    layout = package_layout(path) if kind is ArtifactKind.AOTI else None
+    return Inspection(path, kind, path.stat().st_size, manifest, signature, ops, text, tuple(notes), layout)
+
 
 
 def _precision_lines(m: Manifest) -> list[str]:

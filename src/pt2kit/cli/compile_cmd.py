@@ -1,4 +1,5 @@
-"""`pt2kit compile TARGET|model.pt2 -o model.aoti.pt2 --device cpu|cuda [--preset NAME] [--dtype bf16] [--quantize SCHEME]`."""
+"""`pt2kit compile TARGET|model.pt2 -o model.aoti.pt2 --device cpu|cuda [--preset NAME] [--dtype bf16] [--quantize SCHEME]
+[--external-weights auto]`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --dtype: the package takes and returns the lower-precision tensors (no casts inside)")
     p.add_argument("--dynamic", metavar="SPEC", help="dynamic dims when exporting a TARGET, e.g. x:0=batch[1,64]")
     p.add_argument("--no-cache", action="store_true", help="build even if an identical build is in the cache")
+    p.add_argument("--external-weights", choices=["auto", "on", "off"], default="auto",
+                   help="keep the weights outside the .so, in a blob beside it (auto: from PT2KIT_EXTERNAL_WEIGHTS_BYTES, "
+                        "default 1 GB; see docs/compile.md)")
+    p.add_argument("--release-eager", action="store_true",
+                   help="with a TARGET and --device cuda: free the eager model's host weights once the program is on the GPU")
     add_input_arguments(p)
     p.add_argument("--verify", action="store_true",
                    help="compare the package with TARGET's eager model (or with the .pt2 program); on failure OUT is not written")
@@ -37,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
         return run_partial(args)
     from pt2kit.compile import compile_package
 
+    if args.verify and args.release_eager:
+        from pt2kit.errors import UsageError
+
+        raise UsageError("`--release-eager` frees the eager model that `--verify` compares against; drop one of them")
     check_output(args.output, "-o")
     inputs = parsed_inputs(args)  # malformed inputs fail before any work, even where a .pt2 does not use them
     source = args.source
@@ -53,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     def build(output):
         return compile_package(source, output, device=args.device, preset=args.preset, dtype=args.dtype,
-                               use_cache=not args.no_cache, low_precision_io=args.low_precision_io, quantize=args.quantize)
+                               use_cache=not args.no_cache, low_precision_io=args.low_precision_io, quantize=args.quantize,
+                               external_weights=args.external_weights, release_eager=args.release_eager)
 
     if args.verify:
         from pt2kit.verify.outputs import program_target

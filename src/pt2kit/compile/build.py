@@ -1,7 +1,8 @@
 """`compile_package`: an exported program -> an AOTInductor package with the manifest inside.
 
 Stages: get the program (load a `.pt2`, take an `ExportedProgram`, or export a `Target`),
-optionally cast it (`--dtype`), move it to the device, look the build up in the cache, else
+optionally cast it (`--dtype`), move it to the device, decide where the weights go (inside the
+`.so` or beside it: `compile.external`), look the build up in the cache, else
 run `torch._inductor.aoti_compile_and_package` with the preset's settings, then add
 `pt2kit/manifest.json` to the archive (as a torch "extra" file, which `load_pt2` also reads).
 Everything is written to a temporary path first and renamed at the end.
@@ -27,6 +28,7 @@ import torch
 from pt2kit import progress
 from pt2kit.compile.cache import BuildCache, build_key, program_digest
 from pt2kit.compile.dtype import DType, convert_program
+from pt2kit.compile.external import ExternalWeights, external_settings, is_external
 from pt2kit.compile.presets import get_preset
 from pt2kit.compile.quantize import get_scheme, import_torchao, quantize_program
 from pt2kit.errors import UsageError
@@ -50,6 +52,9 @@ class CompileResult:
         preset, device, dtype: the settings it was built with.
         inductor_configs: the exact Inductor settings passed to the build.
         build_seconds: how long the real AOTInductor build took (the original one on a cache hit).
+        external_weights: the weights sit in the archive beside the `.so` (`--external-weights`), not inside it.
+        weights_bytes: the size of the program's weights as built (after `--dtype`).
+        released_eager: `release_eager` moved the eager model's weights to the meta device before the build.
     """
 
     path: Path
@@ -63,12 +68,16 @@ class CompileResult:
     build_seconds: float = 0.0
     key: str = ""
     quantize: str | None = None
+    external_weights: bool = False
+    weights_bytes: int = 0
+    released_eager: bool = False
 
     def __str__(self) -> str:
         how = "from the build cache" if self.cached else "built"
         dtype = (f", {self.dtype}" if self.dtype else "") + (f", quantized {self.quantize}" if self.quantize else "")
         lines = [f"compiled -> {self.path} ({how} in {self.seconds:.1f}s; preset {self.preset}, {self.device}{dtype})",
-                 f"  package  {self.size_bytes / 1e6:.2f} MB",
+                 f"  package  {self.size_bytes / 1e6:.2f} MB (weights {self.weights_bytes / 1e6:.2f} MB, "
+                 f"{'outside the .so, in a blob beside it' if self.external_weights else 'inside the .so'})",
                  f"  settings {json.dumps(dict(self.inductor_configs), sort_keys=True)}"]
         if self.cached:
             lines.append(f"  the original build took {self.build_seconds:.1f}s; pass --no-cache to build again")
@@ -79,6 +88,7 @@ class CompileResult:
             "ok": True, "path": str(self.path), "seconds": self.seconds, "size_bytes": self.size_bytes, "cached": self.cached,
             "preset": self.preset, "device": self.device, "dtype": self.dtype, "inductor_configs": dict(self.inductor_configs),
             "build_seconds": self.build_seconds, "key": self.key, "quantize": self.quantize,
+            "external_weights": self.external_weights, "weights_bytes": self.weights_bytes, "released_eager": self.released_eager,
         }
 
 
@@ -138,6 +148,26 @@ def quiet_inductor() -> Iterator[None]:
         select_algorithm.PRINT_AUTOTUNE = printing
 
 
+def _release_eager(module: torch.nn.Module, ep: torch.export.ExportedProgram) -> bool:
+    """Move `module`'s weights to the meta device, unless the program still shares them; True when it did.
+
+    After a move to CUDA the program holds its own copy, and the eager one only costs host memory for the whole
+    build (a second copy of the weights).
+    """
+    def storages(tensors):
+        return {t.untyped_storage().data_ptr() for t in tensors if isinstance(t, torch.Tensor) and t.device.type != "meta" and t.numel()}
+
+    program = storages(list(ep.state_dict.values()) + list(ep.constants.values()))
+    eager = storages(list(module.parameters()) + list(module.buffers()))
+    if not eager or program & eager:
+        return False
+    module.to("meta")
+    import gc
+
+    gc.collect()
+    return True
+
+
 def _aoti_metadata(package: Path) -> dict[str, str]:
     loader = torch._C._aoti.AOTIModelPackageLoader
     if hasattr(loader, "load_metadata_from_package"):
@@ -174,6 +204,8 @@ def compile_package(
     inductor_configs: Mapping[str, Any] | None = None,
     low_precision_io: bool = False,
     quantize: str | None = None,
+    external_weights: str | bool | ExternalWeights = ExternalWeights.AUTO,
+    release_eager: bool = False,
 ) -> CompileResult:
     """Build an AOTInductor package from a program, with the pt2kit manifest inside.
 
@@ -190,6 +222,10 @@ def compile_package(
         use_cache: reuse an identical earlier build from the cache (`PT2KIT_CACHE_DIR`).
         cache_dir: the cache folder (default `default_cache_dir()`).
         inductor_configs: more `torch._inductor.config` settings, laid over the preset's (`pt2kit tune` uses this).
+        external_weights: `auto` (outside the `.so` from `PT2KIT_EXTERNAL_WEIGHTS_BYTES`, default 1 GB), `on`, `off`.
+        release_eager: with a `Target` source, move its model's weights to the meta device once the program to build
+            holds its own copy (after the move to CUDA), so the build does not keep two copies in host memory. The
+            model is unusable afterwards. Nothing is released while the program shares the model's tensors (on CPU).
 
     Returns:
         A `CompileResult` (path, seconds, size, whether the cache hit).
@@ -220,6 +256,7 @@ def compile_package(
     if low_precision_io and cast is None:
         raise UsageError("`--low-precision-io` needs a lower precision to expose; add e.g. `--dtype bf16`")
     io = "low" if low_precision_io else "model"
+    external_weights = ExternalWeights.parse(external_weights)
     ep, manifest = _program_and_manifest(source)
     if scheme is not None:
         with progress.stage(f"quantize ({scheme.name}) with torchao"):
@@ -233,11 +270,14 @@ def compile_package(
         with progress.stage("move to cuda"):
             # an explicit index: "cuda" would not match the "cuda:0" of the moved tensors in export's device asserts
             ep = move_to_device_pass(ep, f"cuda:{torch.cuda.current_device()}")
-    settings = {**chosen.inductor_configs, **(scheme.inductor_configs(device, cast) if scheme else {}), **(inductor_configs or {})}
+    released = release_eager and isinstance(source, Target) and _release_eager(source.module, ep)
     with progress.stage("hash program"):
-        weights = weights_summary(ep)[2]
+        _, weights_bytes, weights = weights_summary(ep)
+        settings = {**chosen.inductor_configs, **(scheme.inductor_configs(device, cast) if scheme else {}),
+                    **external_settings(external_weights, weights_bytes), **(inductor_configs or {})}
         key = build_key(program_digest(ep, weights), settings, device,
                         (cast.value if cast else None) if scheme is None else f"{cast.value if cast else 'fp32'}+{scheme.name}")
+    external = is_external(settings)
     cache = BuildCache(cache_dir)
     entry = cache.get(key) if use_cache else None
     if entry is not None:
@@ -245,7 +285,7 @@ def compile_package(
             shutil.copyfile(entry.path, tmp)
         return CompileResult(output, time.perf_counter() - start, output.stat().st_size, True, chosen.name, device,
                              MappingProxyType(settings), cast.value if cast else None, entry.build_seconds, key,
-                             scheme.name if scheme else None)
+                             scheme.name if scheme else None, external, weights_bytes, released)
     with atomic_path(output) as tmp:
         build_start = time.perf_counter()
         with progress.stage(f"compile with AOTInductor ({chosen.name}, {device})"):
@@ -257,6 +297,7 @@ def compile_package(
                 "device": device, "preset": chosen.name, "inductor_configs": settings, "dtype": cast.value if cast else None,
                 "io": io if cast else None, "quantize": scheme.name if scheme else None, "cpu_isa": metadata.get("AOTI_CPU_ISA", ""), "compute_capability": metadata.get("AOTI_COMPUTE_CAPABILITY", ""),
                 "machine": metadata.get("AOTI_MACHINE", ""), "torch_version": torch.__version__, "build_key": key,
+                "external_weights": external, "weights_bytes": weights_bytes,
             }
             add_manifest(tmp, manifest.replace(torch_version=torch.__version__, extra={**manifest.extra, "aoti": aoti}))
         if use_cache:
@@ -264,5 +305,5 @@ def compile_package(
                 cache.put(key, tmp, build_seconds)
     return CompileResult(output, time.perf_counter() - start, output.stat().st_size, False, chosen.name, device,
                          MappingProxyType(settings), cast.value if cast else None, build_seconds, key,
-                         scheme.name if scheme else None)
+                         scheme.name if scheme else None, external, weights_bytes, released)
 

@@ -157,6 +157,17 @@ def dynamic_shapes_for(ep: torch.export.ExportedProgram, manifest: Manifest, arg
     return {**{names[i]: s for i, s in enumerate(shaped_args)}, **shaped_kwargs}
 
 
+def _already_in(ep: torch.export.ExportedProgram, dtype: torch.dtype) -> bool:
+    """Every floating parameter and example input of `ep` is `dtype` already.
+
+    Buffers are not asked: a model made in bf16 may keep one in fp32 on purpose (a Llama's rotary `inv_freq`),
+    and its graph checks that dtype, so casting it would break the program.
+    """
+    params = set(ep.graph_signature.parameters)
+    tensors = [t for name, t in ep.state_dict.items() if name in params] + pytree.tree_leaves(ep.example_inputs or ())
+    return all(t.dtype == dtype for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point())
+
+
 def convert_program(ep: torch.export.ExportedProgram, manifest: Manifest, dtype: DType,
                     io: str = "model") -> tuple[torch.export.ExportedProgram, Manifest]:
     """Cast the program's floating weights to `dtype` and export it again.
@@ -169,6 +180,9 @@ def convert_program(ep: torch.export.ExportedProgram, manifest: Manifest, dtype:
         inputs have the new dtype).
     """
     target = dtype.torch_dtype
+    if _already_in(ep, target):
+        # nothing to cast: exporting again would only cost time (a minute for a billion-parameter decoder)
+        return ep, manifest.replace(extra={**manifest.extra, "dtype": dtype.value, "io": check_io(io)})
     # a copy: `Module.to` casts parameters in place, and they are shared with `ep` (and, for a program exported in
     # this process, with the caller's own model)
     inner = copy.deepcopy(ep.module())

@@ -183,6 +183,8 @@ def _reference(module: torch.nn.Module, device: str, converted: str | None,
     dtype = CAST_DTYPES.get(converted or "", None)
     if dtype is None and converted:
         dtype = getattr(torch, converted, None)
+    if dtype is not None and all(p.dtype == dtype for p in module.parameters() if p.is_floating_point()):
+        dtype = None  # made in that dtype already; buffers it keeps in fp32 on purpose stay so, as `--dtype` keeps them
     if current == device and dtype is None:
         return module, notes
     module = copy.deepcopy(module)
