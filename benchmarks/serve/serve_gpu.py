@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common
-from common import drive, free_port, median, request_bytes, stop, utc_now, wait_ready  # noqa: E402
+from common import drive, free_port, request_bytes, stop, utc_now, wait_ready  # noqa: E402
 
 
 def build(workdir: Path) -> Path:
@@ -37,29 +37,6 @@ def build(workdir: Path) -> Path:
     pt2kit.compile_package(str(workdir / "resnet50.pt2"), package, device="cuda", dtype="bf16")
     print(f"built {package} in {time.time() - start:.0f} s", file=sys.stderr)
     return package
-
-
-def own_call(package: Path) -> dict:
-    import torch
-
-    import pt2kit
-
-    model = pt2kit.load(package)
-    dtype = getattr(torch, model.manifest.inputs[0].dtype)
-    result = {}
-    for batch in (1, 64):
-        x = torch.randn(batch, 3, 224, 224, device="cuda").to(dtype)
-        for _ in range(10):
-            model(x)
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(50):
-            t = time.perf_counter()
-            model(x)
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-        result[f"batch{batch}_ms"] = median(times) * 1000
-    return result
 
 
 def serve_and_drive(package: Path, max_batch: int, concurrency: list[int], seconds: float) -> list[dict]:
@@ -103,7 +80,7 @@ def main() -> None:
 
     package = build(workdir)
     own = json.loads(subprocess.run([sys.executable, "-c", f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]; "
-                                     f"import serve_gpu, json; print(json.dumps(serve_gpu.own_call(__import__('pathlib').Path({str(package)!r}))))"],
+                                     f"import serve_gpu_scale, json; print(json.dumps(serve_gpu_scale.own_call(__import__('pathlib').Path({str(package)!r}))))"],
                                     capture_output=True, text=True, check=True).stdout)
     rows = serve_and_drive(package, 64, [1, 64], args.seconds) + serve_and_drive(package, 1, [64], args.seconds)
     print(json.dumps({"date": utc_now(), "gpu": torch.cuda.get_device_name(0),

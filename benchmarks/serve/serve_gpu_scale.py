@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import free_port  # noqa: E402
+from common import free_port, median  # noqa: E402
 
 
 def build(workdir: Path) -> Path:
@@ -65,8 +65,7 @@ def own_call(package: Path) -> dict:
             model(x)
             torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
-        times.sort()
-        result[f"batch{batch}_ms"] = times[len(times) // 2] * 1000
+        result[f"batch{batch}_ms"] = median(times) * 1000
     result["images_per_s_at_64"] = 64 / result["batch64_ms"] * 1000
     return result
 
