@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks" / "serve"))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_model, drive, free_port, request_bytes, start_server, stop, utc_now  # noqa: E402  (the same load generator)
+from common import drive, free_port, machine, request_bytes, start_server, stop  # noqa: E402  (the same load generator)
 from serve_bench import build_package_path  # noqa: E402
 
 
@@ -105,13 +104,9 @@ def main() -> None:
                       f"  errors {row['errors']}", file=sys.stderr)
         finally:
             stop(proc)
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
     import ray
-    import torch
 
-    result = {"date": utc_now(), "cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_after": load,
-              "torch": torch.__version__, "ray": ray.__version__, "dims": dims, "threads": args.threads,
+    result = {**machine(), "ray": ray.__version__, "dims": dims, "threads": args.threads,
               "max_batch_size": args.max_batch_size, "rows": rows}
     print(json.dumps(result, indent=2))
     if args.json:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks" / "serve"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import common  # noqa: E402
-from common import cpu_model, drive, free_port, median, request_bytes, stop, utc_now  # noqa: E402
+from common import drive, free_port, machine, median, request_bytes, stop  # noqa: E402
 
 
 def build_package_path(dims: list[int], workdir: Path) -> Path:
@@ -130,10 +130,7 @@ def main() -> None:
                       f"  errors {row['errors']}", file=sys.stderr)
         finally:
             stop(proc)
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
-    result = {"date": utc_now(), "cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_after": load,
-              "torch": torch.__version__, "dims": dims, "threads": args.threads, "model_call_ms": model_call["p50_ms"],
+    result = {**machine(), "dims": dims, "threads": args.threads, "model_call_ms": model_call["p50_ms"],
               "http_floor_p50_ms": http_floor["p50_ms"] if http_floor else None, "rows": rows}
     print(json.dumps(result, indent=2))
     if args.json:
