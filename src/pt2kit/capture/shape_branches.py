@@ -19,8 +19,6 @@ import io
 import logging
 import re
 
-import torch
-
 from pt2kit.capture.capture import SourceLocation, auto_dynamic_shapes, export_module, is_user_file, quiet_torch_logs
 
 _LOGGER = "torch.fx.experimental.symbolic_shapes"

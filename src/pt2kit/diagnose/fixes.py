@@ -27,7 +27,7 @@ from pt2kit.diagnose.classify import Finding
 from pt2kit.diagnose.checks import check_code, item_instead_of_int, python_expr
 from pt2kit.diagnose.branch_fix import BranchRewrite, BranchRewriter, while_loop_form
 from pt2kit.diagnose.custom_op_fix import custom_op_wrapper
-from pt2kit.diagnose.source_code import is_branch_statement, local_names_before, statement_at
+from pt2kit.diagnose.source_code import is_branch_statement, statement_at
 from pt2kit.rewrite.analysis import loaded_names
 from pt2kit.rewrite import Refusal
 from pt2kit.shapes.spec import DimEntry, DynamicSpec, dynamic_shapes_code, to_dynamic_shapes

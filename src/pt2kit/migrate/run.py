@@ -23,7 +23,7 @@ from pt2kit.artifact.manifest import Manifest
 from pt2kit.artifact.package import atomic_path, check_output_path, save_program
 from pt2kit.runtime.loaded import load
 from pt2kit.diagnose.blockers import Blocker, BlockerKind
-from pt2kit.errors import ArtifactError, ExportFailed, InputSpecError, Pt2kitError, UsageError
+from pt2kit.errors import ExportFailed, InputSpecError, Pt2kitError, UsageError
 from pt2kit.capture.capture import CaptureMode
 from pt2kit.export.program import export_program
 from pt2kit.migrate.archive import ScriptArchive, example_inputs, load_archive, named_module
