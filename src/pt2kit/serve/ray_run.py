@@ -45,7 +45,7 @@ class RayDeployment:
 # Ray Serve's throughput-optimized mode (Ray 2.60 reads it at import in Serve's controller, proxy and replicas):
 # user code and the router on the replica's own event loop, request-path logs buffered and not copied to stderr,
 # gRPC between proxy and replicas, the garbage collector frozen after start-up. Its direct ingress (replicas
-# listening on ports 30000+ without the proxy, and a 30 s drain on stop) is left off: `--port` stays the one address.
+# listening on ports 30000+ without the proxy, and a drain of at least 30 s on stop) is left off: `--port` stays the one address.
 THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 
 
