@@ -33,7 +33,7 @@ from pt2kit.errors import UsageError
 from pt2kit.serve import ServeOptions
 from pt2kit.serve.ray_app import DEPLOYMENT_NAME, RayOptions, app_builder, check_artifacts, ray_application
 from pt2kit.serve.ray_config import ray_config, write_ray_config
-from pt2kit.serve.ray_run import deploy_on_ray
+from pt2kit.serve.ray_run import THROUGHPUT_ENV, deploy_on_ray, throughput_env
 
 APP = "pt2kit"
 
@@ -99,6 +99,16 @@ def test_options_are_checked_before_ray_starts(programs, tmp_path):
         app_builder({"artifacts": [str(programs["linear"])], "max_batch": 4})
     with pytest.raises(UsageError, match="must list `artifacts`"):
         app_builder({})
+
+
+def test_local_ray_runs_serve_throughput_optimized_unless_the_environment_says_otherwise():
+    """What `connect_ray` adds to the environment a local Ray (controller, proxy, replicas) inherits."""
+    from ray.serve._private import constants
+
+    assert hasattr(constants, "RAY_SERVE_THROUGHPUT_OPTIMIZED")  # Ray 2.60 has the mode: `--ray` turns it on
+    assert throughput_env({}) == THROUGHPUT_ENV == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+    assert throughput_env({"RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"}) == {}  # the user's opt-out wins
+    assert throughput_env({"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}) == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 def test_written_config_is_a_valid_serve_config(programs, tmp_path):

@@ -8,6 +8,8 @@ alone) at 1 and 32 clients:
   serve     `pt2kit serve PKG --max-batch-size 64 --threads 1`                      (uvicorn, asyncio batcher)
   ray-1     `pt2kit serve PKG --ray --num-replicas 1 --max-batch-size 64 --threads 1`  (local Ray, @serve.batch)
   ray-2     the same with `--num-replicas 2`
+  ray-1-base / ray-2-base   the same with RAY_SERVE_THROUGHPUT_OPTIMIZED=0: Ray Serve's default settings, as
+            `--ray` ran before it turned on Serve's throughput-optimized mode (e.g. `--servers ray-1-base,ray-1`)
 
 Each `--ray` server starts its own local Ray (bound to 127.0.0.1, no dashboard) and stops it on SIGTERM.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -36,9 +39,12 @@ from serve_bench import build_package_path  # noqa: E402
 def start(kind: str, package: Path, port: int, threads: int, batch: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pt2kit", "serve", str(package), "--name", "mlp", "--port", str(port),
            "--max-batch-size", str(batch), "--threads", str(threads), "-q"]
+    env = dict(os.environ)
     if kind.startswith("ray-"):
         cmd += ["--ray", "--num-replicas", kind.split("-")[1]]
-    return start_server(cmd, kind, port, timeout=300, cwd=ROOT)
+        if kind.endswith("-base"):
+            env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "0"  # pt2kit never replaces a value the environment sets
+    return start_server(cmd, kind, port, timeout=300, cwd=ROOT, env=env)
 
 
 def server_timings(port: int) -> dict[str, tuple[float, float]]:
