@@ -141,3 +141,39 @@ def test_channels_last_keeps_the_contract_and_the_values(tmp_path):
     assert manifest.dims[0].name == "batch" and (manifest.dims[0].min, manifest.dims[0].max) == (1, 16)
     x = torch.randn(6, 3, 8, 8)
     assert torch.allclose(program.module()(x), target.module(x), atol=1e-5)
+
+
+class _MadeInBf16(nn.Module):
+    """A model made in bf16 with a deliberate float32 island: export writes both casts into the graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(8, 4).to(torch.bfloat16)
+
+    def forward(self, x):
+        return self.linear(x).float().softmax(-1).to(torch.bfloat16)
+
+
+def test_a_program_made_in_bf16_is_its_own_reference(tmp_path):
+    from torch.utils import _pytree as pytree
+
+    from pt2kit.tune.checks import Reference
+    from pt2kit.verify.outputs import program_target
+
+    x = torch.randn(2, 8, dtype=torch.bfloat16)
+    path = tmp_path / "bf16.pt2"
+    pt2kit.export_program(pt2kit.Target("bf16", _MadeInBf16().eval(), (x,), {}), path)
+    target = program_target(path)
+    _, spec = pytree.tree_flatten((target.args, target.kwargs))
+    reference = Reference.compute(target.module, spec, [("example", [x])], "cpu")  # float32 would trip the graph's dtype asserts
+    assert reference.note and "bfloat16" in reference.note
+    assert reference.expected[0][0].dtype == torch.bfloat16
+    torch.testing.assert_close(reference.expected[0][0], _load_and_run(path, x))
+    float_model = nn.Linear(8, 4).eval()
+    fp32 = Reference.compute(float_model, spec, [("example", [x])], "cpu")
+    assert fp32.note is None and fp32.expected[0][0].dtype == torch.float32
+
+
+def _load_and_run(path, x):
+    with torch.no_grad():
+        return pt2kit.load(path)(x)

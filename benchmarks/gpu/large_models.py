@@ -16,6 +16,9 @@ Each model is built from its transformers config with random weights (no downloa
              each in a fresh process (the first also warms the page cache)    GPU memory after load
     verify   pt2kit.verify_outputs(program, package) at the dims' extremes,   max error, ok
              in the pt2kit.load process after its figures are taken
+    tune     `pt2kit tune MODEL.pt2 --dtypes DTYPE --recipes default`:        tune time, candidates (with and
+             one build, timed with and without CUDA graph replay              without CUDA graphs), the choice
+    serve    `pt2kit serve MODEL.aoti.pt2`, one request per sequence length   time to ready, latency per length
 
 Peak RSS is sampled every 10 ms with psutil over the process and its children (the compile workers and
 g++), and `resource.getrusage` gives the process's own high-water mark. One JSON line per step goes to
@@ -275,7 +278,7 @@ def step_load(a) -> dict:
         import torch._inductor.package  # noqa: F401  (its own import, outside the clock as cold_start.py does)
     else:
         import pt2kit
-        import pt2kit.artifact.runtime  # noqa: F401
+        import pt2kit.runtime.loaded  # noqa: F401
     base = current_rss()
     with PeakRss() as rss:
         start = time.perf_counter()
@@ -309,7 +312,89 @@ def verify(a, model) -> dict:
             "verify_summary": report.summary(), "max_abs_err": max((o.max_abs_err for o in report.outputs), default=None)}
 
 
-STEPS = {"export": step_export, "build": step_build, "load": step_load, "export_build": step_export_build}
+def step_tune(a) -> dict:
+    """`pt2kit tune` of the `.pt2` on its device, one recipe: the package with and without CUDA graph replay.
+
+    A `.pt2` already in bf16 gives one build; tune then times it plainly and with CUDA graphs (on CUDA) and keeps
+    the faster one that passes the float32-eager gate at `--atol`/`--rtol` (random weights make logits of order 1;
+    the tolerance is the bf16 rounding the issue accepts, recorded with the result).
+    """
+    out = Path(a.package).with_suffix(".tuned.pt2")
+    cmd = [sys.executable, "-m", "pt2kit", "tune", a.program, "-o", str(out), "--device", a.device, "--dtypes", a.dtype,
+           "--recipes", "default", "--samples", "1", "--iters", "10", "--atol", "0.1", "--rtol", "0.05", "--no-cache", "--json"]
+    start = time.perf_counter()
+    with PeakRss() as rss:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+    row = {"tune_s": time.perf_counter() - start, "tune_exit": proc.returncode, "rss_tree_peak": rss.tree_peak}
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        return {**row, "error": f"tune printed no JSON (exit {proc.returncode})"}
+    row["tune_chosen"] = report.get("chosen")
+    row["tune_candidates"] = [{k: c.get(k) for k in ("name", "status", "p50_ms", "max_abs_err", "build_s", "reason")}
+                              for c in report.get("candidates", [])]
+    out.unlink(missing_ok=True)
+    return row
+
+
+def step_serve(a) -> dict:
+    """`pt2kit serve PACKAGE` in its own process: time to ready, then one request per sequence-length bucket.
+
+    Each request is OIP v2 JSON in (`input_ids`, batch 1) with the logits asked back as binary data; the
+    latency is the client's round trip, p50 of 3 after one warm-up per length.
+    """
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "pt2kit", "serve", a.package, "--device", a.device, "--port", str(port),
+           "--max-batch-size", "1", "-q"]
+    start = time.perf_counter()
+    server = subprocess.Popen(cmd, stdout=sys.stderr, stderr=sys.stderr)
+    try:
+        while True:
+            if server.poll() is not None:
+                return {"error": f"the server exited {server.returncode} before it was ready"}
+            try:
+                with urllib.request.urlopen(url + "/v2/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() - start > 600:
+                return {"error": "the server was not ready in 600 s"}
+            time.sleep(0.2)
+        ready_s = time.perf_counter() - start
+        with urllib.request.urlopen(url + "/v2/models/stats") as r:
+            name = json.load(r)["model_stats"][0]["name"]
+        with urllib.request.urlopen(f"{url}/v2/models/{name}") as r:
+            meta = json.load(r)
+        latencies = {}
+        for length in (SEQ[0], 16, 128, 512, SEQ[1]):
+            body = json.dumps({"inputs": [{"name": meta["inputs"][0]["name"], "shape": [1, length], "datatype": "INT64",
+                                           "data": [(7 * i) % 1000 for i in range(length)]}],
+                               "outputs": [{"name": o["name"], "parameters": {"binary_data": True}} for o in meta["outputs"]]}).encode()
+            times = []
+            for _ in range(4):
+                t0 = time.perf_counter()
+                req = urllib.request.Request(f"{url}/v2/models/{name}/infer", data=body, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=120) as r:
+                    payload = r.read()
+                    if r.status != 200:
+                        return {"error": f"seq {length}: HTTP {r.status}"}
+                times.append(time.perf_counter() - t0)
+            latencies[str(length)] = {"p50_ms": round(sorted(times[1:])[1] * 1e3, 2), "response_bytes": len(payload)}
+        return {"serve_ready_s": ready_s, "serve_latency": latencies}
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+
+
+STEPS = {"export": step_export, "build": step_build, "load": step_load, "export_build": step_export_build,
+         "tune": step_tune, "serve": step_serve}
 
 
 # ---------------------------------------------------------------- the driver
@@ -358,6 +443,17 @@ def table(rows: list[dict]) -> str:
             f"{lp.get('load_s', 0):.2f} / {lk.get('load_s', 0):.2f} | {lk.get('first_call_s', 0):.2f} | "
             f"{gb(lp.get('rss_peak'))} / {gb(lk.get('rss_peak'))} ({gb(lp.get('rss_over_base'))} / {gb(lk.get('rss_over_base'))}) | {gb(lk.get('gpu_used_after_load'))} | "
             f"{'ok' if v.get('verify_ok') else v.get('verify_summary', '-')} {v.get('max_abs_err') or ''} |")
+    extra = [r for r in rows if r["step"] in ("tune", "serve") and "error" not in r]
+    if extra:
+        out += ["", "| model | step | result |", "| --- | --- | --- |"]
+        for r in extra:
+            if r["step"] == "tune":
+                cands = "; ".join(f"{c['name']} {c['status']} {c['p50_ms']} ms err {c['max_abs_err']:.3g}" if c.get("max_abs_err") is not None
+                                  else f"{c['name']} {c['status']}" for c in r["tune_candidates"])
+                out.append(f"| {r['model']} | tune {r['tune_s']:.0f} s | chosen {r['tune_chosen']}: {cands} |")
+            else:
+                lat = ", ".join(f"seq {k}: {v['p50_ms']} ms" for k, v in r["serve_latency"].items())
+                out.append(f"| {r['model']} | serve, ready in {r['serve_ready_s']:.1f} s | {lat} |")
     return "\n".join(out)
 
 

@@ -1,7 +1,7 @@
 """Verify a candidate against float32 eager, and time the survivors side by side.
 
-The reference is the model in float32 on the tune device, with TF32 off, run once per verification input;
-each candidate gets the same inputs (in the model's dtypes, or cast to the candidate's dtype under
+The reference is the model in float32 on the tune device, with TF32 off, run once per verification input (a model
+whose weights were all made in bf16 or fp16, such as a program exported from one, runs in its own dtypes); each candidate gets the same inputs (in the model's dtypes, or cast to the candidate's dtype under
 `--low-precision-io`) and must match every output element within
 `|a - e| <= atol + rtol * |e|` (`pt2kit.verify.compare`), NaN and inf at the same places.
 """
@@ -66,16 +66,27 @@ class Reference:
     spec: Any  # rebuilds (args, kwargs) from the leaves
     cases: tuple[tuple[str, list[Any]], ...]
     expected: tuple[list[Any], ...]
+    note: str | None = None  # why the reference is not float32, when it is not
 
     @classmethod
     def compute(cls, module: torch.nn.Module, spec: Any, cases: list[tuple[str, list[Any]]], device: str) -> "Reference":
-        reference = copy.deepcopy(module).to(device=device, dtype=torch.float32).eval()
+        """float32 eager, or, for a model whose weights were all made in one lower precision, the model as it is.
+
+        A program exported from a bf16 model holds bf16 in its graph (export asserts the dtypes of its casts), so
+        casting its weights to float32 cannot give a float32 model; there the reference is the program in its own
+        dtypes, and `note` says so.
+        """
+        made_in = {p.dtype for p in module.parameters() if p.is_floating_point()}
+        low = next(iter(made_in)) if len(made_in) == 1 and next(iter(made_in)) in (torch.bfloat16, torch.float16) else None
+        reference = copy.deepcopy(module).to(device=device, dtype=None if low else torch.float32).eval()
         outputs = []
         with torch.no_grad(), no_tf32():
             for _, leaves in cases:
-                args, kwargs = pytree.tree_unflatten(cast_leaves(leaves, "fp32", device), spec)
+                args, kwargs = pytree.tree_unflatten(cast_leaves(leaves, None if low else "fp32", device), spec)
                 outputs.append(pytree.tree_leaves(reference(*args, **kwargs)))
-        return cls(spec, tuple(cases), tuple(outputs))
+        note = (f"the model's weights are all {str(low).removeprefix('torch.')}: the reference is the model in its own dtypes, "
+                "not float32 eager" if low else None)
+        return cls(spec, tuple(cases), tuple(outputs), note)
 
 
 @dataclass(frozen=True)

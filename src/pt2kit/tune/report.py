@@ -92,7 +92,7 @@ class TuneReport:
         widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h) for i, h in enumerate(headers)]
         batch = f", batch {self.batch_size}" if self.batch_size else ""
         lines = [f"tune {self.source} on {self.device}{batch}: {len(self.candidates)} candidate{'s' if len(self.candidates) != 1 else ''}, tolerance atol {self.atol:g} "
-                 f"rtol {self.rtol:g} against float32 eager, {self.seconds:.0f}s"]
+                 f"rtol {self.rtol:g} against the eager reference, {self.seconds:.0f}s"]
         lines.append("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
         for line in body:
             lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))

@@ -187,7 +187,7 @@ def _reference(target: Target, manifest: Manifest, device: str, samples: int, se
     check_inputs(manifest, leaves)  # e.g. a `--batch-size` a static program cannot take: one clear error now
     plan = plan_cases(manifest, names, leaves, samples=samples, seed=seed)
     cases = [(str(c), list(c.leaves)) for c in plan.cases]
-    with progress.stage(f"float32 eager on {len(cases)} verification inputs"):
+    with progress.stage(f"the eager reference on {len(cases)} verification inputs"):
         return Reference.compute(target.module, spec, cases, device)
 
 
@@ -206,7 +206,7 @@ def _tune(source, output: Path, workdir: Path, start: float, *, device, batch_si
     loaded: dict[str, Any] = {}
     packages: dict[tuple, Path | CandidateResult] = {}
     programs: dict[bool, Path] = {False: program}
-    notes: list[str] = []
+    notes: list[str] = [reference.note] if reference.note else []
     for i, cand in enumerate(candidates, 1):
         built = packages.get(cand.build_key)
         if built is None and packages and time.perf_counter() - start > time_budget:
