@@ -152,3 +152,18 @@ def test_a_body_over_the_limit_gets_413_while_the_client_still_sends(server):
     big = b" " * (16 * 1024 * 1024)  # far past the socket buffers: the server must read on to answer
     response = httpx.post(f"{server.url}/v2/models/linear/infer", content=big, timeout=60)
     assert response.status_code == 413 and "over the limit" in response.json()["error"]
+
+
+@pytest.mark.parametrize("order", [("s0", "s1"), ("s1", "s0")])
+def test_the_batch_dim_is_the_shared_dim_nearest_the_front(order):
+    """A decoder's `input_ids[batch, seq]`: requests stack along `batch` whichever symbol torch named first."""
+    from pt2kit.artifact.manifest import DimRange, LeafSpec, Manifest
+    from pt2kit.serve.service import find_batch_dim
+
+    batch_symbol, seq_symbol = order
+    dims = {batch_symbol: DimRange(batch_symbol, "batch", 1, 8), seq_symbol: DimRange(seq_symbol, "seq", 2, 1024)}
+    manifest = Manifest(inputs=(LeafSpec("input_ids", "tensor", "int64", (batch_symbol, seq_symbol)),),
+                        outputs=(LeafSpec("logits", "tensor", "bfloat16", (batch_symbol, seq_symbol, 32000)),),
+                        dims=tuple(dims[s] for s in sorted(dims)))
+    found, reason = find_batch_dim(manifest)
+    assert reason == "" and (found.name, found.position, found.outputs, found.max) == ("batch", 0, {"logits": 0}, 8)

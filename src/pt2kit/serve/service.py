@@ -47,28 +47,33 @@ class BatchDim:
 
 
 def find_batch_dim(manifest: Manifest) -> tuple[BatchDim | None, str]:
-    """The manifest's batch dim, or None and the reason there is none (said at start-up)."""
+    """The manifest's batch dim, or None and the reason there is none (said at start-up).
+
+    Of the dynamic dims that every input and output carries, the one nearest the front of the shapes (a decoder's
+    `batch` at dim 0 rather than its `seq` at dim 1), whatever order torch named the symbols in.
+    """
     inputs, outputs = tensor_inputs(manifest), tensor_outputs(manifest)
     if not inputs:
         return None, "the model takes no tensor inputs"
-    reasons = []
+    reasons, found = [], []
     for dim in manifest.dims:
         positions = {i.name: [d for d, s in enumerate(i.shape) if s == dim.symbol] for i in inputs}
         common = set.intersection(*(set(p) for p in positions.values()))
         if not common:
             reasons.append(f"`{dim.name}` is not in every input at one position")
             continue
-        position = min(common)
         out_positions = {}
         for out in outputs:
-            found = [d for d, s in enumerate(out.shape) if s == dim.symbol]
-            if found:
-                out_positions[out.name] = found[0]
+            where = [d for d, s in enumerate(out.shape) if s == dim.symbol]
+            if where:
+                out_positions[out.name] = where[0]
         if len(out_positions) != len(outputs):
             missing = next(o.name for o in outputs if o.name not in out_positions)
             reasons.append(f"output `{missing}` does not carry `{dim.name}`, so a batch cannot be split back")
             continue
-        return BatchDim(dim.name, dim.symbol, position, out_positions, dim.min, dim.max), ""
+        found.append(BatchDim(dim.name, dim.symbol, min(common), out_positions, dim.min, dim.max))
+    if found:
+        return min(found, key=lambda d: d.position), ""
     if not manifest.dims:
         return None, "the model has no dynamic dim (export it with e.g. `--dynamic x:0=batch[1,64]` to batch requests)"
     return None, "; ".join(reasons)
