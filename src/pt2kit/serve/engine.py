@@ -71,10 +71,14 @@ class _Lane:
         self.cond = threading.Condition()
         self.closing = False
         self.cuda = service.device.type == "cuda"
-        self.done: queue.Queue = queue.Queue(maxsize=2)  # batches in flight on the GPU, at most two
+        self.done: queue.Queue = queue.Queue()  # batches launched on the GPU, for the completion thread
+        # two batches in flight: the next one is copied in while one computes, and is collected as late as possible
+        # (so it holds every request that came meanwhile)
+        self.in_flight = threading.Semaphore(2)
         if self.cuda:
             self.copy_stream = torch.cuda.Stream(service.device)
             self.compute_stream = torch.cuda.current_stream(service.device)
+        self.torch_threads = torch.get_num_threads()  # `--threads`, set in the main thread; OpenMP keeps it per thread
         self.threads = [threading.Thread(target=self._batch_loop, name=f"pt2kit-engine-{service.name}", daemon=True)]
         if self.cuda:
             self.threads.append(threading.Thread(target=self._completion_loop, name=f"pt2kit-engine-{service.name}-out", daemon=True))
@@ -125,7 +129,13 @@ class _Lane:
             return batch
 
     def _batch_loop(self) -> None:
-        while (batch := self._collect()) is not None:
+        torch.set_num_threads(self.torch_threads)
+        while True:
+            if self.cuda:
+                self.in_flight.acquire()
+            batch = self._collect()
+            if batch is None:
+                return
             started = time.perf_counter_ns()
             try:
                 if self.cuda:
@@ -137,6 +147,8 @@ class _Lane:
                     self._finish(batch, outputs, started, staged, time.perf_counter_ns())
             except Exception as exc:  # the model raised: every job of the batch gets a 500, the engine goes on
                 self._fail(batch, exc)
+                if self.cuda:
+                    self.in_flight.release()
 
     def _stacked(self, batch: list[_Entry]) -> dict[str, torch.Tensor]:
         if len(batch) == 1:
@@ -178,6 +190,8 @@ class _Lane:
                 self._finish(batch, host, started, staged, time.perf_counter_ns())
             except Exception as exc:  # an asynchronous CUDA error surfaces here
                 self._fail(batch, exc)
+            finally:
+                self.in_flight.release()
 
     def _finish(self, batch: list[_Entry], outputs: dict[str, torch.Tensor], started: int, staged: int, called: int) -> None:
         if len(batch) == 1:
