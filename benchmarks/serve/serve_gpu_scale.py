@@ -132,7 +132,7 @@ def perf_analyzer(binary: str, url: str, protocol: str, concurrency: int, out: P
     csv_path = out / f"pa_{protocol}_{concurrency}_{int(time.time() * 1000) % 100000}.csv"
     env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(filter(None, [str(Path(binary).resolve().parent), os.environ.get("LD_LIBRARY_PATH")])))
     env.pop("LD_PRELOAD", None)
-    command = [binary, "-m", "model", "-u", url, "-i", protocol, "-b", "1", "--concurrency-range", str(concurrency),
+    command = [binary, "-m", "model", "-x", "1", "-u", url, "-i", protocol, "-b", "1", "--concurrency-range", str(concurrency),
                "--input-data", "zero", "--measurement-interval", "2000", "--max-trials", "5", "--stability-percentage", "999",
                "-f", str(csv_path)]
     row = {"protocol": protocol, "concurrency": concurrency}
