@@ -151,7 +151,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         def check():
             return check_request(request, binary, service.manifest, batch_dim=batch_dim, model=service.name)
 
-        checked = await asyncio.to_thread(check) if len(binary) >= OFF_LOOP_BYTES else check()
+        # typed `contents` become tensors element by element (slow when large: on a thread); raw bytes are one copy
+        heavy = not message.raw_input_contents and message.ByteSize() >= OFF_LOOP_BYTES
+        checked = await asyncio.to_thread(check) if heavy else check()
         outputs = await run_model(self.state.backend, service, checked)
         return infer_response(*encode_infer_response(service.name, checked, outputs))
 
