@@ -172,3 +172,18 @@ class EngineBackend:
                 if not future.done():
                     future.set_exception(RequestError(self.gone, 503))
             self.waiting.clear()
+
+
+def frontend_app(socket_path: str, *, slot_bytes: int | None = None, **app_options):
+    """The app of one front end: `create_app` over the engine's models at `socket_path`, requests run by the engine.
+
+    `app_options` go to `create_app` (`max_body_bytes`, `grpc_port`, ...); the engine warmed the models up already.
+
+    Example:
+        >>> app = frontend_app("/tmp/pt2kit-engine-x/engine.sock", grpc_port=8001)
+    """
+    from pt2kit.serve.app import create_app
+
+    link = connect_engine(socket_path, slot_bytes)
+    metrics = ServeMetrics([m.name for m in link.models])
+    return create_app(link.models, backend=EngineBackend(link, metrics), metrics=metrics, warm_up=False, **app_options)

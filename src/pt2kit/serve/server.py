@@ -112,19 +112,15 @@ def _frontend_app(options: ServeOptions):
     """A front end of `--frontends`: the app over the engine's models, its requests run by the engine."""
     import torch
 
-    from pt2kit.serve.app import create_app
-    from pt2kit.serve.engine_client import EngineBackend, connect_engine
-    from pt2kit.serve.metrics import ServeMetrics
+    from pt2kit.serve.engine_client import frontend_app
 
     torch.set_num_threads(1)  # a front end only copies tensors; the engine's process has the threads
     if options.grpc_port is not None:
         bind_socket(options.host, options.grpc_port, flag="--grpc-port", reuse_port=options.reuse_port).close()
-    link = connect_engine(options.engine_socket)
-    metrics = ServeMetrics([m.name for m in link.models])
-    app = create_app(link.models, backend=EngineBackend(link, metrics), metrics=metrics, max_queue_delay_ms=options.max_queue_delay_ms,
-                     max_body_bytes=int(options.max_body_mb * 1024 * 1024), warm_up=False, grpc_port=options.grpc_port,
-                     grpc_host=options.host, drain_timeout_s=options.drain_timeout_s, grpc_reuse_port=options.reuse_port)
-    return app, link.models
+    app = frontend_app(options.engine_socket, max_queue_delay_ms=options.max_queue_delay_ms,
+                       max_body_bytes=int(options.max_body_mb * 1024 * 1024), grpc_port=options.grpc_port, grpc_host=options.host,
+                       drain_timeout_s=options.drain_timeout_s, grpc_reuse_port=options.reuse_port)
+    return app, list(app.state.pt2kit.services.values())
 
 
 def run_server(app, options: ServeOptions = ServeOptions()) -> int:
