@@ -53,8 +53,8 @@ class _Connection:
         self.sock, self.arena, self.pinned = sock, arena, pinned
         self.lock = threading.Lock()
 
-    def reply(self, reply: Reply) -> None:
-        data = frame(reply)
+    def reply(self, *replies: Reply) -> None:
+        data = b"".join(frame(reply) for reply in replies)  # one system call for every reply of a batch
         try:
             with self.lock:
                 self.sock.sendall(data)
@@ -213,9 +213,12 @@ class _Lane:
         queue_ns = [started - e.enqueued_ns for e in batch]
         replies[0].batch_stats = (sum(e.job.batch for e in batch), len(batch), sum(queue_ns),
                                   (staged - started, called - staged, finished - called))
+        by_connection: dict[_Connection, list[Reply]] = {}
         for entry, reply, waited in zip(batch, replies, queue_ns):
             reply.queue_ns = waited
-            entry.connection.reply(reply)
+            by_connection.setdefault(entry.connection, []).append(reply)
+        for connection, answers in by_connection.items():
+            connection.reply(*answers)
 
     def _fail(self, batch: list[_Entry], exc: Exception) -> None:
         message = first_line(exc, limit=300)
