@@ -105,7 +105,7 @@ def serve(package: Path, design: str, workers: int, port: int, grpc_port: int, d
     flag = "--frontends" if design == "f" else "--workers"
     proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", str(package), "--name", "model", "--device", device,
                              "--port", str(port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch),
-                             flag, str(workers), "--threads", "1", "-q"], stderr=subprocess.PIPE, text=True)
+                             flag, str(workers), "--threads", "1"], stderr=subprocess.PIPE, text=True)  # its log ends the row
     deadline, streak = time.time() + 240, 0
     while time.time() < deadline and streak < 4 * workers:  # fresh connections land on any worker: all must say ready
         if proc.poll() is not None:
@@ -120,12 +120,16 @@ def serve(package: Path, design: str, workers: int, port: int, grpc_port: int, d
 
 
 def stop(proc: subprocess.Popen) -> int:
+    """SIGTERM, the exit status, and the server's log printed (its start-up lines say e.g. whether the engine's copies
+    are pinned)."""
     proc.send_signal(signal.SIGTERM)
     try:
-        return proc.wait(timeout=60)
+        _, log = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-        return proc.wait()
+        _, log = proc.communicate()
+    print("server log: " + " | ".join(line for line in log.splitlines()[-40:] if line.strip()), file=sys.stderr, flush=True)
+    return proc.returncode
 
 
 def perf_analyzer(binary: str, url: str, protocol: str, concurrency: int, out: Path) -> dict:

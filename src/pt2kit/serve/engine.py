@@ -319,6 +319,7 @@ class Engine:
             self.pinned_note = f"cudaHostRegister failed ({int(code)}): copies to the GPU are pageable"
             progress.info(f"note: {self.pinned_note}")
             return False
+        progress.info(f"engine: a front end's {arena.slots} slots of {arena.slot_bytes} bytes are pinned for copies to the GPU")
         return True
 
 
