@@ -63,6 +63,10 @@ def engine_server(services, slot_bytes=None, grpc_port=None, max_queue_delay_ms=
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def listening(process: psutil.Process) -> list:
+    return (process.net_connections if hasattr(process, "net_connections") else process.connections)()  # psutil < 6
+
+
 def body(x: torch.Tensor) -> dict:
     return {"inputs": [tensor_input("input", x)[0]]}
 
@@ -129,7 +133,13 @@ def test_a_model_whose_warm_up_failed_is_not_ready(linear):
 
 def test_frontends_share_the_port_and_sigterm_drains_them_then_the_engine(linear):
     with subprocess_server(linear, "--frontends", "2", "--threads", "1", "--max-queue-delay-ms", "700") as (proc, url):
-        assert len(psutil.Process(proc.pid).children()) == 2
+        port = int(url.rsplit(":", 1)[1])
+        frontends = psutil.Process(proc.pid).children()
+        assert len(frontends) == 2
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(
+                any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in listening(f)) for f in frontends):
+            time.sleep(0.2)  # the second front end may still be starting
         answers = []
         client = threading.Thread(target=lambda: answers.append(httpx.post(f"{url}/v2/models/linear/infer", json=body(torch.randn(1, 16)), timeout=30)))
         client.start()

@@ -237,7 +237,7 @@ class Engine:
 
     Example:
         >>> engine = Engine(load_services(["mlp.aoti.pt2"]), "/tmp/x/engine.sock"); engine.start()
-        >>> ...  # start front ends with `pt2kit serve ... --engine-socket /tmp/x/engine.sock`
+        >>> app = frontend_app(engine.socket_path)  # in each front-end process (pt2kit.serve.engine_client)
         >>> engine.stop()
     """
 

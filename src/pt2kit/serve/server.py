@@ -221,12 +221,13 @@ def run_workers(command: Sequence[str], options: ServeOptions, env: dict[str, st
 
 
 def run_with_engine(artifacts: Sequence[str | os.PathLike], command: Sequence[str], options: ServeOptions,
-                    names: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
+                    names: Sequence[str] | None = None, env: dict[str, str] | None = None,
+                    engine_env: str = "PT2KIT_SERVE_ENGINE") -> int:
     """Serve `artifacts` with one engine process (this one) and `options.frontends` front-end processes.
 
     This process loads and warms up every model and runs the `Engine` (`pt2kit.serve.engine`): one batcher per model,
-    copies to the GPU overlapping compute. The front ends (the serve `command`, argv after `pt2kit`, run with
-    `--engine-socket` and `env`, which must make each bind with SO_REUSEPORT) share the ports, parse, check and
+    copies to the GPU overlapping compute. The front ends (the serve `command`, argv after `pt2kit`, run with `env`,
+    which must make each bind with SO_REUSEPORT, and the engine's socket in `engine_env`) share the ports, parse, check and
     encode requests, and hand tensors to the engine through shared memory. SIGTERM or SIGINT drains the front ends,
     then the engine; the status is the worst of theirs.
 
@@ -252,19 +253,23 @@ def run_with_engine(artifacts: Sequence[str | os.PathLike], command: Sequence[st
     engine = Engine(services, os.path.join(directory, "engine.sock"), max_queue_delay_ms=options.max_queue_delay_ms,
                     max_queue=options.max_queue)
     engine.start()
-    children = [subprocess.Popen([sys.executable, "-m", "pt2kit", *command, "--engine-socket", engine.socket_path],
-                                 env={**os.environ, **(env or {})}) for _ in range(options.frontends)]
+    children = [subprocess.Popen([sys.executable, "-m", "pt2kit", *command],
+                                 env={**os.environ, **(env or {}), engine_env: engine.socket_path}) for _ in range(options.frontends)]
     progress.info(f"one engine process and {options.frontends} front-end processes serve http://{options.host}:{options.port}"
                   + (f" and gRPC on {options.grpc_port}" if options.grpc_port else ""))
 
+    forwarded: set[int] = set()
+
     def forward(sig, frame):
+        forwarded.add(sig)
         for child in children:
             if child.poll() is None:
                 child.send_signal(sig)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        codes = [child.wait() for child in children]
+        # a front end still starting when the signal came ends by it, having taken no request: a clean stop
+        codes = [0 if -child.wait() in forwarded else child.returncode for child in children]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
