@@ -101,10 +101,12 @@ class EngineBackend:
     Args:
         link: from `connect_engine`.
         metrics: this front end's metrics; the engine's queue and batch figures are recorded here as replies come.
+        on_engine_lost: called once if the engine's connection drops (a front-end process stops itself: it can
+            serve nothing without the engine).
     """
 
-    def __init__(self, link: EngineLink, metrics: ServeMetrics):
-        self.link, self.metrics = link, metrics
+    def __init__(self, link: EngineLink, metrics: ServeMetrics, on_engine_lost=None):
+        self.link, self.metrics, self.on_engine_lost = link, metrics, on_engine_lost
         self.ids = itertools.count()
         self.waiting: dict[int, tuple[asyncio.Future, int | None]] = {}
         self.writer: asyncio.StreamWriter | None = None
@@ -172,9 +174,11 @@ class EngineBackend:
                 if not future.done():
                     future.set_exception(RequestError(self.gone, 503))
             self.waiting.clear()
+            if self.on_engine_lost is not None:
+                self.on_engine_lost()
 
 
-def frontend_app(socket_path: str, *, slot_bytes: int | None = None, **app_options):
+def frontend_app(socket_path: str, *, slot_bytes: int | None = None, on_engine_lost=None, **app_options):
     """The app of one front end: `create_app` over the engine's models at `socket_path`, requests run by the engine.
 
     `app_options` go to `create_app` (`max_body_bytes`, `grpc_port`, ...); the engine warmed the models up already.
@@ -186,4 +190,5 @@ def frontend_app(socket_path: str, *, slot_bytes: int | None = None, **app_optio
 
     link = connect_engine(socket_path, slot_bytes)
     metrics = ServeMetrics([m.name for m in link.models])
-    return create_app(link.models, backend=EngineBackend(link, metrics), metrics=metrics, warm_up=False, **app_options)
+    backend = EngineBackend(link, metrics, on_engine_lost)
+    return create_app(link.models, backend=backend, metrics=metrics, warm_up=False, **app_options)

@@ -117,7 +117,11 @@ def _frontend_app(options: ServeOptions):
     torch.set_num_threads(1)  # a front end only copies tensors; the engine's process has the threads
     if options.grpc_port is not None:
         bind_socket(options.host, options.grpc_port, flag="--grpc-port", reuse_port=options.reuse_port).close()
-    app = frontend_app(options.engine_socket, max_queue_delay_ms=options.max_queue_delay_ms,
+    def engine_lost():  # the engine process died (it drains after its front ends): stop, as SIGTERM does
+        progress.info("error: the engine process is gone; this front end stops")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app = frontend_app(options.engine_socket, on_engine_lost=engine_lost, max_queue_delay_ms=options.max_queue_delay_ms,
                        max_body_bytes=int(options.max_body_mb * 1024 * 1024), grpc_port=options.grpc_port, grpc_host=options.host,
                        drain_timeout_s=options.drain_timeout_s, grpc_reuse_port=options.reuse_port)
     return app, list(app.state.pt2kit.services.values())
