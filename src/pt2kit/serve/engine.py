@@ -211,11 +211,11 @@ class _Lane:
                 replies.append(Reply(entry.job.id, tensors={k: v.clone() for k, v in part.items()}))
         finished = time.perf_counter_ns()
         queue_ns = [started - e.enqueued_ns for e in batch]
-        replies[0].batch_stats = (sum(e.job.batch for e in batch), len(batch), sum(queue_ns),
-                                  (staged - started, called - staged, finished - called))
+        call = (sum(e.job.batch for e in batch), len(batch), (staged - started, called - staged, finished - called))
+        replies[0].first = True
         by_connection: dict[_Connection, list[Reply]] = {}
         for entry, reply, waited in zip(batch, replies, queue_ns):
-            reply.queue_ns = waited
+            reply.queue_ns, reply.batch = waited, call
             by_connection.setdefault(entry.connection, []).append(reply)
         for connection, answers in by_connection.items():
             connection.reply(*answers)

@@ -146,15 +146,17 @@ class EngineBackend:
         finally:
             if slot is not None:
                 arena.give_back(slot)
-        self._record(service.name, reply)
+        self._record(service.name, request.batch, reply)
         return outputs
 
-    def _record(self, model: str, reply) -> None:
+    def _record(self, model: str, own_rows: int, reply) -> None:
+        """This request's share of its model call in this front end's metrics; the call itself, once, by the front
+        end of the call's first request (statistics are per front end, like `--workers`: sum them over processes)."""
+        rows, requests, phase_ns = reply.batch
         self.metrics.queue_seconds(model, reply.queue_ns / 1e9)
-        if reply.batch_stats is not None:
-            rows, requests, queue_ns, phase_ns = reply.batch_stats
+        if reply.first:
             self.metrics.batch(model, rows, sum(phase_ns) / 1e9)
-            self.metrics.model_call(model, rows, requests, queue_ns, phase_ns)
+        self.metrics.stats[model].record_share(own_rows, rows, requests, reply.queue_ns, phase_ns, counts_call=reply.first)
 
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         try:

@@ -18,7 +18,7 @@ import os
 import pickle
 import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -53,8 +53,8 @@ class Job:
 class Reply:
     """The engine's answer to `Job` `id`: outputs in the job's slot (`refs`) or inline, or an error.
 
-    `error_status` is 503 (the engine's queue is full) or 500 (the model raised); `batch_stats` is set on one job of
-    each model call (rows, requests, queue ns in all, phase ns), so every call is counted once, by one front end.
+    `error_status` is 503 (the engine's queue is full) or 500 (the model raised); `batch` is the model call the job
+    ran in (rows, requests, phase ns), and `first` marks one job of each call, whose front end counts the call itself.
     """
 
     id: int
@@ -63,8 +63,8 @@ class Reply:
     error: str = ""
     error_status: int = 0
     queue_ns: int = 0
-    batch_stats: tuple | None = None
-    extra: dict = field(default_factory=dict)
+    batch: tuple = (0, 0, (0, 0, 0))
+    first: bool = False
 
 
 def _aligned(n: int) -> int:
