@@ -84,7 +84,8 @@ def test_fuzzed_grpc_requests_never_get_an_internal_error(fuzz_target, model):
 
         run()
         garbage = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # bytes that are no protobuf message
-        with pytest.raises(grpc.RpcError):
+        with pytest.raises(grpc.RpcError) as bad:
             garbage(b"\xff\xff\xff\x0f not a message", timeout=30)
+        assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "not an inference.ModelInferRequest" in bad.value.details()
         assert stub.ServerLive(service_pb2.ServerLiveRequest()).live  # and the server goes on
     assert sum(codes.values()) >= CASES // 3 and codes.get("INVALID_ARGUMENT", 0) > 0, codes

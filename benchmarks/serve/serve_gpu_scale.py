@@ -1,13 +1,17 @@
-"""`pt2kit serve` against the GPU, side by side in one run: one server process vs `--workers N`, HTTP and gRPC,
-measured by NVIDIA's perf_analyzer (batch-1 ResNet-50 bf16 images as binary data).
+"""`pt2kit serve` against the GPU, side by side in one run: one server process, `--workers N` (N processes, a model
+instance each) and `--frontends N` (N front ends, one engine process), HTTP and gRPC, measured by NVIDIA's
+perf_analyzer (batch-1 ResNet-50 bf16 images as binary data).
 
 One command builds the package (benchmarks/gpu/gpu_models.py:resnet50, transformers' ResNet-50 with random weights, no
-torchvision; dynamic batch 1..64; bf16), times the package's own call at batch 1 and 64, then serves it with
-`--max-batch-size 64 --workers W --grpc-port` for each W and drives it with perf_analyzer at each concurrency, over
-HTTP and gRPC. Each row is written to OUT/rows.jsonl as it comes, the summary to OUT/result.json.
+torchvision; dynamic batch 1..64; bf16), times the package's own call at batch 1 and 64 (and, at batch 1, the pieces
+of the server's path: the call without the input check, with the copy in and out, `ModelService.run_batch`), then
+serves it with `--max-batch-size 64 --threads 1 --grpc-port` and each plan entry's design, and drives it with
+perf_analyzer at each concurrency, over HTTP and gRPC. A plan entry is `wN:C,...` (`--workers N`), `fN:C,...`
+(`--frontends N`) or `N:C,...` (= `wN`). Each row is written to OUT/rows.jsonl as it comes, the summary to
+OUT/result.json.
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 python benchmarks/serve/serve_gpu_scale.py --workdir /tmp/sg \\
-        --out $OUT --perf-analyzer pa/perf_analyzer --plan 1:1,256 8:1,256 4:256
+        --out $OUT --perf-analyzer pa/perf_analyzer --plan w8:1,256 f8:1,256 f12:256
 
 perf_analyzer ships inside tritonclient 2.50.0's wheel (`make perf-analyzer` unpacks it); it needs libb64.so.0d and
 libcudart.so.12 on LD_LIBRARY_PATH (the folder of `--perf-analyzer` is added).
@@ -37,6 +41,9 @@ def build(workdir: Path) -> Path:
 
     progress.set_quiet(True)
     package = workdir / "resnet50.bf16.aoti.pt2"
+    if package.exists():  # an earlier run on this machine built it: one package for every server and run
+        print(f"reusing {package}", file=sys.stderr, flush=True)
+        return package
     start = time.time()
     pt2kit.export_program(pt2kit.load_target(f"{HERE.parent / 'gpu' / 'gpu_models.py'}:resnet50"), workdir / "resnet50.pt2",
                           dynamic="pixel_values:0=batch[1,64]")
@@ -45,37 +52,60 @@ def build(workdir: Path) -> Path:
     return package
 
 
+def _p50_ms(fn, n: int = 50) -> float:
+    import torch
+
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return median(times) * 1000
+
+
 def own_call(package: Path) -> dict:
-    """The package's own call (pt2kit.load, CUDA-synchronised), p50 of 50 at batch 1 and 64."""
+    """The package's own call: `pt2kit.load(package, threads=1)(x)` with `x` already on the GPU, CUDA-synchronised,
+    p50 of 50, at batch 1 and 64 (the servers load it with the same options: `--threads 1`). At batch 1 also the
+    pieces of a server's path, to see where the time between the call and a served request goes."""
     import torch
 
     import pt2kit
+    from pt2kit.serve.protocol import InferRequest
+    from pt2kit.serve.service import ModelService
 
-    model = pt2kit.load(package)
+    model = pt2kit.load(package, threads=1)
+    name = model.manifest.inputs[0].name
     dtype = getattr(torch, model.manifest.inputs[0].dtype)
     result = {}
     for batch in (1, 64):
         x = torch.randn(batch, 3, 224, 224, device="cuda").to(dtype)
-        for _ in range(10):
-            model(x)
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(50):
-            t = time.perf_counter()
-            model(x)
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-        result[f"batch{batch}_ms"] = median(times) * 1000
+        result[f"batch{batch}_ms"] = _p50_ms(lambda: model(x))
     result["images_per_s_at_64"] = 64 / result["batch64_ms"] * 1000
+    x = torch.randn(1, 3, 224, 224, device="cuda").to(dtype)
+    host = x.cpu().pin_memory()
+    pageable = x.cpu()
+    with torch.inference_mode():
+        result["batch1_no_input_check_ms"] = _p50_ms(lambda: model.call_named([], {name: x}, check=False))
+        result["batch1_pinned_in_call_out_ms"] = _p50_ms(
+            lambda: model.call_named([], {name: host.to("cuda", non_blocking=True)}, check=False).to("cpu", non_blocking=True))
+        result["batch1_pageable_in_call_out_ms"] = _p50_ms(
+            lambda: model.call_named([], {name: pageable.to("cuda")}, check=False).cpu())
+    service = ModelService("model", model, device="cuda", max_batch_size=64)
+    result["batch1_run_batch_ms"] = _p50_ms(lambda: service.run_batch([InferRequest("", {name: pageable})]))
     return result
 
 
-def serve(package: Path, workers: int, port: int, grpc_port: int, device: str = "cuda", max_batch: int = 64) -> subprocess.Popen:
+def serve(package: Path, design: str, workers: int, port: int, grpc_port: int, device: str = "cuda", max_batch: int = 64) -> subprocess.Popen:
     import httpx
 
+    flag = "--frontends" if design == "f" else "--workers"
     proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", str(package), "--name", "model", "--device", device,
                              "--port", str(port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch),
-                             "--workers", str(workers), "--threads", "1", "-q"], stderr=subprocess.PIPE, text=True)
+                             flag, str(workers), "--threads", "1"], stderr=subprocess.PIPE, text=True)  # its log ends the row
     deadline, streak = time.time() + 240, 0
     while time.time() < deadline and streak < 4 * workers:  # fresh connections land on any worker: all must say ready
         if proc.poll() is not None:
@@ -85,24 +115,28 @@ def serve(package: Path, workers: int, port: int, grpc_port: int, device: str = 
         except httpx.HTTPError:
             streak = 0
         time.sleep(0.25 if streak else 0.5)
-    time.sleep(3 if workers > 1 else 0)  # workers warm up before they listen; a straggler gets a moment more
+    time.sleep(3 if workers > 1 and design == "w" else 1 if workers > 1 else 0)  # workers warm up before they listen
     return proc
 
 
 def stop(proc: subprocess.Popen) -> int:
+    """SIGTERM, the exit status, and the server's log printed (its start-up lines say e.g. whether the engine's copies
+    are pinned)."""
     proc.send_signal(signal.SIGTERM)
     try:
-        return proc.wait(timeout=60)
+        _, log = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-        return proc.wait()
+        _, log = proc.communicate()
+    print("server log: " + " | ".join(line for line in log.splitlines()[-40:] if line.strip()), file=sys.stderr, flush=True)
+    return proc.returncode
 
 
 def perf_analyzer(binary: str, url: str, protocol: str, concurrency: int, out: Path) -> dict:
     csv_path = out / f"pa_{protocol}_{concurrency}_{int(time.time() * 1000) % 100000}.csv"
     env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join(filter(None, [str(Path(binary).resolve().parent), os.environ.get("LD_LIBRARY_PATH")])))
     env.pop("LD_PRELOAD", None)
-    command = [binary, "-m", "model", "-u", url, "-i", protocol, "-b", "1", "--concurrency-range", str(concurrency),
+    command = [binary, "-m", "model", "-x", "1", "-u", url, "-i", protocol, "-b", "1", "--concurrency-range", str(concurrency),
                "--input-data", "zero", "--measurement-interval", "2000", "--max-trials", "5", "--stability-percentage", "999",
                "-f", str(csv_path)]
     row = {"protocol": protocol, "concurrency": concurrency}
@@ -130,7 +164,8 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/serve_gpu_scale")
     parser.add_argument("--out", default=".")
     parser.add_argument("--perf-analyzer", required=True)
-    parser.add_argument("--plan", nargs="+", default=["1:1,256", "8:1,256"], help="WORKERS:CONCURRENCY,... per server")
+    parser.add_argument("--plan", nargs="+", default=["w8:1,256", "f8:1,256"],
+                        help="[w|f]N:CONCURRENCY,... per server: `--workers N` (w, the default) or `--frontends N` (f)")
     parser.add_argument("--protocols", default="http,grpc")
     parser.add_argument("--artifact", help="serve this artifact instead of building ResNet-50 (e.g. a CPU package)")
     parser.add_argument("--device", default="cuda")
@@ -149,16 +184,22 @@ def main() -> None:
     print(json.dumps({"own_call": own}), file=sys.stderr, flush=True)
     rows = []
     for step in args.plan:
-        workers, concurrencies = step.split(":")
+        processes, concurrencies = step.split(":")
+        design = processes[0] if processes[0] in "wf" else "w"
+        workers = int(processes.lstrip("wf"))
         port, grpc_port = free_port(), free_port()
         started = time.time()
-        proc = serve(package, int(workers), port, grpc_port, args.device, args.max_batch_size)
-        print(f"{workers} worker(s) ready in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+        proc = serve(package, design, workers, port, grpc_port, args.device, args.max_batch_size)
+        print(f"{processes} ready in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
         try:
             for protocol in args.protocols.split(","):
                 for c in map(int, concurrencies.split(",")):
                     url = f"127.0.0.1:{port if protocol == 'http' else grpc_port}"
-                    row = {"workers": int(workers), "max_batch": args.max_batch_size, **perf_analyzer(args.perf_analyzer, url, protocol, c, out)}
+                    measured = perf_analyzer(args.perf_analyzer, url, protocol, c, out)
+                    if "error" in measured:  # once more: a process that has just started listening may not have answered yet
+                        measured = {**perf_analyzer(args.perf_analyzer, url, protocol, c, out), "first_try": measured["error"][-300:]}
+                    row = {"design": "frontends" if design == "f" else "workers", "processes": workers, "max_batch": args.max_batch_size,
+                           **measured}
                     if "throughput" in row and own:
                         row["share_of_package"] = row["throughput"] / own["images_per_s_at_64"]
                         row["over_own_call_ms"] = row["p50_ms"] - own["batch1_ms"]

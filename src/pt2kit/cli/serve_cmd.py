@@ -8,6 +8,7 @@ import os
 from pt2kit.cli.serve_ray import add_ray_arguments, run_ray, wants_ray
 
 WORKER_ENV = "PT2KIT_SERVE_WORKER"  # set to 1 by `--workers` in each worker: bind with SO_REUSEPORT
+ENGINE_ENV = "PT2KIT_SERVE_ENGINE"  # set by `--frontends` in each front end: the engine's Unix socket
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="on SIGTERM, how long requests in flight may take before they are cut off (default 30; exit 1 if any was)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="server processes sharing the ports, each with its own model instance and batcher (default 1)")
+    p.add_argument("--frontends", type=int, default=0, metavar="N",
+                   help="N front-end processes (HTTP and gRPC) share the ports and hand requests through shared memory "
+                        "to one engine process that owns the models and batches for all of them (default 0: one process)")
     p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up call on zeros before reporting ready")
     add_ray_arguments(p)
 
@@ -52,7 +56,15 @@ def run(args: argparse.Namespace) -> int:
                            device=args.device, warm_up=not args.no_warm_up, threads=args.threads,
                            load_options={"trust_imports": list(args.trust_import)} if args.trust_import else None,
                            drain_timeout_s=args.drain_timeout, grpc_port=args.grpc_port, workers=args.workers,
-                           reuse_port=os.environ.get(WORKER_ENV) == "1")
+                           reuse_port=os.environ.get(WORKER_ENV) == "1", frontends=args.frontends,
+                           engine_socket=os.environ.get(ENGINE_ENV) or None)
+    if args.frontends and wants_ray(args):
+        raise UsageError("`--frontends` runs its own engine process and Ray runs replicas; pass one of them")
+    if args.frontends and not options.engine_socket:
+        from pt2kit.serve.server import run_with_engine
+
+        return run_with_engine(args.artifacts, worker_command(args), options, [args.name] if args.name else None,
+                               env={WORKER_ENV: "1"}, engine_env=ENGINE_ENV)
     if args.workers > 1 and not wants_ray(args):
         from pt2kit.serve.server import run_workers
 

@@ -91,11 +91,12 @@ class Artifact:
         if self.device is not None:
             check_devices(leaves, self._names or [f"input {i}" for i in range(len(leaves))], self.device)
 
-    def call_named(self, positional: list[Any], named: dict[str, Any]) -> Any:
+    def call_named(self, positional: list[Any], named: dict[str, Any], check: bool = True) -> Any:
         """Run with inputs given by manifest name (as `pt2kit run --input NAME=...` does).
 
         Tensors are moved to the artifact's device first: inputs made on the command line
         (or read from files) are CPU tensors, and a CUDA package must get them on its GPU.
+        `check=False` skips the manifest check, for a caller that has checked these inputs already (the server).
         """
         positional, named = [self.to_device(v) for v in positional], {k: self.to_device(v) for k, v in named.items()}
         if self.manifest is None or self._in_spec is None:
@@ -103,7 +104,8 @@ class Artifact:
                 raise ArtifactError(f"`{self.path}` has no pt2kit manifest, so inputs cannot be bound by name; pass them positionally")
             return self._fn(*positional)
         leaves = bind_inputs(self.manifest, positional, named)
-        self._check(leaves)
+        if check:
+            self._check(leaves)
         args, kwargs = pytree.tree_unflatten(leaves, self._in_spec)
         return self._fn(*args, **kwargs)
 

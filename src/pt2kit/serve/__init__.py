@@ -25,6 +25,10 @@ The seams, each usable on its own (Ray Serve scale-out builds on them):
 - `metrics`: `ServeMetrics`, the Prometheus counters and histograms in a registry per app.
 - `server`: `run_server(app, options)` runs uvicorn and drains on SIGTERM: 0 when every request was answered, 1 when
   start-up failed or the drain timed out.
+- `engine`, `engine_client`, `shm` (`--frontends N`): `Engine`, one process owning the models and a batcher per model
+  for every front end; `frontend_app(socket_path)`, the app of a front end whose backend (`EngineBackend`) hands
+  checked tensors to the engine through shared-memory slots (`SlotArena`) and small messages over a Unix socket;
+  `run_with_engine(...)` (in `server`) runs the engine and its front ends.
 - `ray_app`, `ray_backend`, `ray_config`, `ray_run` (the `ray` extra; docs/scale-out.md): the same app on Ray Serve,
   `@serve.ingress` per replica and `@serve.batch` as its backend; `ray_application(...)`, the config's builder
   `app_builder(args)`, `write_ray_config(...)`, `deploy_on_ray(...)`.

@@ -286,8 +286,11 @@ async def _infer(state: ServerState, service: ModelService, request: Request) ->
             body = await read_body(request, state.max_body_bytes)
             parse = functools.partial(parse_infer_request, body, service.manifest, header_length=request.headers.get(HEADER_LENGTH),
                                       batch_dim=service.batch_dim.position if service.batch_dim else None, model=service.name)
-            # a large JSON body takes milliseconds to decode: on a thread, so health checks and small requests go on
-            checked = await asyncio.to_thread(parse) if len(body) >= OFF_LOOP_BYTES else parse()
+            # a large JSON part takes milliseconds to decode: on a thread, so health checks and small requests go on;
+            # binary tensor data is one copy, cheaper than the thread hand-off, so only the JSON part counts
+            header_length = request.headers.get(HEADER_LENGTH, "")
+            json_bytes = min(int(header_length), len(body)) if header_length.isdigit() else len(body)
+            checked = await asyncio.to_thread(parse) if json_bytes >= OFF_LOOP_BYTES else parse()
         outputs = await run_model(state.backend, service, checked)
         content, headers = encode_infer_response(service.name, checked, outputs)
     except BodyError as exc:

@@ -151,7 +151,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         def check():
             return check_request(request, binary, service.manifest, batch_dim=batch_dim, model=service.name)
 
-        checked = await asyncio.to_thread(check) if len(binary) >= OFF_LOOP_BYTES else check()
+        # typed `contents` become tensors element by element (slow when large: on a thread); raw bytes are one copy
+        heavy = not message.raw_input_contents and message.ByteSize() >= OFF_LOOP_BYTES
+        checked = await asyncio.to_thread(check) if heavy else check()
         outputs = await run_model(self.state.backend, service, checked)
         return infer_response(*encode_infer_response(service.name, checked, outputs))
 
@@ -164,12 +166,40 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service
 
 
+def _handlers(servicer: InferenceServicer):
+    """The service's unary RPCs on `servicer`, as the generated `add_GRPCInferenceServiceServicer_to_server` registers
+    them, except that `ModelInfer` parses its own bytes: bytes that are no `ModelInferRequest` get INVALID_ARGUMENT
+    with one line (grpcio's deserializer would answer UNKNOWN, a server error, for a client's mistake)."""
+    from google.protobuf.message import DecodeError
+
+    async def model_infer(raw: bytes, context):
+        try:
+            request = service_pb2.ModelInferRequest.FromString(raw)
+        except DecodeError:
+            servicer.state.metrics.request("", 400, 0.0)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not an inference.ModelInferRequest message "
+                                "(protobuf could not parse it); send one built from grpc_service.proto")
+        return await servicer.ModelInfer(request, context)
+
+    handlers = {}
+    for method in service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+        if method.client_streaming or method.server_streaming:  # ModelStreamInfer: not served (UNIMPLEMENTED)
+            continue
+        response = getattr(service_pb2, method.output_type.name)
+        behaviour, parse = getattr(servicer, method.name), getattr(service_pb2, method.input_type.name).FromString
+        if method.name == "ModelInfer":
+            behaviour, parse = model_infer, None
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(behaviour, request_deserializer=parse,
+                                                                     response_serializer=response.SerializeToString)
+    return grpc.method_handlers_generic_handler("inference.GRPCInferenceService", handlers)
+
+
 async def start_grpc(state, host: str, port: int, extensions: list[str], reuse_port: bool = False) -> grpc.aio.Server:
     """Start the gRPC server on `host:port` in the running event loop (stop it with `await server.stop(grace)`)."""
     options = [("grpc.max_receive_message_length", state.max_body_bytes), ("grpc.max_send_message_length", -1),
                ("grpc.so_reuseport", int(reuse_port))]
     server = grpc.aio.server(options=options)
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(state, extensions), server)
+    server.add_generic_rpc_handlers((_handlers(InferenceServicer(state, extensions)),))
     server.add_insecure_port(f"{host}:{port}")
     await server.start()
     progress.info(f"serving gRPC (inference.GRPCInferenceService) on {host}:{port}")

@@ -35,6 +35,8 @@ class ServeOptions:
     grpc_port: int | None = None  # also serve OIP v2 over gRPC on this port (the `grpc` extra)
     workers: int = 1  # server processes sharing the ports, each with its own model instance and batcher
     reuse_port: bool = False  # bind with SO_REUSEPORT (set in each process of `workers` > 1)
+    frontends: int = 0  # > 0: this many HTTP/gRPC front-end processes hand requests to one engine process (engine.py)
+    engine_socket: str | None = None  # set in each front end of `frontends`: the engine's Unix socket
     load_options: dict[str, Any] | None = None
 
     def check(self) -> None:
@@ -42,9 +44,13 @@ class ServeOptions:
         for name, value, low in (("--max-batch-size", self.max_batch_size, 1), ("--max-queue", self.max_queue, 1),
                                  ("--max-queue-delay-ms", self.max_queue_delay_ms, 0), ("--max-body-mb", self.max_body_mb, 0.001),
                                  ("--port", self.port, 0), ("--threads", self.threads or 1, 1),
-                                 ("--drain-timeout", self.drain_timeout_s, 0), ("--workers", self.workers, 1)):
+                                 ("--drain-timeout", self.drain_timeout_s, 0), ("--workers", self.workers, 1),
+                                 ("--frontends", self.frontends, 0)):
             if value < low:
                 raise UsageError(f"`{name}` must be at least {low}, got {value}")
+        if self.frontends and self.workers > 1:
+            raise UsageError("`--frontends` and `--workers` are two designs of one server; pass one of them "
+                             f"(e.g. `--frontends {self.frontends}` alone)")
         if self.port > 65535:
             raise UsageError(f"`--port` must be at most 65535, got {self.port}")
         if self.grpc_port is not None:
@@ -62,20 +68,12 @@ class ServeOptions:
 def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = ServeOptions(), names: Sequence[str] | None = None):
     """Load `artifacts` and return the app and its services (errors surface here, before any port is bound)."""
     from pt2kit.serve.app import create_app
-    from pt2kit.serve.service import load_services
 
     options.check()
+    if options.engine_socket:
+        return _frontend_app(options)
     load_options = dict(options.load_options or {})
-    if options.threads:
-        import torch
-
-        torch.set_num_threads(options.threads)
-        load_options["threads"] = options.threads  # `--threads` wins over the thread count a tuned manifest records
-    with progress.stage("load " + ", ".join(map(str, artifacts))):
-        services = load_services(artifacts, names=names, device=options.device, max_batch_size=options.max_batch_size,
-                                 load_options=load_options)
-    for service in services:
-        progress.info(service.describe())
+    services = _load(artifacts, options, names)
     warm_up = options.warm_up
     if options.reuse_port and warm_up:  # a worker of --workers warms up before it listens: the kernel hands new
         warm_up = False                 # connections to every listening worker, and none should meet a cold model
@@ -91,6 +89,42 @@ def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = Se
                      grpc_port=options.grpc_port, grpc_host=options.host, drain_timeout_s=options.drain_timeout_s,
                      grpc_reuse_port=options.reuse_port)
     return app, services
+
+
+def _load(artifacts: Sequence[str | os.PathLike], options: ServeOptions, names: Sequence[str] | None):
+    from pt2kit.serve.service import load_services
+
+    load_options = dict(options.load_options or {})
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
+        load_options["threads"] = options.threads  # `--threads` wins over the thread count a tuned manifest records
+    with progress.stage("load " + ", ".join(map(str, artifacts))):
+        services = load_services(artifacts, names=names, device=options.device, max_batch_size=options.max_batch_size,
+                                 load_options=load_options)
+    for service in services:
+        progress.info(service.describe())
+    return services
+
+
+def _frontend_app(options: ServeOptions):
+    """A front end of `--frontends`: the app over the engine's models, its requests run by the engine."""
+    import torch
+
+    from pt2kit.serve.engine_client import frontend_app
+
+    torch.set_num_threads(1)  # a front end only copies tensors; the engine's process has the threads
+    if options.grpc_port is not None:
+        bind_socket(options.host, options.grpc_port, flag="--grpc-port", reuse_port=options.reuse_port).close()
+    def engine_lost():  # the engine process died (it drains after its front ends): stop, as SIGTERM does
+        progress.info("error: the engine process is gone; this front end stops")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app = frontend_app(options.engine_socket, on_engine_lost=engine_lost, max_queue_delay_ms=options.max_queue_delay_ms,
+                       max_body_bytes=int(options.max_body_mb * 1024 * 1024), grpc_port=options.grpc_port, grpc_host=options.host,
+                       drain_timeout_s=options.drain_timeout_s, grpc_reuse_port=options.reuse_port)
+    return app, list(app.state.pt2kit.services.values())
 
 
 def run_server(app, options: ServeOptions = ServeOptions()) -> int:
@@ -187,4 +221,65 @@ def run_workers(command: Sequence[str], options: ServeOptions, env: dict[str, st
     worst = max(codes, key=lambda c: (c != 0, abs(c)))
     if worst:
         print(f"error: worker exit statuses {codes}; see each worker's message above", file=sys.stderr)
+    return 1 if worst else 0
+
+
+def run_with_engine(artifacts: Sequence[str | os.PathLike], command: Sequence[str], options: ServeOptions,
+                    names: Sequence[str] | None = None, env: dict[str, str] | None = None,
+                    engine_env: str = "PT2KIT_SERVE_ENGINE") -> int:
+    """Serve `artifacts` with one engine process (this one) and `options.frontends` front-end processes.
+
+    This process loads and warms up every model and runs the `Engine` (`pt2kit.serve.engine`): one batcher per model,
+    copies to the GPU overlapping compute. The front ends (the serve `command`, argv after `pt2kit`, run with `env`,
+    which must make each bind with SO_REUSEPORT, and the engine's socket in `engine_env`) share the ports, parse, check and
+    encode requests, and hand tensors to the engine through shared memory. SIGTERM or SIGINT drains the front ends,
+    then the engine; the status is the worst of theirs.
+
+    Raises:
+        UsageError: a port is taken, or an option or artifact is wrong (before anything is served).
+    """
+    import shutil
+    import subprocess
+
+    from pt2kit.serve.engine import Engine, socket_dir
+
+    options.check()
+    for port, flag in ((options.port, "--port"), (options.grpc_port, "--grpc-port")):
+        if port is not None:
+            bind_socket(options.host, port, flag=flag, reuse_port=True).close()
+    services = _load(artifacts, options, names)
+    for service in services:
+        if options.warm_up:
+            service.try_warm_up()
+        else:
+            service.ready = True
+    directory = socket_dir()
+    engine = Engine(services, os.path.join(directory, "engine.sock"), max_queue_delay_ms=options.max_queue_delay_ms,
+                    max_queue=options.max_queue)
+    engine.start()
+    children = [subprocess.Popen([sys.executable, "-m", "pt2kit", *command],
+                                 env={**os.environ, **(env or {}), engine_env: engine.socket_path}) for _ in range(options.frontends)]
+    progress.info(f"one engine process and {options.frontends} front-end processes serve http://{options.host}:{options.port}"
+                  + (f" and gRPC on {options.grpc_port}" if options.grpc_port else ""))
+
+    forwarded: set[int] = set()
+
+    def forward(sig, frame):
+        forwarded.add(sig)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(sig)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        # a front end still starting when the signal came ends by it, having taken no request: a clean stop
+        codes = [0 if -child.wait() in forwarded else child.returncode for child in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        engine.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    worst = max(codes, key=lambda c: (c != 0, abs(c)))
+    if worst:
+        print(f"error: front-end exit statuses {codes}; see each one's message above", file=sys.stderr)
     return 1 if worst else 0

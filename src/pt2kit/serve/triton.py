@@ -99,6 +99,24 @@ class ModelStats:
                 self.phases[phase].add(ns, requests)
                 per_batch[phase].add(ns)
 
+    def record_share(self, own_rows: int, rows: int, requests: int, queue_ns: int, phase_ns: tuple[int, int, int],
+                     counts_call: bool) -> None:
+        """One request of `own_rows` rows, a share of a model call that ran `requests` requests of `rows` rows in all
+        (a front end of `--frontends` sees only its own requests): its rows, its queue time, and the call's time
+        divided among the requests, so per-request averages read as `record_batch`'s; `counts_call` on one request
+        of each call counts the call (execution count, per-batch-size figures)."""
+        with self.lock:
+            self.inference_count += own_rows
+            self.queue.add(queue_ns, 1)
+            for phase, ns in zip(_PHASES, phase_ns):
+                self.phases[phase].add(ns // max(requests, 1), 1)
+            if counts_call:
+                self.execution_count += 1
+                self.last_inference_ms = int(time.time() * 1000)
+                per_batch = self.batches.setdefault(rows, {p: _Duration() for p in _PHASES})
+                for phase, ns in zip(_PHASES, phase_ns):
+                    per_batch[phase].add(ns)
+
     def to_json(self) -> dict:
         """One entry of Triton's `model_stats` list."""
         with self.lock:
