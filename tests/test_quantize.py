@@ -110,6 +110,17 @@ def test_quantized_candidates_are_planned_per_device():
         ("default-int8-dynamic-t1", "fp32", "int8-dynamic", 1), ("default-int8-dynamic-t2", "fp32", "int8-dynamic", 2)]
 
 
+def test_cpu_int8_is_never_planned_on_the_cpp_gemm_templates_while_another_recipe_is_selected():
+    plan = plan_candidates("cpu", dtypes=("fp32", "int8-dynamic"), recipes=("cpu-gemm", "default"))
+    assert [(c.name, c.quant) for c in plan] == [("cpu-gemm-fp32", None), ("default-fp32", None), ("default-int8-dynamic", "int8-dynamic")]
+
+
+def test_cpu_int8_with_the_cpp_gemm_templates_is_one_line_not_a_crash(cli, tmp_path):
+    # the build itself would abort the process (Scheme.check_settings): refused before the program is read
+    check_one_line_error(cli("compile", f"{case('linear_relu')}:model", "-o", tmp_path / "x.aoti.pt2", "--quantize", "int8-dynamic",
+                             "--preset", "max-autotune"), "use `--preset cpu-freeze`")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--dtypes", "fp8"], "does not run on this cpu"),
     (["--dtypes", "int4-weight-only"], "does not run on this cpu"),

@@ -75,6 +75,27 @@ class Scheme:
         """Settings the scheme needs from the build: PT2E's int8 linears are fused by Inductor's freezing passes."""
         return {"freezing": True} if self.method(device, cast) == "pt2e-x86" else {}
 
+    def check_settings(self, device: str, cast: DType | None, settings: Mapping[str, Any]) -> None:
+        """Refuse Inductor settings this scheme's build cannot take.
+
+        PT2E int8 on CPU with `max_autotune` and the C++ GEMM templates: Inductor benchmarks its C++ int8 template
+        against oneDNN's for every int8 linear (`qlinear_unary`), and in torch 2.13 that benchmark corrupts the heap
+        and kills the process (abort or segfault; measured on a 2-core AVX512-VNNI EPYC, benchmarks/tune/quantize.md),
+        a crash no `except` can catch.
+
+        Raises:
+            UsageError: such settings, with the preset to use instead.
+        """
+        if self.method(device, cast) != "pt2e-x86" or not (settings.get("max_autotune") or settings.get("max_autotune_gemm")):
+            return
+        import torch._inductor.config as inductor_config
+
+        backends = str(settings.get("max_autotune_gemm_backends", inductor_config.max_autotune_gemm_backends)).upper()
+        if "CPP" in (b.strip() for b in backends.split(",")):
+            raise UsageError(f"`--quantize {self.name}` on {device} cannot be built with `max_autotune` and the C++ GEMM "
+                             f"templates (autotuning Inductor's int8 linear crashes the process in torch {torch.__version__.split('+')[0]}); "
+                             "use `--preset cpu-freeze`")
+
     def base_dtype(self, device: str) -> DType | None:
         """The float dtype of everything around the quantized layers when `--dtype` is not given."""
         return DType.BF16 if device == "cuda" else None
