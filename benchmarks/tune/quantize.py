@@ -94,8 +94,9 @@ def time_all(calls: dict, device: str, iters: int, warmup: int = 3, block: int =
     """p50 ms of each call, timed side by side in blocks: `block` timed calls of one, then the next, round-robin.
 
     Blocks, not single calls: on CPU an ONNX Runtime session's pool threads spin for a while after each run (and
-    OpenMP's do too), so a call timed right after another runtime's shares the cores with its spinning threads.
-    Two untimed calls open each block.
+    OpenMP's do too, libgomp up to 300000 spins), so a call timed right after another runtime's shares the cores
+    with its spinning threads. On CPU each block starts with a 50 ms pause, long enough for both pools' spinning
+    to end, then two untimed calls.
     """
     timer = Timer(device)
     samples: dict[str, list[float]] = {k: [] for k in calls}
@@ -103,6 +104,8 @@ def time_all(calls: dict, device: str, iters: int, warmup: int = 3, block: int =
         interleaved(timer, calls, warmup)
         for _ in range(max(1, iters // block)):
             for name, call in calls.items():
+                if device == "cpu":
+                    time.sleep(0.05)
                 interleaved(timer, {name: call}, 2)
                 samples[name] += interleaved(timer, {name: call}, block)[name]
     return {k: percentile(v, 50) for k, v in samples.items()}
