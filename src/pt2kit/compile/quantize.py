@@ -81,8 +81,9 @@ class Scheme:
 
         PT2E int8 on CPU with `max_autotune` and the C++ GEMM templates: Inductor benchmarks its C++ int8 template
         against oneDNN's for every int8 linear (`qlinear_unary`), and in torch 2.13 that benchmark corrupts the heap
-        and kills the process (abort or segfault; measured on a 2-core AVX512-VNNI EPYC, benchmarks/tune/quantize.md),
-        a crash no `except` can catch.
+        and kills the process (abort or segfault), a crash no `except` can catch; with the template as the only
+        backend the build finishes and the package segfaults at its first call (both measured on a 2-core
+        AVX512-VNNI EPYC, benchmarks/tune/quantize.md).
 
         Raises:
             UsageError: such settings, with the preset to use instead.
@@ -94,7 +95,7 @@ class Scheme:
         backends = str(settings.get("max_autotune_gemm_backends", inductor_config.max_autotune_gemm_backends)).upper()
         if "CPP" in (b.strip() for b in backends.split(",")):
             raise UsageError(f"`--quantize {self.name}` on {device} cannot be built with `max_autotune` and the C++ GEMM "
-                             f"templates (autotuning Inductor's int8 linear crashes the process in torch {torch.__version__.split('+')[0]}); "
+                             f"templates (Inductor's C++ int8 GEMM crashes the process in torch {torch.__version__.split('+')[0]}); "
                              "use `--preset cpu-freeze`")
 
     def base_dtype(self, device: str) -> DType | None:
