@@ -26,8 +26,8 @@ asked for (PT2E's quantizer ships in torchao too).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import copy
+import dataclasses
 import inspect
 import io as _io
 import logging
