@@ -110,6 +110,17 @@ def test_quantized_candidates_are_planned_per_device():
         ("default-int8-dynamic-t1", "fp32", "int8-dynamic", 1), ("default-int8-dynamic-t2", "fp32", "int8-dynamic", 2)]
 
 
+def test_cpu_int8_is_never_planned_on_the_cpp_gemm_templates_while_another_recipe_is_selected():
+    plan = plan_candidates("cpu", dtypes=("fp32", "int8-dynamic"), recipes=("cpu-gemm", "default"))
+    assert [(c.name, c.quant) for c in plan] == [("cpu-gemm-fp32", None), ("default-fp32", None), ("default-int8-dynamic", "int8-dynamic")]
+
+
+def test_cpu_int8_with_the_cpp_gemm_templates_is_one_line_not_a_crash(cli, tmp_path):
+    # the build itself would abort the process (Scheme.check_settings): refused before the program is read
+    check_one_line_error(cli("compile", f"{case('linear_relu')}:model", "-o", tmp_path / "x.aoti.pt2", "--quantize", "int8-dynamic",
+                             "--preset", "max-autotune"), "use `--preset cpu-freeze`")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--dtypes", "fp8"], "does not run on this cpu"),
     (["--dtypes", "int4-weight-only"], "does not run on this cpu"),
@@ -151,6 +162,22 @@ def test_a_scheme_that_cannot_export_is_one_line_naming_it():
         quantize_program(program, manifest, SCHEMES["int8-dynamic"], "cpu", quantize=refuses)
     text = str(info.value)
     assert "\n" not in text and "`int8-dynamic`" in text and "no kernel for this layout" in text
+
+
+def test_cpu_int8_weight_scales_follow_small_weights_below_torchaos_floor():
+    # torchao's default floors each weight scale at 2**-12, which left channels with small weights half their int8
+    # range (benchmarks/tune/quantize.md); pt2kit's config keeps scale = max|w| / 127.5 for them
+    program, manifest = _program()
+    weight = next(v for k, v in program.state_dict.items() if k.endswith("0.weight"))
+    with torch.no_grad():
+        weight.mul_(0.02 / weight.abs().max())  # every channel's max |w| now well below 127 * 2**-12 = 0.031
+    expected = weight.abs().amax(dim=1) / 127.5
+    quantized, _ = quantize_program(program, manifest, SCHEMES["int8-dynamic"], "cpu")
+    # the weights' per-channel scales become buffers of the re-exported program, in layer order
+    scales = [v for k, v in quantized.state_dict.items() if k.startswith("_scale_")]
+    assert len(scales) == 2 and scales[0].shape == expected.shape, list(quantized.state_dict)
+    torch.testing.assert_close(scales[0], expected)
+    assert float(scales[0].max()) < 2**-12
 
 
 def test_linear_calls_become_linear_modules_with_the_same_values():

@@ -4,11 +4,14 @@
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 python3 benchmarks/tune/quantize.py --device cuda --out quantize_gpu.log
 
 CPU, per model and thread count (torch and ONNX Runtime at the same count; Inductor bakes the count into its C++
-kernels, so each package is built at that count): the fp32 package (`cpu-freeze`: freezing + weight prepacking,
-what `pt2kit tune` chooses for these models here), the `--quantize int8-dynamic` package on the same recipe,
-ONNX Runtime fp32 (TorchScript-based `torch.onnx.export`) and ONNX Runtime `quantize_dynamic` int8 (QInt8 weights),
+kernels, so each package is built at that count): the float32 package `pt2kit tune --dtypes fp32 --threads N`
+writes (it builds every CPU recipe, `default`, `cpu-freeze`, `cpu-gemm`, and keeps the fastest; the row names
+its choice), the `--quantize int8-dynamic` package (`cpu-freeze`, the recipe tune builds int8 with), ONNX
+Runtime fp32 (TorchScript-based `torch.onnx.export`) and ONNX Runtime `quantize_dynamic` int8 (QInt8 weights),
 timed side by side in this process, in blocks of 5 calls round-robin (p50 of `--iters` calls; blocks because an
 ONNX Runtime or OpenMP pool spins for a while after each run). Each error is the largest |output - float32 eager|.
+The load average and the share of the cores other processes used while the rows were timed are logged with them:
+on a shared 2-core machine the 2-thread rows measure that load more than the code (benchmarks/tune/omp_wait.py).
 
 CUDA (bf16 base, every package loaded by `pt2kit.load` with CUDA graph replay; CUDA events): BERT-base 16x128 and a
 2048-wide MLP stack, the bf16 package against the quantized ones; ResNet-50 b32 bf16 channels_last with and without
@@ -91,8 +94,9 @@ def time_all(calls: dict, device: str, iters: int, warmup: int = 3, block: int =
     """p50 ms of each call, timed side by side in blocks: `block` timed calls of one, then the next, round-robin.
 
     Blocks, not single calls: on CPU an ONNX Runtime session's pool threads spin for a while after each run (and
-    OpenMP's do too), so a call timed right after another runtime's shares the cores with its spinning threads.
-    Two untimed calls open each block.
+    OpenMP's do too, libgomp up to 300000 spins), so a call timed right after another runtime's shares the cores
+    with its spinning threads. On CPU each block starts with a 50 ms pause, long enough for both pools' spinning
+    to end, then two untimed calls.
     """
     timer = Timer(device)
     samples: dict[str, list[float]] = {k: [] for k in calls}
@@ -100,6 +104,8 @@ def time_all(calls: dict, device: str, iters: int, warmup: int = 3, block: int =
         interleaved(timer, calls, warmup)
         for _ in range(max(1, iters // block)):
             for name, call in calls.items():
+                if device == "cpu":
+                    time.sleep(0.05)
                 interleaved(timer, {name: call}, 2)
                 samples[name] += interleaved(timer, {name: call}, block)[name]
     return {k: percentile(v, 50) for k, v in samples.items()}
@@ -119,13 +125,20 @@ def cpu_rows(title: str, make, threads: tuple[int, ...], iters: int, tmp: Path, 
     rows = []
     for n in threads:
         torch.set_num_threads(n)
-        calls, errors, builds = {}, {}, {}
-        for label, quantize in (("fp32 package (cpu-freeze)", None), ("int8-dynamic package", "int8-dynamic")):
-            out = tmp / f"{make.__name__}-{quantize or 'fp32'}-t{n}.aoti.pt2"
-            start = time.perf_counter()
-            result = compile_package(program, out, preset="cpu-freeze", quantize=quantize, inductor_configs={"cpp.threads": n})
-            builds[label] = result.build_seconds
-            log(f"  built {label} t{n} in {time.perf_counter() - start:.1f}s")
+        calls, errors = {}, {}
+        tuned = tmp / f"{make.__name__}-fp32-t{n}.tuned.pt2"
+        start = time.perf_counter()
+        report = pt2kit.tune_model(program, tuned, dtypes="fp32", threads=(n,), iters=max(10, iters // 2))
+        fp32 = f"fp32 package (tune chose `{report.chosen.removesuffix(f'-t{n}')}`)"
+        log(f"  tuned fp32 t{n} in {time.perf_counter() - start:.1f}s: "
+            + ", ".join(f"{c.candidate.name} {c.p50_ms:.2f} ms" for c in report.candidates if c.p50_ms is not None))
+        for label, quantize in ((fp32, None), ("int8-dynamic package", "int8-dynamic")):
+            out = tuned
+            if quantize:
+                out = tmp / f"{make.__name__}-{quantize}-t{n}.aoti.pt2"
+                start = time.perf_counter()
+                compile_package(program, out, preset="cpu-freeze", quantize=quantize, inductor_configs={"cpp.threads": n})
+                log(f"  built {label} t{n} in {time.perf_counter() - start:.1f}s")
             model = pt2kit.load(out, threads=n)
             errors[label] = err(model(*args), expected)
             raw = torch._inductor.aoti_load_package(str(out))
@@ -138,12 +151,33 @@ def cpu_rows(title: str, make, threads: tuple[int, ...], iters: int, tmp: Path, 
             feed = {"x": args[0].numpy()}
             errors[label] = err(torch.from_numpy(session.run(None, feed)[0]), expected)
             calls[label] = (lambda s, f: lambda: s.run(None, f))(session, feed)
+        busy = BusyCores()
         p50 = time_all(calls, "cpu", iters)
-        base = p50["fp32 package (cpu-freeze)"]
+        log(f"  {title}, {n} thread(s): load average {os.getloadavg()[0]:.1f}, {busy.others():.2f} cores busy with other processes")
+        base = p50[fp32]
         for label in calls:
             rows.append(f"| {title} | {n} | {label} | {p50[label]:.2f} | {base / p50[label]:.2f}x | {errors[label]:.3g} |")
             log(rows[-1])
     return rows
+
+
+class BusyCores:
+    """How many cores other processes kept busy since construction: all busy time (/proc/stat) minus this process's."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+        mine = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), mine.user + mine.system, time.monotonic()
+
+    def others(self) -> float:
+        busy, mine, now = self._sample()
+        return max(0.0, (busy - self.start[0]) - (mine - self.start[1])) / (now - self.start[2])
 
 
 def cuda_rows(title: str, make, variants: list[tuple[str, dict]], iters: int, tmp: Path, log, deadline: float) -> list[str]:

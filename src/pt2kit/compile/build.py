@@ -253,6 +253,7 @@ def compile_package(
     if scheme is not None:
         import_torchao()  # a missing extra fails before the program is read
         cast = cast or scheme.base_dtype(device)
+        scheme.check_settings(device, cast, {**chosen.inductor_configs, **(inductor_configs or {})})
     if low_precision_io and cast is None:
         raise UsageError("`--low-precision-io` needs a lower precision to expose; add e.g. `--dtype bf16`")
     io = "low" if low_precision_io else "model"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import inspect
 import io as _io
 import logging
@@ -74,6 +75,28 @@ class Scheme:
     def inductor_configs(self, device: str, cast: DType | None) -> dict[str, Any]:
         """Settings the scheme needs from the build: PT2E's int8 linears are fused by Inductor's freezing passes."""
         return {"freezing": True} if self.method(device, cast) == "pt2e-x86" else {}
+
+    def check_settings(self, device: str, cast: DType | None, settings: Mapping[str, Any]) -> None:
+        """Refuse Inductor settings this scheme's build cannot take.
+
+        PT2E int8 on CPU with `max_autotune` and the C++ GEMM templates: Inductor benchmarks its C++ int8 template
+        against oneDNN's for every int8 linear (`qlinear_unary`), and in torch 2.13 that benchmark corrupts the heap
+        and kills the process (abort or segfault), a crash no `except` can catch; with the template as the only
+        backend the build finishes and the package segfaults at its first call (both measured on a 2-core
+        AVX512-VNNI EPYC, benchmarks/tune/quantize.md).
+
+        Raises:
+            UsageError: such settings, with the preset to use instead.
+        """
+        if self.method(device, cast) != "pt2e-x86" or not (settings.get("max_autotune") or settings.get("max_autotune_gemm")):
+            return
+        import torch._inductor.config as inductor_config
+
+        backends = str(settings.get("max_autotune_gemm_backends", inductor_config.max_autotune_gemm_backends)).upper()
+        if "CPP" in (b.strip() for b in backends.split(",")):
+            raise UsageError(f"`--quantize {self.name}` on {device} cannot be built with `max_autotune` and the C++ GEMM "
+                             f"templates (Inductor's C++ int8 GEMM crashes the process in torch {torch.__version__.split('+')[0]}); "
+                             "use `--preset cpu-freeze`")
 
     def base_dtype(self, device: str) -> DType | None:
         """The float dtype of everything around the quantized layers when `--dtype` is not given."""
@@ -273,13 +296,28 @@ def _pt2e_x86(scheme: Scheme, args: tuple, kwargs: dict) -> Callable[[torch.nn.M
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=True))
+        quantizer = x86.X86InductorQuantizer().set_global(x86_dynamic_config(x86))
         prepared = prepare_pt2e(module, quantizer)
         with torch.no_grad():
             prepared(*args, **kwargs)  # dynamic activations: this one call only lets the weight observers see the weights
         return convert_pt2e(prepared)
 
     return run
+
+
+def x86_dynamic_config(x86) -> Any:
+    """torchao's default dynamic X86InductorQuantizer config, with the weight scales' floor lowered from 2**-12.
+
+    The default floor (`eps=2**-12`, fbgemm's and qnnpack's limit, not oneDNN's) raises the scale of every output
+    channel whose largest |weight| is below 127 * 2**-12 = 0.031, so such a channel uses only part of the int8 range:
+    on the MLP of benchmarks/tune/quantize.md (a 4096-wide linear's default init stays within 1/64) that made the
+    package's error 11% larger than ONNX Runtime's `quantize_dynamic`. float32's eps keeps a zero channel finite.
+    """
+    from torchao.quantization.pt2e.observer import PerChannelMinMaxObserver  # the default's weight observer
+
+    config = x86.get_default_x86_inductor_quantization_config(is_dynamic=True)
+    observer = PerChannelMinMaxObserver.with_args(eps=torch.finfo(torch.float32).eps)
+    return dataclasses.replace(config, weight=dataclasses.replace(config.weight, observer_or_fake_quant_ctr=observer))
 
 
 _QUANTIZERS = {"torchao": _torchao, "pt2e-x86": _pt2e_x86}

@@ -18,8 +18,9 @@ Quantized candidates (`--dtypes int8,fp8,int4` or scheme names, `pt2kit.compile.
 `int8` means every int8 scheme the device runs (cpu: `int8-dynamic`, `int8-weight-only`; cuda: the same),
 `fp8` means `fp8-dynamic` (CUDA, compute capability >= 8.9), `int4` means `int4-weight-only` (CUDA). Each is built
 with one recipe (cpu: `cpu-freeze` when selected, whose freezing lets Inductor fuse the int8 GEMMs; cuda:
-`default`; else the first selected), in the plain layout (only linear layers are quantized), on top of fp32 (cpu)
-or bf16 (cuda), at every thread count and, on CUDA, with and without graph replay.
+`default`; else the first selected, on CPU `cpu-gemm` last: its C++ GEMM templates crash PT2E int8 builds), in
+the plain layout (only linear layers are quantized), on top of fp32 (cpu) or bf16 (cuda), at every thread count
+and, on CUDA, with and without graph replay.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ def plan_candidates(device: str, *, dtypes: tuple[str, ...] | None = None, recip
     layouts = (False, True) if channels_last else (False,)
     counts = threads or (None,)
     preferred = "cpu-freeze" if device == "cpu" else "default"
-    quant_recipe = preferred if preferred in names else names[0]
+    # never `cpu-gemm` on CPU while another recipe is selected: its C++ GEMM templates crash int8 builds (Scheme.check_settings)
+    quant_recipe = preferred if preferred in names else next((n for n in names if n != "cpu-gemm"), names[0])
     out: list[Candidate] = []
     for name in names:  # recipe-major: the cheap recipes in every dtype come before the slow ones
         kinds = [(dtype, None, cl) for dtype in wanted for cl in layouts]
