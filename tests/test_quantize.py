@@ -8,6 +8,8 @@ point 7), through `pt2kit.load` and plain `torch._inductor.aoti_load_package`.
 
 from __future__ import annotations
 
+import copy
+
 import sys
 
 import pytest
@@ -168,6 +170,7 @@ def test_cpu_int8_weight_scales_follow_small_weights_below_torchaos_floor():
     # torchao's default floors each weight scale at 2**-12, which left channels with small weights half their int8
     # range (benchmarks/tune/quantize.md); pt2kit's config keeps scale = max|w| / 127.5 for them
     program, manifest = _program()
+    program = copy.deepcopy(program)  # its weights alias the case module's, which other tests compare against
     weight = next(v for k, v in program.state_dict.items() if k.endswith("0.weight"))
     with torch.no_grad():
         weight.mul_(0.02 / weight.abs().max())  # every channel's max |w| now well below 127 * 2**-12 = 0.031
