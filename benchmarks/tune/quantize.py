@@ -230,6 +230,7 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--budget", type=float, default=420.0, help="CUDA: no new build after this many seconds")
     parser.add_argument("--only", help="run only models whose title contains this")
+    parser.add_argument("--mlp-batch", type=int, default=256, help="CUDA: the MLP stack's batch (fp8 pays off only where GEMMs are large)")
     parser.add_argument("--out", help="append the log and the table to this file")
     args = parser.parse_args()
     logging.getLogger("torchao").setLevel(logging.ERROR)
@@ -262,7 +263,7 @@ def main() -> int:
             rows = ["| model | build | p50 ms | speed-up vs first | max abs err vs fp32 eager |", "| --- | --- | ---: | ---: | ---: |"]
             cases = [  # most wanted first: the run's budget cuts from the end
                 ("BERT-base 16x128", bert_base, [("bf16", dict(bf16)), ("fp8-dynamic", {"quantize": "fp8-dynamic"})]),
-                ("MLP 2048-8192 x3, batch 256", lambda: mlp(256, 2048), [
+                (f"MLP 2048-8192 x3, batch {args.mlp_batch}", lambda: mlp(args.mlp_batch, 2048), [
                     ("bf16", dict(bf16)), ("fp8-dynamic", {"quantize": "fp8-dynamic"}), ("int8-dynamic", {"quantize": "int8-dynamic"}),
                     ("int8-weight-only", {"quantize": "int8-weight-only"}), ("int4-weight-only", {"quantize": "int4-weight-only"})]),
                 ("ResNet-50 b32", resnet50, [("bf16 channels_last + freezing", {**bf16, "channels_last": True,
