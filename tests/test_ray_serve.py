@@ -267,7 +267,9 @@ def test_requests_keep_being_answered_when_a_replica_dies(deployed, eager):
         if answered >= 20 and states == {"RUNNING": 2} and len(names) == 2 and before[0] not in names:
             break
         assert time.monotonic() < deadline, f"the killed replica was not replaced: {seen}"
-    assert any(s != {"RUNNING": 2} for s, _ in seen), seen
+    # requests were answered across the death: a moment with a replica missing, by its state or its actor's absence
+    # (the controller can report RUNNING 2 throughout while the replacement's actor is not yet up)
+    assert any(s != {"RUNNING": 2} or len(n) < 2 for s, n in seen), seen
 
 
 @pytest.mark.slow
