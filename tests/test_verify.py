@@ -219,3 +219,13 @@ def test_a_reexported_program_keeps_the_declared_value_ranges(tmp_path, cli, tra
     (ids,) = rebuilt.inputs
     assert ids.value_range == (0, 50)
     assert [(d.name, d.min, d.max) for d in rebuilt.dims] == [(d.name, d.min, d.max) for d in manifest.dims]
+
+
+@pytest.mark.slow
+def test_a_package_verifies_against_the_pt2_program_it_was_compiled_from(cli, small_aoti_package, linear_program):
+    result = cli("verify", linear_program, small_aoti_package, "--samples", "2", "--json")
+    assert result.code == 0, result.out
+    doc = result.json()
+    assert doc["ok"] and doc["target"] == str(linear_program) and len(doc["cases"]) == 3
+    check_one_line_error(cli("verify", linear_program, small_aoti_package, "--input", "input=float32[2,16]"),
+                         "example inputs it holds")

@@ -1,4 +1,9 @@
-"""`pt2kit verify TARGET ARTIFACT`: compare the artifact's outputs with the eager model's."""
+"""`pt2kit verify TARGET ARTIFACT`: compare the artifact's outputs with the eager model's.
+
+TARGET is the Python model (`path/to/file.py:NAME`), or the `.pt2` program a package was compiled from: a user who
+shipped only the program verifies the package against it with the program's saved example inputs (reading a
+program runs no code).
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ def verify_options(args: argparse.Namespace, inputs, parameters: list[str]) -> d
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="TARGET", help="the model the artifact was built from: path/to/file.py:NAME")
+    p.add_argument("target", metavar="TARGET",
+                   help="the model the artifact was built from: path/to/file.py:NAME, or the .pt2 program a package was compiled from")
     p.add_argument("artifact", metavar="ARTIFACT",
                    help="a .pt2 program, an AOTInductor package, or a region archive (`pt2kit compile --partial`)")
     add_input_arguments(p)
@@ -40,7 +46,16 @@ def run(args: argparse.Namespace) -> int:
     from pt2kit.verify.outputs import verify_outputs
 
     inputs = parsed_inputs(args)
-    target = load_target(args.target, inputs, seed=args.seed)
+    if args.target.endswith(".pt2") and ":" not in args.target:
+        from pt2kit.errors import UsageError
+        from pt2kit.verify.outputs import program_target
+
+        if inputs:
+            raise UsageError("`--input` shapes a Python target's example; a .pt2 program verifies with the example inputs it holds "
+                             f"(drop `--input`, or pass the model: `pt2kit verify path/to/model.py:NAME {args.artifact}`)")
+        target = program_target(args.target)
+    else:
+        target = load_target(args.target, inputs, seed=args.seed)
     report = verify_outputs(target, args.artifact, **verify_options(args, inputs, target.parameter_names))
     emit(report, args.json)
     return 0 if report.ok else 1
