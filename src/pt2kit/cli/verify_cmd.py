@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pt2kit.verify.outputs import verify_outputs
 
     inputs = parsed_inputs(args)
-    if args.target.endswith(".pt2") and ":" not in args.target:
+    if args.target.endswith(".pt2"):  # as `tune` and `compile` tell a program from `file.py:NAME`
         from pt2kit.errors import UsageError
         from pt2kit.verify.outputs import program_target
 

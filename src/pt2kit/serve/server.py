@@ -72,18 +72,14 @@ def build_app(artifacts: Sequence[str | os.PathLike], options: ServeOptions = Se
     options.check()
     if options.engine_socket:
         return _frontend_app(options)
-    load_options = dict(options.load_options or {})
+    if options.grpc_port is not None:  # fail before loading anything rather than after: the gRPC server binds at start-up
+        bind_socket(options.host, options.grpc_port, flag="--grpc-port", reuse_port=options.reuse_port).close()
     services = _load(artifacts, options, names)
     warm_up = options.warm_up
     if options.reuse_port and warm_up:  # a worker of --workers warms up before it listens: the kernel hands new
         warm_up = False                 # connections to every listening worker, and none should meet a cold model
         for service in services:
-            try:
-                service.warm_up()
-            except Exception as exc:
-                service.warm_up_error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-    if options.grpc_port is not None:  # fail before loading anything rather than after: the gRPC server binds at start-up
-        bind_socket(options.host, options.grpc_port, flag="--grpc-port", reuse_port=options.reuse_port).close()
+            service.try_warm_up()
     app = create_app(services, max_queue_delay_ms=options.max_queue_delay_ms, max_queue=options.max_queue,
                      max_body_bytes=int(options.max_body_mb * 1024 * 1024), warm_up=warm_up,
                      grpc_port=options.grpc_port, grpc_host=options.host, drain_timeout_s=options.drain_timeout_s,
@@ -199,29 +195,48 @@ def run_workers(command: Sequence[str], options: ServeOptions, env: dict[str, st
     import subprocess
 
     options.check()
-    for port, flag in ((options.port, "--port"), (options.grpc_port, "--grpc-port")):
-        if port is not None:  # say now, in one line, if a port is taken (the workers would each fail)
-            bind_socket(options.host, port, flag=flag, reuse_port=True).close()
+    _check_ports(options)
     children = [subprocess.Popen([sys.executable, "-m", "pt2kit", *command, "--workers", "1"], env={**os.environ, **(env or {})})
                 for _ in range(options.workers)]
     progress.info(f"{options.workers} worker processes serve http://{options.host}:{options.port}"
                   + (f" and gRPC on {options.grpc_port}" if options.grpc_port else ""))
+    return _status(_wait_forwarding_signals(children), "worker")
+
+
+def _check_ports(options: ServeOptions) -> None:
+    """Say now, in one line, if a port is taken (the child processes would each fail on it)."""
+    for port, flag in ((options.port, "--port"), (options.grpc_port, "--grpc-port")):
+        if port is not None:
+            bind_socket(options.host, port, flag=flag, reuse_port=True).close()
+
+
+def _wait_forwarding_signals(children: list) -> list[int]:
+    """Wait for every child process, passing SIGTERM and SIGINT on to those still running; their exit statuses.
+
+    A child that the forwarded signal itself ended (one still starting, which had taken no request) stopped cleanly: 0.
+    """
+    forwarded: set[int] = set()
 
     def forward(sig, frame):
+        forwarded.add(sig)
         for child in children:
             if child.poll() is None:
                 child.send_signal(sig)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        codes = [child.wait() for child in children]
+        return [0 if -child.wait() in forwarded else child.returncode for child in children]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    worst = max(codes, key=lambda c: (c != 0, abs(c)))
-    if worst:
-        print(f"error: worker exit statuses {codes}; see each worker's message above", file=sys.stderr)
-    return 1 if worst else 0
+
+
+def _status(codes: list[int], what: str) -> int:
+    """0 when every child exited 0; else 1, with the statuses on stderr."""
+    if any(codes):
+        print(f"error: {what} exit statuses {codes}; see each one's message above", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_with_engine(artifacts: Sequence[str | os.PathLike], command: Sequence[str], options: ServeOptions,
@@ -244,9 +259,7 @@ def run_with_engine(artifacts: Sequence[str | os.PathLike], command: Sequence[st
     from pt2kit.serve.engine import Engine, socket_dir
 
     options.check()
-    for port, flag in ((options.port, "--port"), (options.grpc_port, "--grpc-port")):
-        if port is not None:
-            bind_socket(options.host, port, flag=flag, reuse_port=True).close()
+    _check_ports(options)
     services = _load(artifacts, options, names)
     for service in services:
         if options.warm_up:
@@ -262,24 +275,9 @@ def run_with_engine(artifacts: Sequence[str | os.PathLike], command: Sequence[st
     progress.info(f"one engine process and {options.frontends} front-end processes serve http://{options.host}:{options.port}"
                   + (f" and gRPC on {options.grpc_port}" if options.grpc_port else ""))
 
-    forwarded: set[int] = set()
-
-    def forward(sig, frame):
-        forwarded.add(sig)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(sig)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        # a front end still starting when the signal came ends by it, having taken no request: a clean stop
-        codes = [0 if -child.wait() in forwarded else child.returncode for child in children]
+        codes = _wait_forwarding_signals(children)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         engine.stop()
         shutil.rmtree(directory, ignore_errors=True)
-    worst = max(codes, key=lambda c: (c != 0, abs(c)))
-    if worst:
-        print(f"error: front-end exit statuses {codes}; see each one's message above", file=sys.stderr)
-    return 1 if worst else 0
+    return _status(codes, "front-end")

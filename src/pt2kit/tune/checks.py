@@ -1,7 +1,8 @@
 """Verify a candidate against float32 eager, and time the survivors side by side.
 
 The reference is the model in float32 on the tune device, with TF32 off, run once per verification input (a model
-whose weights were all made in bf16 or fp16, such as a program exported from one, runs in its own dtypes); each candidate gets the same inputs (in the model's dtypes, or cast to the candidate's dtype under
+whose weights were all made in bf16 or fp16, such as a program exported from one, runs in its own dtypes); each
+candidate gets the same inputs (in the model's dtypes, or cast to the candidate's dtype under
 `--low-precision-io`) and must match every output element within
 `|a - e| <= atol + rtol * |e|` (`pt2kit.verify.compare`), NaN and inf at the same places.
 """
@@ -77,7 +78,7 @@ class Reference:
         dtypes, and `note` says so.
         """
         made_in = {p.dtype for p in module.parameters() if p.is_floating_point()}
-        low = next(iter(made_in)) if len(made_in) == 1 and next(iter(made_in)) in (torch.bfloat16, torch.float16) else None
+        low = made_in.pop() if made_in in ({torch.bfloat16}, {torch.float16}) else None
         reference = copy.deepcopy(module).to(device=device, dtype=None if low else torch.float32).eval()
         outputs = []
         with torch.no_grad(), no_tf32():
