@@ -3,6 +3,7 @@
 | scheme | devices | method | what runs |
 | --- | --- | --- | --- |
 | `int8-dynamic` | cpu | PT2E, `X86InductorQuantizer` (dynamic) | int8 weights, activations quantized per tensor at run time, oneDNN int8 linear (`qlinear_pointwise`) |
+| `int8-static` | cpu | PT2E, `X86InductorQuantizer` (static, calibrated on the example inputs) | int8 weights, activation ranges fixed at build time, oneDNN int8 linears writing uint8 for the next |
 | `int8-dynamic` | cuda | torchao `Int8DynamicActivationInt8WeightConfig()` | int8 weights per channel, activations per token, int8 GEMM |
 | `int8-weight-only` | cpu, cuda | torchao `Int8WeightOnlyConfig()` | int8 weights dequantized in the GEMM, activations in the float dtype |
 | `fp8-dynamic` | cuda, compute capability >= 8.9 | torchao `Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())` | fp8 e4m3 weights and activations with per-row scales |
@@ -15,7 +16,7 @@ program has lost its module types (`ExportedProgram.module()` is a graph of `ate
 `aten.linear` whose weight is a parameter becomes an `nn.Linear` again (`linear_modules`), `quantize_` swaps those
 weights for its quantized tensors, and `unwrap_tensor_subclass` turns them into plain tensors. Either way the
 module is exported again with the same dynamic dims. Only linear layers are quantized (convolutions stay in the
-float dtype). On CUDA the float dtype under the quantized layers is bf16 unless `--dtype` says otherwise (fp8 and
+float dtype; PT2E is told so, since its global config would take convolutions and matmuls too). On CUDA the float dtype under the quantized layers is bf16 unless `--dtype` says otherwise (fp8 and
 int4 kernels take bf16 activations). The calling contract is kept as `--dtype` keeps it (`CastInside`), unless
 `io="low"`.
 
