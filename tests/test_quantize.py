@@ -238,3 +238,20 @@ def test_a_keyword_input_model_keeps_its_contract_through_the_casts(quantize):
     out = program.module()(**kwargs)
     assert out["y"].dtype == torch.float32
     torch.testing.assert_close(out["y"], target.module(**kwargs)["y"], atol=0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize("scheme", ["int8-dynamic", "int8-static"])
+def test_cpu_pt2e_quantizes_the_linear_layers_and_leaves_the_convolution_float(scheme):
+    # PT2E's global config also quantized the convolution's weight, which the manifest's `modules` did not list
+    target = pt2kit.load_target(f"{case('conv_head')}:model")
+    result = pt2kit.export_program(target, None, check_specialization=False)
+    program, manifest = quantize_program(result.program, result.manifest, SCHEMES[scheme], "cpu")
+    weight_of = {n.target: n.args[1] for n in program.graph.nodes if n.op == "call_function"
+                 and n.target in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)}
+    assert weight_of[torch.ops.aten.conv2d.default].op == "placeholder"  # the float parameter itself
+    assert "dequantize" in str(weight_of[torch.ops.aten.linear.default].target)
+    assert manifest.extra["quantization"]["modules"] == ["fc1", "fc2"]
+    settings = SCHEMES[scheme].inductor_configs("cpu", None)
+    assert settings["freezing"] is True
+    # dynamic only: the activation scale kept in a buffer, not recomputed in the quantize loop (quantize.md)
+    assert settings.get("realize_opcount_threshold") == (3 if scheme == "int8-dynamic" else None)
