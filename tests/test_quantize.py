@@ -1,8 +1,8 @@
 """Lower precision and quantization keep the model's calling contract; `--quantize` schemes proven through AOTInductor.
 
 One tune of a small CNN with a linear head (`tests/cases/conv_head.py`) builds one package of every CPU candidate
-kind that changes the precision or the layout (bf16, bf16 channels_last, int8-dynamic, int8-weight-only) and keeps
-them; every test below reuses those four builds. A float32 caller must be able to call each of them (issue 23
+kind that changes the precision or the layout (bf16, bf16 channels_last, int8-dynamic, int8-static,
+int8-weight-only) and keeps them; every test below reuses those five builds. A float32 caller must be able to call each of them (issue 23
 point 7), through `pt2kit.load` and plain `torch._inductor.aoti_load_package`.
 """
 
@@ -22,7 +22,7 @@ from pt2kit.compile.quantize import SCHEMES, linear_modules, quantize_program
 from pt2kit.errors import ExportFailed
 from pt2kit.tune import plan_candidates
 
-KINDS = ("default-bf16", "default-bf16-cl", "default-int8-dynamic", "default-int8-weight-only")
+KINDS = ("default-bf16", "default-bf16-cl", "default-int8-dynamic", "default-int8-static", "default-int8-weight-only")
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,7 @@ def test_every_candidate_kind_takes_and_returns_float32(kept):
 @pytest.mark.slow
 def test_the_manifest_records_the_scheme_and_inspect_shows_it(kept, cli):
     folder, report = kept
-    for scheme in ("int8-dynamic", "int8-weight-only"):
+    for scheme in ("int8-dynamic", "int8-static", "int8-weight-only"):
         path = folder / f"default-{scheme}.aoti.pt2"
         q = read_manifest(path).extra["quantization"]
         assert q["scheme"] == scheme and q["modules"] == ["fc1", "fc2"]  # the convolution stays float
@@ -106,7 +106,8 @@ def test_a_too_tight_tolerance_reports_the_int8_candidates_and_chooses_none(kept
 
 def test_quantized_candidates_are_planned_per_device():
     names = [c.name for c in plan_candidates("cpu", dtypes=("fp32", "int8"), recipes=("default", "cpu-freeze"))]
-    assert names == ["default-fp32", "cpu-freeze-fp32", "cpu-freeze-int8-dynamic", "cpu-freeze-int8-weight-only"]
+    assert names == ["default-fp32", "cpu-freeze-fp32", "cpu-freeze-int8-dynamic", "cpu-freeze-int8-static",
+                     "cpu-freeze-int8-weight-only"]
     plan = plan_candidates("cpu", dtypes=("int8-dynamic",), recipes=("default",), threads=(1, 2))
     assert [(c.name, c.dtype, c.quant, c.threads) for c in plan] == [
         ("default-int8-dynamic-t1", "fp32", "int8-dynamic", 1), ("default-int8-dynamic-t2", "fp32", "int8-dynamic", 2)]
@@ -132,13 +133,41 @@ def test_tune_schemes_the_device_lacks_are_usage_errors(cli, tmp_path, args, nee
     check_one_line_error(cli("tune", f"{case('linear_relu')}:model", "-o", tmp_path / "x.pt2", *args), needle)
 
 
-@pytest.mark.parametrize("scheme,needle", [
-    ("int2", "unknown quantization scheme `int2`"),
-    ("fp8-dynamic", "runs on cuda only"),
+@pytest.mark.parametrize("scheme,extra,needle", [
+    ("int2", [], "unknown quantization scheme `int2`"),
+    ("fp8-dynamic", [], "runs on cuda only"),
+    ("int8-static", ["--dtype", "bf16"], "leave `--dtype` out"),
 ])
-def test_compile_schemes_the_device_lacks_are_usage_errors(cli, tmp_path, scheme, needle):
-    check_one_line_error(cli("compile", f"{case('linear_relu')}:model", "-o", tmp_path / "x.aoti.pt2", "--quantize", scheme),
-                         needle)
+def test_compile_schemes_the_device_lacks_are_usage_errors(cli, tmp_path, scheme, extra, needle):
+    check_one_line_error(cli("compile", f"{case('linear_relu')}:model", "-o", tmp_path / "x.aoti.pt2", "--quantize", scheme,
+                             *extra), needle)
+
+
+def _calibrated(scheme: str):
+    """The PT2E graph `scheme` gives linear_relu (no build): {activation quantize node: its scale argument}."""
+    from pt2kit.compile.quantize import _QUANTIZERS
+
+    program, manifest = _program()
+    graphs = []
+
+    def keep(module):
+        graphs.append(_QUANTIZERS[SCHEMES[scheme].method("cpu", None)](SCHEMES[scheme], *program.example_inputs)(module))
+        return graphs[-1]
+
+    quantize_program(program, manifest, SCHEMES[scheme], "cpu", quantize=keep)
+    return {n.name: n.args[1] for n in graphs[0].graph.nodes if n.op == "call_function"
+            and n.target in (torch.ops.quantized_decomposed.quantize_per_tensor.default,
+                             torch.ops.quantized_decomposed.quantize_per_tensor.tensor)}
+
+
+def test_int8_static_fixes_each_activation_scale_from_the_example_and_dynamic_computes_it_per_call():
+    static, dynamic = _calibrated("int8-static"), _calibrated("int8-dynamic")
+    # static: a number calibrated on the example input, in the graph; dynamic: a node computed from each input
+    assert static and all(isinstance(scale, float) and scale > 0 for scale in static.values()), static
+    assert dynamic and all(isinstance(scale, torch.fx.Node) for scale in dynamic.values()), dynamic
+    x = _program()[0].example_inputs[0][0]
+    first = min(static)  # the input's quantizer: its range is about the example's (a histogram observer trims it)
+    assert static[first] == pytest.approx(float(x.max() - x.min()) / 255, rel=0.05)
 
 
 def test_a_missing_quant_extra_is_one_line_with_the_install_command(cli, tmp_path, monkeypatch):
@@ -209,3 +238,20 @@ def test_a_keyword_input_model_keeps_its_contract_through_the_casts(quantize):
     out = program.module()(**kwargs)
     assert out["y"].dtype == torch.float32
     torch.testing.assert_close(out["y"], target.module(**kwargs)["y"], atol=0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize("scheme", ["int8-dynamic", "int8-static"])
+def test_cpu_pt2e_quantizes_the_linear_layers_and_leaves_the_convolution_float(scheme):
+    # PT2E's global config also quantized the convolution's weight, which the manifest's `modules` did not list
+    target = pt2kit.load_target(f"{case('conv_head')}:model")
+    result = pt2kit.export_program(target, None, check_specialization=False)
+    program, manifest = quantize_program(result.program, result.manifest, SCHEMES[scheme], "cpu")
+    weight_of = {n.target: n.args[1] for n in program.graph.nodes if n.op == "call_function"
+                 and n.target in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)}
+    assert weight_of[torch.ops.aten.conv2d.default].op == "placeholder"  # the float parameter itself
+    assert "dequantize" in str(weight_of[torch.ops.aten.linear.default].target)
+    assert manifest.extra["quantization"]["modules"] == ["fc1", "fc2"]
+    settings = SCHEMES[scheme].inductor_configs("cpu", None)
+    assert settings["freezing"] is True
+    # dynamic only: the activation scale kept in a buffer, not recomputed in the quantize loop (quantize.md)
+    assert settings.get("realize_opcount_threshold") == (3 if scheme == "int8-dynamic" else None)

@@ -4,7 +4,8 @@
 
 benchmarks/tune/quantize.py compares errors on one input. This script builds, for the MLP and BERT-small of that
 benchmark, the `--quantize int8-dynamic` package as pt2kit builds it now, the same with torchao's default
-`X86InductorQuantizer` config (weight scales floored at 2**-12, what pt2kit built before), and ONNX Runtime's
+`X86InductorQuantizer` config (weight scales floored at 2**-12, what pt2kit built before), the `--quantize
+int8-static` package (activation ranges calibrated on the example input only), and ONNX Runtime's
 `quantize_dynamic` int8 model, and reports for each the largest |output - float32 eager| on the example input,
 the median over the inputs of each input's largest error, and the mean |error| over all inputs and elements.
 Inputs: the example, then random ones (MLP: standard normal; BERT-small: random token ids). Errors only, no timing.
@@ -46,7 +47,7 @@ def main() -> int:
     rows = [f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, torchao {scheme_config.torchao_version()}, "
             f"{args.inputs} inputs",
             "| model | build | max abs err, example input | median of per-input max | mean abs err |", "| --- | --- | ---: | ---: | ---: |"]
-    current = scheme_config.x86_dynamic_config
+    current = scheme_config.x86_config
     with tempfile.TemporaryDirectory() as folder, torch.no_grad():
         tmp = Path(folder)
         for title, make in (("MLP 1024-4096 x3, batch 64", mlp), ("BERT-small (L4 H512), 4x128", bert_small)):
@@ -58,14 +59,16 @@ def main() -> int:
             quantize_dynamic(str(onnx_path), str(onnx_q), weight_type=QuantType.QInt8)
             session = InferenceSession(str(onnx_q), providers=["CPUExecutionProvider"])
             calls = {"ONNX Runtime quantize_dynamic int8": lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])}
-            for label, config in (("int8-dynamic package (pt2kit now)", current),
-                                  ("int8-dynamic, torchao's default config (scales >= 2**-12)",
-                                   lambda x86: x86.get_default_x86_inductor_quantization_config(is_dynamic=True))):
-                scheme_config.x86_dynamic_config = config
+            for label, scheme, config in (
+                    ("int8-dynamic package (pt2kit now)", "int8-dynamic", current),
+                    ("int8-dynamic, torchao's default config (scales >= 2**-12)", "int8-dynamic",
+                     lambda x86, dynamic=True: x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic)),
+                    ("int8-static package (calibrated on the example input)", "int8-static", current)):
+                scheme_config.x86_config = config
                 out = tmp / f"{make.__name__}-{len(calls)}.aoti.pt2"
-                compile_package(program, out, preset="cpu-freeze", quantize="int8-dynamic", use_cache=False)
+                compile_package(program, out, preset="cpu-freeze", quantize=scheme, use_cache=False)
                 calls[label] = (lambda m: lambda x: first(m(x)))(pt2kit.load(out, threads=1))
-            scheme_config.x86_dynamic_config = current
+            scheme_config.x86_config = current
             generator = torch.Generator().manual_seed(1)
             example = target.args[0]
             inputs = [example] + [torch.randn(example.shape, generator=generator) if example.is_floating_point()

@@ -6,10 +6,14 @@
 CPU, per model and thread count (torch and ONNX Runtime at the same count; Inductor bakes the count into its C++
 kernels, so each package is built at that count): the float32 package `pt2kit tune --dtypes fp32 --threads N`
 writes (it builds every CPU recipe, `default`, `cpu-freeze`, `cpu-gemm`, and keeps the fastest; the row names
-its choice), the `--quantize int8-dynamic` package (`cpu-freeze`, the recipe tune builds int8 with), ONNX
-Runtime fp32 (TorchScript-based `torch.onnx.export`) and ONNX Runtime `quantize_dynamic` int8 (QInt8 weights),
-timed side by side in this process, in blocks of 5 calls round-robin (p50 of `--iters` calls; blocks because an
-ONNX Runtime or OpenMP pool spins for a while after each run). Each error is the largest |output - float32 eager|.
+its choice), the `--quantize int8-dynamic` and `--quantize int8-static` packages (`cpu-freeze`, the recipe tune
+builds int8 with; int8-static is calibrated on the example input, the one the error column uses:
+benchmarks/tune/int8_error.py gives its error on other inputs), ONNX Runtime fp32 (TorchScript-based
+`torch.onnx.export`) and ONNX Runtime `quantize_dynamic` int8 (QInt8 weights), timed side by side in this process,
+in blocks of 5 calls round-robin (p50 of `--iters` calls; blocks because an ONNX Runtime or OpenMP pool spins for a
+while after each run), with the median process CPU time per call beside the wall time (at one thread the runtime
+computes on the calling thread, so it leaves out the time another process held the core). Each error is the
+largest |output - float32 eager|.
 The load average and the share of the cores other processes used while the rows were timed are logged with them:
 on a shared 2-core machine the 2-thread rows measure that load more than the code (benchmarks/tune/omp_wait.py).
 
@@ -90,16 +94,21 @@ def err(a, b) -> float:
     return float((torch.as_tensor(a).float().to(b.device) - b).abs().max())
 
 
-def time_all(calls: dict, device: str, iters: int, warmup: int = 3, block: int = 5) -> dict[str, float]:
+def time_all(calls: dict, device: str, iters: int, warmup: int = 3, block: int = 5,
+             cpu_ms: dict[str, float] | None = None) -> dict[str, float]:
     """p50 ms of each call, timed side by side in blocks: `block` timed calls of one, then the next, round-robin.
 
     Blocks, not single calls: on CPU an ONNX Runtime session's pool threads spin for a while after each run (and
     OpenMP's do too, libgomp up to 300000 spins), so a call timed right after another runtime's shares the cores
     with its spinning threads. On CPU each block starts with a 50 ms pause, long enough for both pools' spinning
     to end, then two untimed calls.
+
+    `cpu_ms`, when given, receives each call's median over blocks of the process CPU time per call (all its
+    threads): at one thread a measure that time spent waiting for a core another process holds does not inflate.
     """
     timer = Timer(device)
     samples: dict[str, list[float]] = {k: [] for k in calls}
+    cpu: dict[str, list[float]] = {k: [] for k in calls}
     with torch.no_grad():
         interleaved(timer, calls, warmup)
         for _ in range(max(1, iters // block)):
@@ -107,7 +116,11 @@ def time_all(calls: dict, device: str, iters: int, warmup: int = 3, block: int =
                 if device == "cpu":
                     time.sleep(0.05)
                 interleaved(timer, {name: call}, 2)
+                start = time.process_time()
                 samples[name] += interleaved(timer, {name: call}, block)[name]
+                cpu[name].append((time.process_time() - start) * 1e3 / block)
+    if cpu_ms is not None:
+        cpu_ms.update({k: percentile(v, 50) for k, v in cpu.items()})
     return {k: percentile(v, 50) for k, v in samples.items()}
 
 
@@ -132,7 +145,7 @@ def cpu_rows(title: str, make, threads: tuple[int, ...], iters: int, tmp: Path, 
         fp32 = f"fp32 package (tune chose `{report.chosen.removesuffix(f'-t{n}')}`)"
         log(f"  tuned fp32 t{n} in {time.perf_counter() - start:.1f}s: "
             + ", ".join(f"{c.candidate.name} {c.p50_ms:.2f} ms" for c in report.candidates if c.p50_ms is not None))
-        for label, quantize in ((fp32, None), ("int8-dynamic package", "int8-dynamic")):
+        for label, quantize in ((fp32, None), ("int8-dynamic package", "int8-dynamic"), ("int8-static package", "int8-static")):
             out = tuned
             if quantize:
                 out = tmp / f"{make.__name__}-{quantize}-t{n}.aoti.pt2"
@@ -151,12 +164,12 @@ def cpu_rows(title: str, make, threads: tuple[int, ...], iters: int, tmp: Path, 
             feed = {"x": args[0].numpy()}
             errors[label] = err(torch.from_numpy(session.run(None, feed)[0]), expected)
             calls[label] = (lambda s, f: lambda: s.run(None, f))(session, feed)
-        busy = BusyCores()
-        p50 = time_all(calls, "cpu", iters)
+        busy, cpu_ms = BusyCores(), {}
+        p50 = time_all(calls, "cpu", iters, cpu_ms=cpu_ms)
         log(f"  {title}, {n} thread(s): load average {os.getloadavg()[0]:.1f}, {busy.others():.2f} cores busy with other processes")
         base = p50[fp32]
         for label in calls:
-            rows.append(f"| {title} | {n} | {label} | {p50[label]:.2f} | {base / p50[label]:.2f}x | {errors[label]:.3g} |")
+            rows.append(f"| {title} | {n} | {label} | {p50[label]:.2f} | {base / p50[label]:.2f}x | {errors[label]:.3g} | {cpu_ms[label]:.2f} |")
             log(rows[-1])
     return rows
 
@@ -252,8 +265,8 @@ def main() -> int:
         tmp = Path(folder)
         if args.device == "cpu":
             threads = tuple(int(t) for t in args.threads.split(","))
-            rows = ["| model | threads | build | p50 ms | speed-up vs fp32 package | max abs err vs fp32 eager |",
-                    "| --- | ---: | --- | ---: | ---: | ---: |"]
+            rows = ["| model | threads | build | p50 ms | speed-up vs fp32 package | max abs err vs fp32 eager | CPU ms per call |",
+                    "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
             for title, make in (("MLP 1024-4096 x3, batch 64", mlp), ("BERT-small (L4 H512), 4x128", bert_small)):
                 if not args.only or args.only in title:
                     rows += cpu_rows(title, make, threads, args.iters, tmp, log)

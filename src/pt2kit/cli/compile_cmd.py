@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"],
                    help="compute in this dtype (weights cast; inputs cast on entry, outputs back: the model's dtypes outside)")
     p.add_argument("--quantize", metavar="SCHEME",
-                   help="quantize linear layers with torchao: int8-dynamic, int8-weight-only (cpu, cuda); fp8-dynamic, "
+                   help="quantize linear layers with torchao: int8-dynamic, int8-weight-only (cpu, cuda); int8-static (cpu); fp8-dynamic, "
                         "int4-weight-only (cuda); needs pip install 'pt2kit[quant]' (docs/compile.md)")
     p.add_argument("--low-precision-io", action="store_true",
                    help="with --dtype: the package takes and returns the lower-precision tensors (no casts inside)")

@@ -3,6 +3,7 @@
 | scheme | devices | method | what runs |
 | --- | --- | --- | --- |
 | `int8-dynamic` | cpu | PT2E, `X86InductorQuantizer` (dynamic) | int8 weights, activations quantized per tensor at run time, oneDNN int8 linear (`qlinear_pointwise`) |
+| `int8-static` | cpu | PT2E, `X86InductorQuantizer` (static, calibrated on the example inputs) | int8 weights, activation ranges fixed at build time, oneDNN int8 linears writing uint8 for the next |
 | `int8-dynamic` | cuda | torchao `Int8DynamicActivationInt8WeightConfig()` | int8 weights per channel, activations per token, int8 GEMM |
 | `int8-weight-only` | cpu, cuda | torchao `Int8WeightOnlyConfig()` | int8 weights dequantized in the GEMM, activations in the float dtype |
 | `fp8-dynamic` | cuda, compute capability >= 8.9 | torchao `Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())` | fp8 e4m3 weights and activations with per-row scales |
@@ -15,7 +16,7 @@ program has lost its module types (`ExportedProgram.module()` is a graph of `ate
 `aten.linear` whose weight is a parameter becomes an `nn.Linear` again (`linear_modules`), `quantize_` swaps those
 weights for its quantized tensors, and `unwrap_tensor_subclass` turns them into plain tensors. Either way the
 module is exported again with the same dynamic dims. Only linear layers are quantized (convolutions stay in the
-float dtype). On CUDA the float dtype under the quantized layers is bf16 unless `--dtype` says otherwise (fp8 and
+float dtype; PT2E is told so, since its global config would take convolutions and matmuls too). On CUDA the float dtype under the quantized layers is bf16 unless `--dtype` says otherwise (fp8 and
 int4 kernels take bf16 activations). The calling contract is kept as `--dtype` keeps it (`CastInside`), unless
 `io="low"`.
 
@@ -67,14 +68,28 @@ class Scheme:
         return ao.quantization.Int4WeightOnlyConfig(group_size=128)
 
     def method(self, device: str, cast: DType | None) -> str:
-        """`pt2e-x86` for int8-dynamic on a float32 CPU program (measured faster: benchmarks/tune/quantize.md), else `torchao`."""
+        """`pt2e-x86` for int8-dynamic on a float32 CPU program (measured faster: benchmarks/tune/quantize.md),
+        `pt2e-x86-static` for int8-static, else `torchao`."""
+        if self.name == "int8-static":
+            return "pt2e-x86-static"
         if self.name == "int8-dynamic" and device == "cpu" and cast in (None, DType.FP32):
             return "pt2e-x86"
         return "torchao"
 
     def inductor_configs(self, device: str, cast: DType | None) -> dict[str, Any]:
-        """Settings the scheme needs from the build: PT2E's int8 linears are fused by Inductor's freezing passes."""
-        return {"freezing": True} if self.method(device, cast) == "pt2e-x86" else {}
+        """Settings the scheme needs from the build: PT2E's int8 linears are fused by Inductor's freezing passes.
+
+        Dynamic PT2E also realizes small pointwise results that are read more than once
+        (`realize_opcount_threshold`): otherwise Inductor inlines the activation scale, `(max - min) / 255`, into
+        the loop that quantizes the activation, and as that loop stores bytes (which may alias anything) the
+        compiler recomputes the scale, three divisions, for every 16 values: the six quantize kernels of the MLP
+        of benchmarks/tune/quantize.md took 0.35 ms a call, 4 % of the package, and took 2-4 % less after, with
+        bit-identical outputs.
+        """
+        method = self.method(device, cast)
+        if method == "pt2e-x86":
+            return {"freezing": True, "realize_opcount_threshold": 3}
+        return {"freezing": True} if method == "pt2e-x86-static" else {}
 
     def check_settings(self, device: str, cast: DType | None, settings: Mapping[str, Any]) -> None:
         """Refuse Inductor settings this scheme's build cannot take.
@@ -86,9 +101,13 @@ class Scheme:
         AVX512-VNNI EPYC, benchmarks/tune/quantize.md).
 
         Raises:
-            UsageError: such settings, with the preset to use instead.
+            UsageError: such settings, with the preset to use instead; int8-static on a cast program (its PT2E
+                quantizer takes float32 only).
         """
-        if self.method(device, cast) != "pt2e-x86" or not (settings.get("max_autotune") or settings.get("max_autotune_gemm")):
+        if self.name == "int8-static" and cast not in (None, DType.FP32):
+            raise UsageError(f"`--quantize int8-static` quantizes a float32 program and cannot compute in {cast.value}; "
+                             "leave `--dtype` out")
+        if not self.method(device, cast).startswith("pt2e-x86") or not (settings.get("max_autotune") or settings.get("max_autotune_gemm")):
             return
         import torch._inductor.config as inductor_config
 
@@ -105,6 +124,7 @@ class Scheme:
 
 SCHEMES: Mapping[str, Scheme] = MappingProxyType({s.name: s for s in (
     Scheme("int8-dynamic", "int8 weights and per-token dynamic int8 activations", ("cpu", "cuda")),
+    Scheme("int8-static", "int8 weights and int8 activations, ranges calibrated on the example inputs", ("cpu",)),
     Scheme("int8-weight-only", "int8 weights, float activations", ("cpu", "cuda")),
     Scheme("fp8-dynamic", "fp8 (e4m3) weights and dynamic activations, per-row scales", ("cuda",), (8, 9)),
     Scheme("int4-weight-only", "int4 weights in groups of 128, bf16 activations", ("cuda",)),
@@ -274,7 +294,8 @@ def quantize_program(ep: torch.export.ExportedProgram, manifest: Manifest, schem
     return new, rebuild_manifest(new, manifest, extra=extra)
 
 
-METHODS = {"torchao": "torchao quantize_", "pt2e-x86": "PT2E X86InductorQuantizer (dynamic), oneDNN int8 linear"}
+METHODS = {"torchao": "torchao quantize_", "pt2e-x86": "PT2E X86InductorQuantizer (dynamic), oneDNN int8 linear",
+           "pt2e-x86-static": "PT2E X86InductorQuantizer (static, calibrated on the example inputs), oneDNN int8 linear"}
 
 
 def _torchao(scheme: Scheme, args: tuple, kwargs: dict) -> Callable[[torch.nn.Module], torch.nn.Module]:
@@ -290,23 +311,32 @@ def _torchao(scheme: Scheme, args: tuple, kwargs: dict) -> Callable[[torch.nn.Mo
     return run
 
 
-def _pt2e_x86(scheme: Scheme, args: tuple, kwargs: dict) -> Callable[[torch.nn.Module], torch.nn.Module]:
+def _pt2e_x86(scheme: Scheme, args: tuple, kwargs: dict, *, dynamic: bool = True) -> Callable[[torch.nn.Module], torch.nn.Module]:
     def run(module: torch.nn.Module) -> torch.nn.Module:
         import torchao.quantization.pt2e.inductor_passes.x86  # noqa: F401  registers the freezing patterns to oneDNN int8
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        quantizer = x86.X86InductorQuantizer().set_global(x86_dynamic_config(x86))
+        # linear layers only, as in every scheme: a global config would also quantize the convolutions' weights
+        # (dynamic and static) and the attention's matmuls (static), which the manifest's record did not list
+        quantizer = x86.X86InductorQuantizer().set_function_type_qconfig(torch.nn.functional.linear,
+                                                                         x86_config(x86, dynamic=dynamic))
         prepared = prepare_pt2e(module, quantizer)
         with torch.no_grad():
-            prepared(*args, **kwargs)  # dynamic activations: this one call only lets the weight observers see the weights
+            # dynamic: this one call only lets the weight observers see the weights; static: it also records each
+            # activation's range, which the package then uses for every input (calibration on the example inputs)
+            prepared(*args, **kwargs)
         return convert_pt2e(prepared)
 
     return run
 
 
-def x86_dynamic_config(x86) -> Any:
-    """torchao's default dynamic X86InductorQuantizer config, with the weight scales' floor lowered from 2**-12.
+def _pt2e_x86_static(scheme: Scheme, args: tuple, kwargs: dict) -> Callable[[torch.nn.Module], torch.nn.Module]:
+    return _pt2e_x86(scheme, args, kwargs, dynamic=False)
+
+
+def x86_config(x86, *, dynamic: bool = True) -> Any:
+    """torchao's default X86InductorQuantizer config, with the weight scales' floor lowered from 2**-12.
 
     The default floor (`eps=2**-12`, fbgemm's and qnnpack's limit, not oneDNN's) raises the scale of every output
     channel whose largest |weight| is below 127 * 2**-12 = 0.031, so such a channel uses only part of the int8 range:
@@ -315,12 +345,12 @@ def x86_dynamic_config(x86) -> Any:
     """
     from torchao.quantization.pt2e.observer import PerChannelMinMaxObserver  # the default's weight observer
 
-    config = x86.get_default_x86_inductor_quantization_config(is_dynamic=True)
+    config = x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic)
     observer = PerChannelMinMaxObserver.with_args(eps=torch.finfo(torch.float32).eps)
     return dataclasses.replace(config, weight=dataclasses.replace(config.weight, observer_or_fake_quant_ctr=observer))
 
 
-_QUANTIZERS = {"torchao": _torchao, "pt2e-x86": _pt2e_x86}
+_QUANTIZERS = {"torchao": _torchao, "pt2e-x86": _pt2e_x86, "pt2e-x86-static": _pt2e_x86_static}
 
 
 def linear_weights(gm: torch.fx.GraphModule) -> dict[str, str]:

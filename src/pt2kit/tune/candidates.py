@@ -15,7 +15,8 @@ Each recipe is tried in every dtype the device supports from `--dtypes`, in chan
 each thread count given (`--threads 1,2`: the count is baked into the C++ kernels, `cpp.threads`).
 
 Quantized candidates (`--dtypes int8,fp8,int4` or scheme names, `pt2kit.compile.quantize.SCHEMES`) are opt-in:
-`int8` means every int8 scheme the device runs (cpu: `int8-dynamic`, `int8-weight-only`; cuda: the same),
+`int8` means every int8 scheme the device runs (cpu: `int8-dynamic`, `int8-static`, `int8-weight-only`; cuda:
+`int8-dynamic`, `int8-weight-only`),
 `fp8` means `fp8-dynamic` (CUDA, compute capability >= 8.9), `int4` means `int4-weight-only` (CUDA). Each is built
 with one recipe (cpu: `cpu-freeze` when selected, whose freezing lets Inductor fuse the int8 GEMMs; cuda:
 `default`; else the first selected, on CPU `cpu-gemm` last: its C++ GEMM templates crash PT2E int8 builds), in
@@ -36,7 +37,7 @@ from pt2kit.errors import UsageError
 
 FLOATS = ("fp32", "bf16", "fp16")
 # `--dtypes` words that stand for several schemes
-_QUANT_WORDS = {"int8": ("int8-dynamic", "int8-weight-only"), "fp8": ("fp8-dynamic",), "int4": ("int4-weight-only",)}
+_QUANT_WORDS = {"int8": ("int8-dynamic", "int8-static", "int8-weight-only"), "fp8": ("fp8-dynamic",), "int4": ("int4-weight-only",)}
 
 
 @dataclass(frozen=True)
