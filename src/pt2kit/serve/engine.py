@@ -1,9 +1,11 @@
 """The batching engine of `pt2kit serve --frontends N`: one process owns the models, the front ends hand it tensors.
 
-Front-end processes (uvicorn HTTP and gRPC, see `engine_client`) parse and check requests, write the inputs into
-their shared-memory slots (`shm`) and send a `Job` naming the slot over a Unix socket. Here, one reader thread per
-front end queues the jobs per model; one batch thread per model takes the oldest job and the queued ones of its
-group (equal sizes but for the batch dim) up to `max_batch_size` rows within `max_queue_delay_ms`, and runs them:
+Front-end processes (uvicorn HTTP and gRPC, see `engine_client`) parse and check requests, join the ones that
+arrived while their previous jobs were in flight into one job, write its rows into their shared-memory slots (`shm`)
+and send a `Job` naming the slots over a Unix socket (`wire`: a packed struct). Here, one reader thread watches every
+front end's socket (`selectors`) and queues the jobs per model; one batch thread per model takes the oldest job and
+the queued ones of its group (equal sizes but for the batch dim) up to `max_batch_size` rows within
+`max_queue_delay_ms`, and runs them, so the engine's work is per job (a few per batch), not per request:
 
 - on the CPU, in place: one request's inputs are the slot itself (no stacking), several are concatenated once;
 - on CUDA, the inputs go to the GPU on a copy stream, straight from the slots (registered as pinned memory; a
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import queue
+import selectors
 import socket
 import struct
 import threading
@@ -32,7 +35,8 @@ import torch
 from pt2kit import progress
 from pt2kit.errors import first_line
 from pt2kit.serve.service import ModelService
-from pt2kit.serve.shm import Job, Reply, SlotArena, frame, nbytes, recv_message
+from pt2kit.serve.shm import SlotArena
+from pt2kit.serve.wire import Job, Reply, frame, split_frames
 
 HELLO = struct.Struct("<QQ")  # a front end's first bytes: its arena's slot count and slot size (its fd rides along)
 
@@ -52,6 +56,7 @@ class _Connection:
     def __init__(self, sock: socket.socket, arena: SlotArena | None, pinned: bool):
         self.sock, self.arena, self.pinned = sock, arena, pinned
         self.lock = threading.Lock()
+        self.received = bytearray()  # bytes read but not yet a whole frame
 
     def reply(self, *replies: Reply) -> None:
         data = b"".join(frame(reply) for reply in replies)  # one system call for every reply of a batch
@@ -85,14 +90,19 @@ class _Lane:
         for thread in self.threads:
             thread.start()
 
-    def put(self, entry: _Entry) -> None:
+    def put(self, entries: list[_Entry]) -> None:
+        """Queue the jobs read in one go (one lock and one wake-up); a job that finds the queue full gets a 503."""
+        refused = []
         with self.cond:
-            if len(self.pending) >= self.max_queue or self.closing:
-                entry.connection.reply(Reply(entry.job.id, error_status=503, error=(
-                    f"the queue of model `{self.service.name}` is full ({self.max_queue} requests waiting); retry later")))
-                return
-            self.pending.append(entry)
+            for entry in entries:
+                if len(self.pending) >= self.max_queue or self.closing:
+                    refused.append(entry)
+                else:
+                    self.pending.append(entry)
             self.cond.notify()
+        for entry in refused:
+            entry.connection.reply(Reply(entry.job.id, error_status=503, error=(
+                f"the queue of model `{self.service.name}` is full ({self.max_queue} jobs waiting); retry later")))
 
     def close(self) -> None:
         with self.cond:
@@ -205,13 +215,13 @@ class _Lane:
             arena, slot = entry.connection.arena, entry.job.slot
             if not self.cuda and arena is not None:  # an output that is a view of a slot (a model returning its input)
                 part = {k: v.clone() if arena.holds(v) else v for k, v in part.items()}  # must not be overwritten
-            if slot is not None and arena is not None and arena.fits(list(part.values())):
+            if slot is not None and arena is not None and arena.fits(list(part.values()), entry.job.slots):
                 replies.append(Reply(entry.job.id, refs=arena.write(slot, part)))
             else:
                 replies.append(Reply(entry.job.id, tensors={k: v.clone() for k, v in part.items()}))
         finished = time.perf_counter_ns()
         queue_ns = [started - e.enqueued_ns for e in batch]
-        call = (sum(e.job.batch for e in batch), len(batch), (staged - started, called - staged, finished - called))
+        call = (sum(e.job.batch for e in batch), sum(e.job.requests for e in batch), (staged - started, called - staged, finished - called))
         replies[0].first = True
         by_connection: dict[_Connection, list[Reply]] = {}
         for entry, reply, waited in zip(batch, replies, queue_ns):
@@ -262,31 +272,60 @@ class Engine:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.socket_path)
         self.listener.listen(64)
-        threading.Thread(target=self._accept_loop, name="pt2kit-engine-accept", daemon=True).start()
+        self._wake_read, self._wake_write = socket.socketpair()
+        self.readers = [threading.Thread(target=self._read_loop, name="pt2kit-engine-reader", daemon=True)]
+        self.readers[0].start()
 
     def stop(self) -> None:
-        """Run what is queued, answer it, then close every connection."""
-        if self.listener is not None:
-            self.listener.close()
+        """Stop reading, run what is queued, answer it, then close every connection."""
+        if self.readers:
+            self._wake_write.send(b"x")
+            self.readers[0].join(timeout=5)
         for lane in self.lanes.values():
             lane.close()
         for connection in self.connections:
-            connection.sock.close()
-        for reader in self.readers:
-            reader.join(timeout=5)
+            self._closed(connection)
 
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:  # the listener was closed: the engine stops
-                return
-            thread = threading.Thread(target=self._serve_connection, args=(sock,), name="pt2kit-engine-reader", daemon=True)
-            self.readers.append(thread)
-            thread.start()
+    def _read_loop(self) -> None:
+        """The one reader: accepts front ends and reads every front end's jobs, whichever socket has bytes."""
+        selector = selectors.DefaultSelector()
+        selector.register(self.listener, selectors.EVENT_READ, "accept")
+        selector.register(self._wake_read, selectors.EVENT_READ, "stop")
+        chunk = memoryview(bytearray(1 << 20))
+        try:
+            while True:
+                for key, _ in selector.select():
+                    if key.data == "stop":
+                        return
+                    if key.data == "accept":
+                        connection = self._accept()
+                        if connection is not None:
+                            selector.register(connection.sock, selectors.EVENT_READ, connection)
+                        continue
+                    connection = key.data
+                    try:
+                        count = connection.sock.recv_into(chunk)  # readable: returns what is there, at once
+                    except OSError:
+                        count = 0
+                    if count == 0:  # the front end went away
+                        selector.unregister(connection.sock)
+                        self._closed(connection)
+                        continue
+                    connection.received += chunk[:count]
+                    self._queue_jobs(connection, split_frames(connection.received))
+        finally:
+            self.listener.close()
+            selector.close()
+            chunk.release()
 
-    def _serve_connection(self, sock: socket.socket) -> None:
-        data, fds, _, _ = socket.recv_fds(sock, HELLO.size, 1)
+    def _accept(self) -> _Connection | None:
+        try:
+            sock, _ = self.listener.accept()
+            sock.settimeout(10)  # the hello follows the connect at once; a peer that sends nothing is dropped
+            data, fds, _, _ = socket.recv_fds(sock, HELLO.size, 1)
+            sock.settimeout(None)
+        except OSError:
+            return None
         arena, pinned = None, False
         if len(data) == HELLO.size and fds:
             slots, slot_bytes = HELLO.unpack(data)
@@ -294,20 +333,32 @@ class Engine:
             pinned = self._pin(arena)
         connection = _Connection(sock, arena, pinned)
         self.connections.append(connection)
-        sock.sendall(frame(self.info()))
         try:
-            while (job := recv_message(sock)) is not None:
-                lane = self.lanes.get(job.model)
-                if lane is None:  # the front end checked the name; a mismatch is a bug, answered as one
-                    connection.reply(Reply(job.id, error_status=500, error=f"the engine serves no model `{job.model}`"))
-                    continue
-                inputs = arena.read(job.refs) if job.slot is not None else job.tensors
-                lane.put(_Entry(connection, job, inputs, lane.service.group_key_of(inputs)))
+            sock.sendall(frame(self.info()))
         except OSError:
             pass
-        finally:
-            if pinned:
-                torch.cuda.cudart().cudaHostUnregister(arena.tensor.data_ptr())
+        return connection
+
+    def _queue_jobs(self, connection: _Connection, jobs: list[Job]) -> None:
+        by_lane: dict[str, list[_Entry]] = {}
+        for job in jobs:
+            lane = self.lanes.get(job.model)
+            if lane is None:  # the front end checked the name; a mismatch is a bug, answered as one
+                connection.reply(Reply(job.id, error_status=500, error=f"the engine serves no model `{job.model}`"))
+                continue
+            inputs = connection.arena.read(job.refs) if job.slot is not None else job.tensors
+            by_lane.setdefault(job.model, []).append(_Entry(connection, job, inputs, lane.service.group_key_of(inputs)))
+        for model, entries in by_lane.items():
+            self.lanes[model].put(entries)
+
+    def _closed(self, connection: _Connection) -> None:
+        try:
+            connection.sock.close()
+        except OSError:
+            pass
+        if connection.pinned:
+            connection.pinned = False
+            torch.cuda.cudart().cudaHostUnregister(connection.arena.tensor.data_ptr())
 
     def _pin(self, arena: SlotArena) -> bool:
         """Register `arena` as pinned memory for every CUDA model's copies (False: copies stay pageable)."""
