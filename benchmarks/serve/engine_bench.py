@@ -1,8 +1,9 @@
 """The engine of `pt2kit serve --frontends N` alone: how many requests per second it turns around, without HTTP.
 
 One process runs the `Engine` (`--model linear`: tests/cases/linear_relu.py, 64-byte requests; `--model imagey`:
-benchmarks/serve/imagey.py, ResNet-50's 301 KB bf16 image in and almost no compute; both exported with a dynamic
-batch, `--max-batch-size 64`); `--clients` processes each connect as a front end would (`connect_engine`, their own
+benchmarks/serve/imagey.py, ResNet-50's 301 KB bf16 image in and little compute, which on this CPU still reads
+every byte; `--model strip`: the same input, reading one row of pixels; all exported with a dynamic batch,
+`--max-batch-size 64`); `--clients` processes each connect as a front end would (`connect_engine`, their own
 shared-memory arena) and keep `--in-flight` requests of one row outstanding through `EngineBackend` for `--seconds`
 (as many asyncio tasks, each sending its next request when the last one is answered). The engine's and the front
 ends' own cost per request (messages, slot copies and views, batching, replies) is what limits this, not the model.
@@ -40,10 +41,12 @@ def run_engine(artifact: str, socket_path: str, ready, stop, calls) -> None:
         count_calls(service)
     engine = Engine(services, socket_path)
     engine.start()
+    cpu = time.process_time()
     ready.set()
     stop.wait()
+    cpu = time.process_time() - cpu  # the engine's CPU seconds (every thread) while the clients ran
     engine.stop()
-    calls.put(engine_calls(services))
+    calls.put({**engine_calls(services), "cpu_s": cpu})
 
 
 def count_calls(service) -> None:
@@ -75,7 +78,7 @@ def run_client(socket_path: str, in_flight: int, seconds: float, model_kind: str
     link = connect_engine(socket_path)
     (model,) = link.models
     backend = EngineBackend(link, ServeMetrics([model.name]))
-    if model_kind == "imagey":
+    if model_kind in ("imagey", "strip"):
         request = InferRequest("", {"pixel_values": torch.zeros(1, 3, 224, 224, dtype=torch.bfloat16)})
     else:
         request = InferRequest("", {"input": torch.randn(1, 16)})
@@ -101,7 +104,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--in-flight", type=int, default=32, help="requests outstanding per client")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--model", choices=("linear", "imagey"), default="linear")
+    parser.add_argument("--model", choices=("linear", "imagey", "strip"), default="linear")
     parser.add_argument("--workdir", default="out/engine_bench")
     args = parser.parse_args()
     from serve_support import export
@@ -116,7 +119,8 @@ def main() -> None:
     elif not artifact.exists():
         import pt2kit
 
-        pt2kit.export_program(pt2kit.load_target(f"{ROOT / 'benchmarks' / 'serve' / 'imagey.py'}:model"), artifact,
+        name = "model" if args.model == "imagey" else "strip"
+        pt2kit.export_program(pt2kit.load_target(f"{ROOT / 'benchmarks' / 'serve' / 'imagey.py'}:{name}"), artifact,
                               dynamic="pixel_values:0=batch[1,64]")
     directory = socket_dir()
     socket_path = os.path.join(directory, "engine.sock")
@@ -139,7 +143,7 @@ def main() -> None:
     print(json.dumps({"model": args.model, "clients": args.clients, "in_flight": args.in_flight, "seconds": args.seconds,
                       "requests": len(times), "requests_per_s": round(len(times) / args.seconds),
                       "p50_ms": round(times[len(times) // 2] * 1000, 2), "p99_ms": round(times[int(len(times) * 0.99)] * 1000, 2),
-                      "model_calls": counted["calls"], "rows_per_call": round(counted["rows"] / max(counted["calls"], 1), 1),
+                      "engine_cpu_us_per_request": round(counted["cpu_s"] / len(times) * 1e6, 1), "model_calls": counted["calls"], "rows_per_call": round(counted["rows"] / max(counted["calls"], 1), 1),
                       "cpus": os.cpu_count(), "pt2kit": os.path.dirname(__import__("pt2kit").__file__)}))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 import time
 from collections import deque
@@ -33,7 +34,8 @@ from pt2kit.serve.wire import Job, Reply, frame, read_message, recv_message
 
 SLOTS = 256  # rows in flight per front end (at one row a slot) before jobs travel inside their messages
 MIN_SLOT_BYTES = 64 * 1024
-JOBS_IN_FLIGHT = 2  # per model and front end: one computing, one queued in the engine, so the GPU never waits for us
+JOBS_IN_FLIGHT = int(os.environ.get("PT2KIT_SERVE_JOBS_IN_FLIGHT", "2"))  # per model and front end: one computing, one
+# queued in the engine, so the GPU never waits for this front end; 1 batches more per job and pipelines less
 
 
 class EngineModel:
