@@ -74,7 +74,7 @@ def body(x: torch.Tensor) -> dict:
 def test_the_engine_answers_http_and_grpc_like_the_model_and_batches(linear):
     model = pt2kit.load(linear)
     grpc_port = free_port()
-    # slots of 256 bytes: a 1x16 float32 request (64 bytes) and its output fit; an 8-row one (512 bytes) travels inline
+    # slots of 256 bytes: a 1x16 float32 request (64 bytes) and its output fit a slot, an 8-row one (512 bytes) takes 4
     with engine_server(load_services([linear], max_batch_size=8), slot_bytes=256, grpc_port=grpc_port, max_queue_delay_ms=50) as server:
         url = f"{server.url}/v2/models/linear/infer"
         for rows in (1, 8):

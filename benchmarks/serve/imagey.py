@@ -14,3 +14,13 @@ class Imagey(nn.Module):
 
 model = Imagey().eval()
 example_args = (torch.zeros(2, 3, 224, 224, dtype=torch.bfloat16),)
+
+
+class Strip(nn.Module):
+    """The same interface, reading one row of pixels: the engine's own cost per 301 KB request, without the model's."""
+
+    def forward(self, pixel_values):
+        return pixel_values[:, :, 0, :].reshape(pixel_values.shape[0], 672)
+
+
+strip = Strip().eval()

@@ -7,7 +7,8 @@ torchvision; dynamic batch 1..64; bf16), times the package's own call at batch 1
 of the server's path: the call without the input check, with the copy in and out, `ModelService.run_batch`), then
 serves it with `--max-batch-size 64 --threads 1 --grpc-port` and each plan entry's design, and drives it with
 perf_analyzer at each concurrency, over HTTP and gRPC. A plan entry is `wN:C,...` (`--workers N`), `fN:C,...`
-(`--frontends N`) or `N:C,...` (= `wN`). Each row is written to OUT/rows.jsonl as it comes, the summary to
+(`--frontends N`) or `N:C,...` (= `wN`), and `@base` at the end serves it with `--baseline-src` (an older pt2kit's
+`src`), to compare two versions in one run. Each row is written to OUT/rows.jsonl as it comes, the summary to
 OUT/result.json.
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 python benchmarks/serve/serve_gpu_scale.py --workdir /tmp/sg \\
@@ -99,13 +100,42 @@ def own_call(package: Path) -> dict:
     return result
 
 
-def serve(package: Path, design: str, workers: int, port: int, grpc_port: int, device: str = "cuda", max_batch: int = 64) -> subprocess.Popen:
+def own_call_cpu(artifact: Path) -> dict:
+    """The artifact's own call on the CPU (`--device cpu`): `pt2kit.load(artifact, threads=1)` on zeros, p50 of 200,
+    at batch 1 and 64, the inputs checked as a server's loader does not (`check=False`)."""
+    import torch
+
+    import pt2kit
+    from pt2kit.serve.service import ModelService
+
+    torch.set_num_threads(1)
+    service = ModelService("model", pt2kit.load(artifact, threads=1), max_batch_size=64)
+    result = {}
+    for batch in (1, 64):
+        inputs = service.example_inputs(batch)
+        times = []
+        for i in range(220):
+            t = time.perf_counter()
+            service.run(inputs, checked=True)
+            if i >= 20:
+                times.append(time.perf_counter() - t)
+        result[f"batch{batch}_ms"] = median(times) * 1000
+    result["images_per_s_at_64"] = 64 / result["batch64_ms"] * 1000
+    return result
+
+
+def serve(package: Path, design: str, workers: int, port: int, grpc_port: int, device: str = "cuda", max_batch: int = 64,
+          source: str | None = None) -> subprocess.Popen:
     import httpx
+
+    env = dict(os.environ)
+    if source:  # an older pt2kit's `src` folder, first on the path: the baseline served in the same run
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
 
     flag = "--frontends" if design == "f" else "--workers"
     proc = subprocess.Popen([sys.executable, "-m", "pt2kit", "serve", str(package), "--name", "model", "--device", device,
                              "--port", str(port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch),
-                             flag, str(workers), "--threads", "1"], stderr=subprocess.PIPE, text=True)  # its log ends the row
+                             flag, str(workers), "--threads", "1"], stderr=subprocess.PIPE, text=True, env=env)  # its log ends the row
     deadline, streak = time.time() + 240, 0
     while time.time() < deadline and streak < 4 * workers:  # fresh connections land on any worker: all must say ready
         if proc.poll() is not None:
@@ -170,6 +200,8 @@ def main() -> None:
     parser.add_argument("--artifact", help="serve this artifact instead of building ResNet-50 (e.g. a CPU package)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--baseline-src", help="the `src` folder of the pt2kit to compare with: plan entries ending in "
+                        "`@base` (e.g. `f8:1,256@base`) serve with it, the others with this checkout's")
     args = parser.parse_args()
     workdir, out = Path(args.workdir), Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -177,19 +209,24 @@ def main() -> None:
     import torch
 
     package = Path(args.artifact) if args.artifact else build(workdir)
-    own = {} if args.artifact else json.loads(subprocess.run(
+    timer = "own_call_cpu" if args.device == "cpu" else "own_call" if not args.artifact else None
+    own = {} if timer is None else json.loads(subprocess.run(
         [sys.executable, "-c", f"import sys, json, pathlib; sys.path.insert(0, {str(HERE)!r}); "
-         f"import serve_gpu_scale as s; print(json.dumps(s.own_call(pathlib.Path({str(package)!r}))))"],
-        capture_output=True, text=True, check=True).stdout)
+         f"import serve_gpu_scale as s; print(json.dumps(s.{timer}(pathlib.Path({str(package)!r}))))"],
+        capture_output=True, text=True, check=True).stdout.splitlines()[-1])
     print(json.dumps({"own_call": own}), file=sys.stderr, flush=True)
     rows = []
     for step in args.plan:
+        step, _, variant = step.partition("@")
+        if variant and (variant != "base" or not args.baseline_src):
+            raise SystemExit(f"plan entry `{step}@{variant}`: only `@base`, with --baseline-src DIR")
         processes, concurrencies = step.split(":")
         design = processes[0] if processes[0] in "wf" else "w"
         workers = int(processes.lstrip("wf"))
         port, grpc_port = free_port(), free_port()
         started = time.time()
-        proc = serve(package, design, workers, port, grpc_port, args.device, args.max_batch_size)
+        proc = serve(package, design, workers, port, grpc_port, args.device, args.max_batch_size,
+                     args.baseline_src if variant else None)
         print(f"{processes} ready in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
         try:
             for protocol in args.protocols.split(","):
@@ -199,7 +236,7 @@ def main() -> None:
                     if "error" in measured:  # once more: a process that has just started listening may not have answered yet
                         measured = {**perf_analyzer(args.perf_analyzer, url, protocol, c, out), "first_try": measured["error"][-300:]}
                     row = {"design": "frontends" if design == "f" else "workers", "processes": workers, "max_batch": args.max_batch_size,
-                           **measured}
+                           "code": "baseline" if variant else "this", **measured}
                     if "throughput" in row and own:
                         row["share_of_package"] = row["throughput"] / own["images_per_s_at_64"]
                         row["over_own_call_ms"] = row["p50_ms"] - own["batch1_ms"]

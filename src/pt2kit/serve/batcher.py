@@ -4,8 +4,12 @@ Requests wait in the model's queue; the worker takes the oldest one, adds queued
 sizes but for the batch dim) until their batches reach `max_batch_size` or `max_queue_delay` has passed since the
 oldest arrived, runs them with `ModelService.run_batch` and hands each request its slice. Calls that take over
 `PT2KIT_SERVE_INLINE_MS` (2 ms) on average run on the model's own thread, so the event loop keeps serving HTTP
-meanwhile; shorter ones run on the loop itself, where a thread hand-off would cost more than the call. Requests that arrive while a batch runs form the next one, so with a
-delay of 0 batches still grow with the load.
+meanwhile; shorter ones run on the loop itself, where a thread hand-off would cost more than the call. A lone request
+(nothing else queued: the light-load case, where latency is what counts) also runs on the loop when lone calls take
+under `PT2KIT_SERVE_LONE_INLINE_MS` (5 ms) on average: a GPU model's batch-1 call (ResNet-50: about 2 ms of kernel
+launches) skips the hand-off to the thread and back; what arrives meanwhile waits at most that long, as it would wait
+for the running call anyway, and only routes without a model (health, metadata) could have been answered sooner.
+Requests that arrive while a batch runs form the next one, so with a delay of 0 batches still grow with the load.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pt2kit.serve.service import ModelService
 
 
 INLINE_BELOW_S = float(os.environ.get("PT2KIT_SERVE_INLINE_MS", "2")) / 1000
+LONE_INLINE_BELOW_S = float(os.environ.get("PT2KIT_SERVE_LONE_INLINE_MS", "5")) / 1000
 
 
 class QueueFullError(Exception):
@@ -57,6 +62,7 @@ class _ModelQueue:
         self.task: asyncio.Task | None = None
         self.closing = False
         self.call_s = INLINE_BELOW_S  # moving average of a call's seconds; on the thread until measured
+        self.lone_call_s = LONE_INLINE_BELOW_S  # the same for calls of one request found alone
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -75,8 +81,9 @@ class _ModelQueue:
                 for item in batch:
                     self.metrics.queue_seconds(self.service.name, started - item.enqueued)
             requests = [item.request for item in batch]
+            lone = len(batch) == 1 and not self.pending
             try:
-                if self.call_s < INLINE_BELOW_S:
+                if self.call_s < INLINE_BELOW_S or (lone and self.lone_call_s < LONE_INLINE_BELOW_S):
                     # a short call runs on the loop: a thread hand-off (and the GIL passed back and forth between the
                     # loop and the worker) would cost more than the call; long calls go to the thread so the loop
                     # keeps reading requests meanwhile
@@ -89,6 +96,8 @@ class _ModelQueue:
                         item.future.set_exception(exc)
                 continue
             self.call_s = 0.8 * self.call_s + 0.2 * seconds
+            if lone:
+                self.lone_call_s = 0.8 * self.lone_call_s + 0.2 * seconds
             if self.metrics:
                 rows = sum(r.batch for r in requests)
                 self.metrics.batch(self.service.name, rows, seconds)

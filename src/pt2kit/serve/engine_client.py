@@ -3,16 +3,23 @@
 `connect_engine(path)` connects to the engine's Unix socket, hands it this process's shared-memory arena (`shm`) and
 gets back what each model is (its manifest, batch size, device, warm-up error): `EngineModel`s stand in for
 `ModelService`s in the app (metadata, config, checks), without loading anything. `EngineBackend` is the app's
-`Backend`: it writes each request's inputs into a free slot, sends a `Job`, and awaits the engine's `Reply` on the
-event loop (one reader task per process, no thread hand-off).
+`Backend`, and batches first: a request that finds fewer than `JOBS_IN_FLIGHT` jobs of its model in flight goes at
+once, as a job of its own; the ones that arrive meanwhile wait for a reply and then go together, their rows joined
+into one run of slots, as one job per group (equal sizes but for the batch dim, at most `max_batch_size` rows). The
+engine so handles a few messages per batch, not one per request; the reply of a job is split back to its requests
+on this process's event loop (one reader task, no thread hand-off). No request waits for a timer: the wait is the
+time its model's jobs take to come back, which is when the engine could take a new one anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
-from dataclasses import dataclass
+import time
+from collections import deque
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,10 +29,13 @@ from pt2kit.serve.engine import HELLO
 from pt2kit.serve.metrics import ServeMetrics
 from pt2kit.serve.protocol import InferRequest, RequestError
 from pt2kit.serve.service import find_batch_dim
-from pt2kit.serve.shm import Job, SlotArena, frame, read_message, recv_message
+from pt2kit.serve.shm import SlotArena, joined_bytes
+from pt2kit.serve.wire import Job, Reply, frame, read_message, recv_message
 
-SLOTS = 256  # requests in flight per front end before they travel inside their messages
+SLOTS = 256  # rows in flight per front end (at one row a slot) before jobs travel inside their messages
 MIN_SLOT_BYTES = 64 * 1024
+JOBS_IN_FLIGHT = int(os.environ.get("PT2KIT_SERVE_JOBS_IN_FLIGHT", "2"))  # per model and front end: one computing, one
+# queued in the engine, so the GPU never waits for this front end; 1 batches more per job and pipelines less
 
 
 class EngineModel:
@@ -44,6 +54,36 @@ class EngineModel:
 
     def describe(self) -> str:
         return f"model `{self.name}` from {self.path} ({self.kind}, {self.device.type}), run by the engine process"
+
+    def group_key(self, request: InferRequest) -> tuple:
+        """Requests with equal keys may share a job (as `ModelService.group_key`)."""
+        position = self.batch_dim.position if self.batch_dim else None
+        return tuple((name, tuple(s for d, s in enumerate(t.shape) if d != position)) for name, t in request.tensors.items())
+
+
+@dataclass
+class _Waiting:
+    """A request of this front end, waiting to go to the engine or for its job's reply."""
+
+    request: InferRequest
+    key: tuple
+    future: asyncio.Future
+    arrived_ns: int = field(default_factory=time.perf_counter_ns)
+    sent_ns: int = 0
+
+
+@dataclass
+class _SentJob:
+    model: EngineModel
+    requests: list[_Waiting]
+    slot: int | None
+    slots: int
+
+
+@dataclass
+class _ModelQueue:
+    pending: deque = field(default_factory=deque)
+    in_flight: int = 0
 
 
 @dataclass
@@ -108,7 +148,8 @@ class EngineBackend:
     def __init__(self, link: EngineLink, metrics: ServeMetrics, on_engine_lost=None):
         self.link, self.metrics, self.on_engine_lost = link, metrics, on_engine_lost
         self.ids = itertools.count()
-        self.waiting: dict[int, tuple[asyncio.Future, int | None]] = {}
+        self.queues = {model.name: _ModelQueue() for model in link.models}
+        self.jobs: dict[int, _SentJob] = {}
         self.writer: asyncio.StreamWriter | None = None
         self.reader_task: asyncio.Task | None = None
         self.gone = ""
@@ -124,58 +165,118 @@ class EngineBackend:
             self.reader_task.cancel()
 
     async def infer(self, service: EngineModel, request: InferRequest) -> dict[str, torch.Tensor]:
-        """Send `request` to the engine and wait for its outputs (`RequestError` 503 or 500 when it could not run)."""
+        """Send `request` to the engine (alone, or joined with others) and wait for its outputs (`RequestError` 503
+        or 500 when it could not run)."""
         if self.gone:
             raise RequestError(self.gone, 503)
-        arena = self.link.arena
-        slot = arena.take() if arena.fits(list(request.tensors.values())) else None
-        job_id = next(self.ids)
-        if slot is None:
-            job = Job(job_id, service.name, request.batch, None, tensors={k: v.contiguous() for k, v in request.tensors.items()})
-        else:
-            job = Job(job_id, service.name, request.batch, slot, refs=arena.write(slot, request.tensors))
-        future = asyncio.get_running_loop().create_future()
-        self.waiting[job_id] = (future, slot)
-        self.writer.write(frame(job))
-        reply = await future  # a cancelled wait leaves the slot to the reader, which frees it when the reply comes
-        try:
-            if reply.error:
-                raise RequestError(f"model `{service.name}` failed on this request: {reply.error}" if reply.error_status == 500
-                                   else reply.error, reply.error_status)
-            outputs = {k: v.clone() for k, v in arena.read(reply.refs).items()} if reply.refs else reply.tensors
-        finally:
-            if slot is not None:
-                arena.give_back(slot)
-        self._record(service.name, request.batch, reply)
+        waiting = _Waiting(request, service.group_key(request), asyncio.get_running_loop().create_future())
+        queue = self.queues[service.name]
+        queue.pending.append(waiting)
+        if queue.in_flight < JOBS_IN_FLIGHT:
+            self._send_pending(service, queue)
+        outputs, reply, counts_call = await waiting.future
+        if reply.error:
+            raise RequestError(f"model `{service.name}` failed on this request: {reply.error}" if reply.error_status == 500
+                               else reply.error, reply.error_status)
+        self._record(service.name, request.batch, reply, waiting.sent_ns - waiting.arrived_ns, counts_call)
         return outputs
 
-    def _record(self, model: str, own_rows: int, reply) -> None:
+    def _send_pending(self, model: EngineModel, queue: _ModelQueue) -> None:
+        """Every pending request of `model` to the engine: one job per group, each at most `max_batch_size` rows."""
+        groups: dict[tuple, list[list[_Waiting]]] = {}
+        while queue.pending:
+            waiting = queue.pending.popleft()
+            if waiting.future.done():  # the client went away before its request left
+                continue
+            jobs = groups.setdefault(waiting.key, [])
+            rows = sum(w.request.batch for w in jobs[-1]) if jobs else 0
+            if not jobs or model.batch_dim is None or rows + waiting.request.batch > model.max_batch_size:
+                jobs.append([])
+            jobs[-1].append(waiting)
+        now = time.perf_counter_ns()
+        for jobs in groups.values():
+            for requests in jobs:
+                for waiting in requests:
+                    waiting.sent_ns = now
+                self._send_job(model, requests)
+                queue.in_flight += 1
+
+    def _send_job(self, model: EngineModel, requests: list[_Waiting]) -> None:
+        arena, parts = self.link.arena, [w.request.tensors for w in requests]
+        rows = sum(w.request.batch for w in requests)
+        position = model.batch_dim.position if model.batch_dim else 0
+        # a slot holds one row's inputs and outputs (`slot_size`); a job takes a slot a row, fewer when its rows are
+        # smaller, and travels inline when its rows are larger than a slot sized for the dims' smallest sizes
+        slots = max(1, -(-2 * joined_bytes(parts) // arena.slot_bytes))
+        slot = arena.take(slots) if slots <= rows else None
+        job_id = next(self.ids)
+        if slot is None:
+            tensors = parts[0] if len(parts) == 1 else {
+                name: torch.cat([p[name] for p in parts], dim=position) for name in parts[0]}
+            job = Job(job_id, model.name, rows, None, tensors={k: v.contiguous() for k, v in tensors.items()}, requests=len(requests))
+        else:
+            job = Job(job_id, model.name, rows, slot, refs=arena.write_joined(slot, parts, position), requests=len(requests), slots=slots)
+        self.jobs[job_id] = _SentJob(model, requests, slot, slots)
+        self.writer.write(frame(job))
+
+    def _answer(self, reply: Reply) -> None:
+        """Split `reply` back to the requests of its job, free its slots, and send what waited meanwhile."""
+        job = self.jobs.pop(reply.id, None)
+        if job is None:
+            return
+        try:
+            if reply.error:
+                parts = [None] * len(job.requests)
+            else:
+                outputs = reply.tensors
+                if reply.refs:  # out of the slots before they are reused: one copy per output, views of it per request
+                    outputs = {k: v.clone() for k, v in self.link.arena.read(reply.refs).items()}
+                if len(job.requests) == 1:
+                    parts = [outputs]
+                else:
+                    sizes = [w.request.batch for w in job.requests]
+                    split = {k: torch.split(v, sizes, dim=job.model.batch_dim.outputs[k]) for k, v in outputs.items()}
+                    parts = [{k: pieces[i] for k, pieces in split.items()} for i in range(len(job.requests))]
+            counts_call = reply.first  # the call is counted with the job's first request still waiting
+            for waiting, part in zip(job.requests, parts):
+                if not waiting.future.done():  # the client may have gone away
+                    waiting.future.set_result((part, reply, counts_call))
+                    counts_call = False
+        finally:
+            if job.slot is not None:
+                self.link.arena.give_back(job.slot, job.slots)
+            queue = self.queues[job.model.name]
+            queue.in_flight -= 1
+            if queue.pending and queue.in_flight < JOBS_IN_FLIGHT:
+                self._send_pending(job.model, queue)
+
+    def _record(self, model: str, own_rows: int, reply: Reply, waited_here_ns: int, counts_call: bool) -> None:
         """This request's share of its model call in this front end's metrics; the call itself, once, by the front
-        end of the call's first request (statistics are per front end, like `--workers`: sum them over processes)."""
+        end of the call's first request (statistics are per front end, like `--workers`: sum them over processes).
+        Its queue time is its wait here for a job to go plus its job's wait in the engine."""
         rows, requests, phase_ns = reply.batch
-        self.metrics.queue_seconds(model, reply.queue_ns / 1e9)
-        if reply.first:
+        queue_ns = reply.queue_ns + waited_here_ns
+        self.metrics.queue_seconds(model, queue_ns / 1e9)
+        if counts_call:
             self.metrics.batch(model, rows, sum(phase_ns) / 1e9)
-        self.metrics.stats[model].record_share(own_rows, rows, requests, reply.queue_ns, phase_ns, counts_call=reply.first)
+        self.metrics.stats[model].record_share(own_rows, rows, requests, queue_ns, phase_ns, counts_call=counts_call)
 
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                reply = await read_message(reader)
-                future, slot = self.waiting.pop(reply.id, (None, None))
-                if future is None:
-                    continue
-                if future.cancelled():
-                    if slot is not None:
-                        self.link.arena.give_back(slot)
-                    continue
-                future.set_result(reply)
+                self._answer(await read_message(reader))
         except (asyncio.IncompleteReadError, ConnectionError):
             self.gone = "the engine process stopped; retry on another replica"
-            for future, _ in self.waiting.values():
-                if not future.done():
-                    future.set_exception(RequestError(self.gone, 503))
-            self.waiting.clear()
+            for job in self.jobs.values():
+                for waiting in job.requests:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(RequestError(self.gone, 503))
+            for queue in self.queues.values():
+                for waiting in queue.pending:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(RequestError(self.gone, 503))
+                queue.pending.clear()
+            self.jobs.clear()
             if self.on_engine_lost is not None:
                 self.on_engine_lost()
 

@@ -131,6 +131,8 @@ def run_server(app, options: ServeOptions = ServeOptions()) -> int:
     """
     import uvicorn
 
+    from pt2kit.serve.http_write import OneWriteHttpTools
+
     state = getattr(app.state, "pt2kit", None)
 
     class Server(uvicorn.Server):
@@ -140,7 +142,7 @@ def run_server(app, options: ServeOptions = ServeOptions()) -> int:
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=options.drain_timeout_s, lifespan="on")
+                            timeout_graceful_shutdown=options.drain_timeout_s, lifespan="on", http=OneWriteHttpTools)
     server = Server(config)
     sock = bind_socket(options.host, options.port, reuse_port=options.reuse_port)
     absorbed = []

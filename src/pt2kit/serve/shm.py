@@ -7,64 +7,21 @@ the Unix socket (`send_fds`), reads the inputs in place (on CUDA it registers th
 the copy to the GPU is one DMA straight from the slot) and writes the outputs back into the same slot. A request
 that does not fit a slot, or meets no free slot, travels inside its message instead.
 
-Messages are length-prefixed pickles between processes of one server (never from a client or a file):
-`Job` (front end -> engine) and `Reply` (engine -> front end).
+A job of several requests takes a run of consecutive slots (`take(count)`), its requests' rows joined in it
+(`write_joined`). The messages that name the slots are in `wire`.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import pickle
-import socket
-import struct
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from pt2kit.serve.wire import TensorRef
+
 ALIGN = 64  # every tensor in a slot starts on a cache line (and a valid address for any dtype view)
-_LENGTH = struct.Struct("<I")
-
-
-@dataclass(frozen=True)
-class TensorRef:
-    """A tensor in a slot: its name, dtype, shape and byte offset (into the arena)."""
-
-    name: str
-    dtype: torch.dtype
-    shape: tuple[int, ...]
-    offset: int
-
-
-@dataclass
-class Job:
-    """One checked request for the engine: its inputs in `slot` (as `refs`) or inline (`tensors`)."""
-
-    id: int
-    model: str
-    batch: int
-    slot: int | None
-    refs: tuple[TensorRef, ...] = ()
-    tensors: dict[str, torch.Tensor] | None = None
-
-
-@dataclass
-class Reply:
-    """The engine's answer to `Job` `id`: outputs in the job's slot (`refs`) or inline, or an error.
-
-    `error_status` is 503 (the engine's queue is full) or 500 (the model raised); `batch` is the model call the job
-    ran in (rows, requests, phase ns), and `first` marks one job of each call, whose front end counts the call itself.
-    """
-
-    id: int
-    refs: tuple[TensorRef, ...] = ()
-    tensors: dict[str, torch.Tensor] | None = None
-    error: str = ""
-    error_status: int = 0
-    queue_ns: int = 0
-    batch: tuple = (0, 0, (0, 0, 0))
-    first: bool = False
 
 
 def _aligned(n: int) -> int:
@@ -73,6 +30,11 @@ def _aligned(n: int) -> int:
 
 def nbytes(tensor: torch.Tensor) -> int:
     return tensor.numel() * tensor.element_size()
+
+
+def joined_bytes(parts: Sequence[dict[str, torch.Tensor]]) -> int:
+    """The bytes `SlotArena.write_joined` takes for `parts`."""
+    return sum(_aligned(sum(nbytes(part[name]) for part in parts)) for name in parts[0])
 
 
 class SlotArena:
@@ -85,7 +47,7 @@ class SlotArena:
         self.fd, self.slots, self.slot_bytes = fd, slots, slot_bytes
         self.memory = mmap.mmap(fd, slots * slot_bytes)
         self.tensor = torch.frombuffer(self.memory, dtype=torch.uint8)
-        self.free = list(range(slots - 1, -1, -1))
+        self.used = bytearray(slots)  # 1 per slot in flight; a run of zeros is a free run
 
     @classmethod
     def create(cls, slots: int, slot_bytes: int) -> "SlotArena":
@@ -98,15 +60,19 @@ class SlotArena:
     def attach(cls, fd: int, slots: int, slot_bytes: int) -> "SlotArena":
         return cls(fd, slots, slot_bytes)
 
-    def take(self) -> int | None:
-        """A free slot, or None when every slot is in flight."""
-        return self.free.pop() if self.free else None
+    def take(self, count: int = 1) -> int | None:
+        """The first of `count` free consecutive slots (now in flight), or None when there is no such run."""
+        first = self.used.find(bytes(count))
+        if first < 0:
+            return None
+        self.used[first:first + count] = b"\x01" * count
+        return first
 
-    def give_back(self, slot: int) -> None:
-        self.free.append(slot)
+    def give_back(self, slot: int, count: int = 1) -> None:
+        self.used[slot:slot + count] = bytes(count)
 
-    def fits(self, tensors: Sequence[torch.Tensor]) -> bool:
-        return sum(_aligned(nbytes(t)) for t in tensors) <= self.slot_bytes
+    def fits(self, tensors: Sequence[torch.Tensor], count: int = 1) -> bool:
+        return sum(_aligned(nbytes(t)) for t in tensors) <= self.slot_bytes * count
 
     def write(self, slot: int, tensors: dict[str, torch.Tensor]) -> tuple[TensorRef, ...]:
         """Copy `tensors` into `slot` (the caller checked `fits`); their references."""
@@ -115,6 +81,24 @@ class SlotArena:
             self.view(offset, value.dtype, tuple(value.shape)).copy_(value)
             refs.append(TensorRef(name, value.dtype, tuple(value.shape), offset))
             offset += _aligned(nbytes(value))
+        return tuple(refs)
+
+    def write_joined(self, slot: int, parts: Sequence[dict[str, torch.Tensor]], position: int) -> tuple[TensorRef, ...]:
+        """Write the tensors of several requests from `slot` on, each input's parts joined along dim `position` (as
+        `torch.cat` would; the caller checked that `joined_bytes(parts)` fits); the joined tensors' references."""
+        if len(parts) == 1:
+            return self.write(slot, parts[0])
+        offset, refs = slot * self.slot_bytes, []
+        for name, first in parts[0].items():
+            shape = list(first.shape)
+            shape[position] = sum(part[name].shape[position] for part in parts)
+            target, at = self.view(offset, first.dtype, tuple(shape)), 0
+            for part in parts:
+                rows = part[name].shape[position]
+                target.narrow(position, at, rows).copy_(part[name])
+                at += rows
+            refs.append(TensorRef(name, first.dtype, tuple(shape), offset))
+            offset += _aligned(nbytes(target))
         return tuple(refs)
 
     def view(self, offset: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
@@ -139,35 +123,3 @@ class SlotArena:
         except BufferError:  # a view is still alive somewhere; the mapping goes with the process
             pass
         os.close(self.fd)
-
-
-def frame(message) -> bytes:
-    """`message` as one length-prefixed pickle."""
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(data)) + data
-
-
-def recv_message(sock: socket.socket):
-    """The next message on a blocking socket, or None when the peer closed it."""
-    head = _recv_exactly(sock, _LENGTH.size)
-    if head is None:
-        return None
-    data = _recv_exactly(sock, _LENGTH.unpack(head)[0])
-    return None if data is None else pickle.loads(data)  # a peer of this same server, never a client's bytes
-
-
-async def read_message(reader):
-    """The next message on an asyncio stream (raises `asyncio.IncompleteReadError` when the peer closed it)."""
-    head = await reader.readexactly(_LENGTH.size)
-    return pickle.loads(await reader.readexactly(_LENGTH.unpack(head)[0]))
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
-    buffer = bytearray(n)
-    view, got = memoryview(buffer), 0
-    while got < n:
-        count = sock.recv_into(view[got:])
-        if count == 0:
-            return None
-        got += count
-    return bytes(buffer)
