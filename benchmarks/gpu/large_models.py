@@ -41,6 +41,8 @@ MODELS = {  # name -> (transformers config class, config kwargs)
     "tiny": ("LlamaConfig", dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4,
                                  num_key_value_heads=2, vocab_size=1000, max_position_embeddings=1024)),
     "gpt2": ("GPT2Config", dict()),  # 124M: 12 layers, 768 wide, vocab 50257
+    "llama-0.5b": ("LlamaConfig", dict(hidden_size=1536, num_hidden_layers=16, intermediate_size=4096, num_attention_heads=12,
+                                       num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)),  # 1 GB of bf16 for CPU runs
     "llama-1.1b": ("LlamaConfig", dict(hidden_size=2048, num_hidden_layers=22, intermediate_size=5632, num_attention_heads=32,
                                        num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)),  # TinyLlama
     "llama-3b": ("LlamaConfig", dict(hidden_size=3200, num_hidden_layers=26, intermediate_size=8640, num_attention_heads=32,
