@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/cpu/build_rss_timeline.py MODEL.pt2 --out /tmp/pkg.aoti.pt2 [--dtype bf16]
 
-A thread samples this process's RSS every 20 ms with the main thread's stack; each time the RSS passes the last
+A thread samples this process's RSS every 5 ms with the main thread's stack; each time the RSS passes the last
 reported peak by `--step-mb`, it prints the RSS over the baseline (after imports) and the innermost frames of
 pt2kit and torch code at that moment, so a reader sees which phase holds which copy of the weights. The last
 line is the peak over base and its ratio to the program's weights.
@@ -56,7 +56,7 @@ def main() -> None:
                 reported[0] = now
                 frame = sys._current_frames().get(main_id)
                 print(f"{time.perf_counter() - t0:7.1f}s {now / 1e9:6.2f} GB  {where(frame) if frame else '?'}", flush=True)
-            stop.wait(0.02)
+            stop.wait(0.005)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -65,6 +65,10 @@ def main() -> None:
                                     external_weights=a.external_weights, inductor_configs=extra)
     stop.set()
     thread.join()
+    import resource
+
+    high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base  # the kernel's high-water mark (Linux: KiB)
+    print(f"getrusage high-water mark over base {high / 1e9:.2f} GB = {high / max(result.weights_bytes, 1):.2f}x")
     print(f"peak over base {peak[0] / 1e9:.2f} GB = {peak[0] / max(result.weights_bytes, 1):.2f}x the weights "
           f"({result.weights_bytes / 1e9:.2f} GB); build {result.seconds:.1f} s; external={result.external_weights}")
 
