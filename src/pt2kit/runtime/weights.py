@@ -101,7 +101,7 @@ def _mapped_file(mm: mmap.mmap, fp, outer: zipfile.ZipInfo, start: int, name: st
 
     def persistent_load(pid):
         _, storage_type, key, _location, numel = pid
-        dtype = storage_type.dtype if hasattr(storage_type, "dtype") else storage_type
+        dtype = torch.uint8 if storage_type is torch.UntypedStorage else storage_type.dtype  # as torch.load reads it
         record = records.get(f"data/{key.decode() if isinstance(key, bytes) else key}")
         if record is None or record.compress_type != zipfile.ZIP_STORED:
             raise ArtifactError(f"`{name}` lacks the stored record of storage {key}; rebuild the package with `pt2kit compile`")
