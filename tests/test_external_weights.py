@@ -205,3 +205,13 @@ def test_missing_weight_file_is_a_one_line_error(tensors_aoti_package, tmp_path)
     with pytest.raises(ArtifactError, match="lacks `.*weight_") as err:
         pt2kit.load(broken)
     assert "\n" not in str(err.value) and "rebuild" in str(err.value)
+
+
+@pytest.mark.slow
+def test_raw_bench_mode_loads_per_tensor_weights_with_torch_alone(tensors_aoti_package):
+    from pt2kit.benchmark.modes import _load_raw
+
+    built = _load_raw(tensors_aoti_package, -1, 1.0, tensors_aoti_package.stat().st_size)
+    assert not isinstance(built, Exception), built  # bare aoti_load_package would have left the weights out
+    x = torch.randn(4, 16)
+    torch.testing.assert_close(built.fn((x,), {}), pt2kit.load(tensors_aoti_package)(x), rtol=1e-6, atol=1e-6)
