@@ -15,13 +15,13 @@ GPT-2 is not).
 `tensors` keeps the weights outside the `.so` one tensor at a time instead
 (`package_constants_on_disk_format="pickle_weights"`: a `torch.save` file per weight storage under
 `data/weights/`). Inductor then never gathers the weights into one buffer and the packager never reads a blob
-back, so a build holds the program's weights once (1.4x the weights at the peak for a 1 GB Llama on CPU,
-against 2.3x with the blob), and `pt2kit.load` maps them straight from the archive instead of unpacking a
-blob into a temporary folder first (`pt2kit.runtime.weights`). The price: AOTInductor's package loader
-does not load these weights itself. Plain torch loads such a package with
+back, so a build holds the program's weights once (1.2-1.4x the weights at the peak for 1-2 GB Llamas on
+CPU, against 3.1-3.2x with the blob), and `pt2kit.load` maps them straight from the archive instead of
+unpacking a blob into a temporary folder first (`pt2kit.runtime.weights`; the C++ runner reads them too). The
+price: AOTInductor's package loader does not load these weights itself. Plain torch loads such a package with
 `torch.export.pt2_archive._package.load_pt2(path, load_weights_from_disk=True)`; a bare
-`aoti_load_package(path)` opens it without weights and its first call crashes, and the C++ runner refuses it.
-So `auto` and `on` keep the blob, which every loader reads.
+`aoti_load_package(path)` opens it without weights and its first call crashes. So `auto` and `on` keep the
+blob, which every loader reads.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ nothing is copied on CPU and, on CUDA, each tensor goes to the device straight f
 
 The small pickle of each file (`data.pkl`: dtype, size, strides) is read with torch's `weights_only`
 unpickler, which builds nothing but tensors.
+
+The map is private (copy-on-write) and lives as long as the loaded package: pt2kit writes packages by renaming a
+finished file into place, which leaves a mapped one intact; a package truncated in place while loaded would not be.
 """
 
 from __future__ import annotations
