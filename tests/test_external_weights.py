@@ -215,3 +215,18 @@ def test_raw_bench_mode_loads_per_tensor_weights_with_torch_alone(tensors_aoti_p
     assert not isinstance(built, Exception), built  # bare aoti_load_package would have left the weights out
     x = torch.randn(4, 16)
     torch.testing.assert_close(built.fn((x,), {}), pt2kit.load(tensors_aoti_package)(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_weights_for_another_device_keep_each_views_place_in_its_storage(tensors_aoti_package):
+    from pt2kit.runtime.weights import StoredWeights, map_weights
+
+    stored = StoredWeights.find(tensors_aoti_package)
+    on_cpu = map_weights(tensors_aoti_package, stored, torch.device("cpu"))
+    moved = map_weights(tensors_aoti_package, stored, torch.device("meta"))  # the path CUDA takes: whole storages moved
+    assert set(on_cpu) == set(moved)
+    for fqn, t in on_cpu.items():
+        m = moved[fqn]
+        assert m.device.type == "meta" and (m.dtype, m.shape, m.stride(), m.storage_offset()) == (
+            t.dtype, t.shape, t.stride(), t.storage_offset())
+        assert m.untyped_storage().nbytes() == t.untyped_storage().nbytes()

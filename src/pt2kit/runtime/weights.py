@@ -91,8 +91,9 @@ class _Slice:
         return data
 
 
-def _mapped_file(mm: mmap.mmap, fp, outer: zipfile.ZipInfo, start: int, name: str) -> torch.Tensor:
-    """Unpickle one `torch.save` file at `start` in the archive, its storage built over the mapped bytes."""
+def _mapped_file(mm: mmap.mmap, fp, outer: zipfile.ZipInfo, start: int, name: str, device: torch.device) -> torch.Tensor:
+    """Unpickle one `torch.save` file at `start` in the archive, its storage built over the mapped bytes (on CPU)
+    or copied from them to `device` as a whole storage, so views keep their offsets into it."""
     from torch._weights_only_unpickler import Unpickler  # the loader torch.load(weights_only=True) uses
 
     if outer.compress_type != zipfile.ZIP_STORED:
@@ -113,7 +114,9 @@ def _mapped_file(mm: mmap.mmap, fp, outer: zipfile.ZipInfo, start: int, name: st
         if nbytes and offset + nbytes > len(mm):
             raise ArtifactError(f"`{name}` points past the end of the archive; it is truncated: rebuild it")
         raw = torch.frombuffer(mm, dtype=torch.uint8, count=nbytes, offset=offset) if nbytes else torch.empty(0, dtype=torch.uint8)
-        if offset % _ALIGN:  # torch aligns its records; a rewritten archive may not: kernels get aligned memory anyway
+        if device.type != "cpu":
+            raw = raw.to(device)
+        elif offset % _ALIGN:  # torch aligns its records; a rewritten archive may not: kernels get aligned memory anyway
             raw = raw.clone()
         return torch.storage.TypedStorage(wrap_storage=raw.untyped_storage(), dtype=dtype, _internal=True)
 
@@ -145,8 +148,7 @@ def map_weights(path: Path, stored: StoredWeights, device: torch.device) -> dict
                     info = zf.getinfo(name)
                 except KeyError:
                     raise ArtifactError(f"`{path.name}` lacks `{name}`, which its weights_config.json names; rebuild it") from None
-                whole = _mapped_file(mm, fp, info, _data_offset(fp, info), name)
-                files[file] = whole if device.type == "cpu" else whole.to(device)
+                files[file] = _mapped_file(mm, fp, info, _data_offset(fp, info), name, device)
             out[fqn] = files[file].as_strided(shape, stride, offset)
     return out
 
