@@ -102,3 +102,17 @@ def small_aoti_package(linear_program, build_cache_dir, tmp_path_factory) -> Pat
     finally:
         progress.set_quiet(False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tensors_aoti_package(linear_program, build_cache_dir, tmp_path_factory) -> Path:
+    """`linear_program` compiled once for CPU with `--external-weights tensors` (one file per weight in the archive)."""
+    from pt2kit.compile import compile_package
+
+    out = tmp_path_factory.mktemp("aoti-tensors") / "linear.aoti.pt2"
+    progress.set_quiet(True)
+    try:
+        compile_package(linear_program, out, device="cpu", external_weights="tensors")
+    finally:
+        progress.set_quiet(False)
+    return out

@@ -37,6 +37,12 @@ def test_cpp_outputs_equal_pythons(cpp_runner, small_aoti_package):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 
 
+def test_cpp_runner_loads_weights_stored_per_tensor(cpp_runner, tensors_aoti_package):
+    x = torch.randn(7, 16)
+    (got,) = run_cpp_runner(cpp_runner, tensors_aoti_package, [x])
+    torch.testing.assert_close(got, pt2kit.load(tensors_aoti_package)(x), rtol=1e-6, atol=1e-6)
+
+
 def test_cpp_runner_reports_a_bad_inputs_file_in_one_line(cpp_runner, small_aoti_package, tmp_path):
     bad = tmp_path / "inputs.pt"
     torch.save(["not a tensor"], bad)

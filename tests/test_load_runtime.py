@@ -68,6 +68,7 @@ def test_load_and_call_import_only_what_they_use(small_aoti_package):
         "pt2kit.artifact", "pt2kit.runtime.calling", "pt2kit.artifact.contract", "pt2kit.runtime.extraction",
         "pt2kit.artifact.manifest", "pt2kit.artifact.manifest_check", "pt2kit.artifact.package", "pt2kit.artifact.size_expr",
         "pt2kit.runtime", "pt2kit.runtime.loaded", "pt2kit.pytrees.trust", "pt2kit.compile", "pt2kit.runtime.loader", "pt2kit.errors", "pt2kit.pytrees",
+            "pt2kit.runtime.weights",
         "pt2kit.pytrees.nodes", "pt2kit.pytrees.spec_codec", "pt2kit.pytrees.types", "pt2kit.target", "pt2kit.target.inputs",
     }, sorted(pt2kit_modules)
     others = {m.split(".")[0] for m in new} - {"pt2kit", "torch", "encodings"}

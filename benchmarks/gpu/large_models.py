@@ -41,6 +41,8 @@ MODELS = {  # name -> (transformers config class, config kwargs)
     "tiny": ("LlamaConfig", dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4,
                                  num_key_value_heads=2, vocab_size=1000, max_position_embeddings=1024)),
     "gpt2": ("GPT2Config", dict()),  # 124M: 12 layers, 768 wide, vocab 50257
+    "llama-0.5b": ("LlamaConfig", dict(hidden_size=1536, num_hidden_layers=16, intermediate_size=4096, num_attention_heads=12,
+                                       num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)),  # 1 GB of bf16 for CPU runs
     "llama-1.1b": ("LlamaConfig", dict(hidden_size=2048, num_hidden_layers=22, intermediate_size=5632, num_attention_heads=32,
                                        num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)),  # TinyLlama
     "llama-3b": ("LlamaConfig", dict(hidden_size=3200, num_hidden_layers=26, intermediate_size=8640, num_attention_heads=32,
@@ -274,15 +276,24 @@ def step_load(a) -> dict:
         torch.cuda.init()
         free_before = torch.cuda.mem_get_info()[0]
     ids = torch.randint(0, 1000, (1, 128), device=a.device)
+    if a.cold:
+        evict(a.package)
     if a.how == "plain":
         import torch._inductor.package  # noqa: F401  (its own import, outside the clock as cold_start.py does)
     else:
         import pt2kit
         import pt2kit.runtime.loaded  # noqa: F401
+    import zipfile
+
+    per_tensor = any("/data/weights/" in n for n in zipfile.ZipFile(a.package).namelist())
     base = current_rss()
     with PeakRss() as rss:
         start = time.perf_counter()
-        if a.how == "plain":
+        if a.how == "plain" and per_tensor:  # the plain-torch way for per-tensor weights (aoti_load_package omits them)
+            from torch.export.pt2_archive._package import load_pt2
+
+            model = load_pt2(a.package, load_weights_from_disk=True).aoti_runners["model"]
+        elif a.how == "plain":
             model = torch._inductor.aoti_load_package(a.package)
         else:
             model = pt2kit.load(a.package)
@@ -291,13 +302,23 @@ def step_load(a) -> dict:
         if cuda:
             torch.cuda.synchronize()
         done = time.perf_counter()
-    out = {"how": a.how, "load_s": loaded - start, "first_call_s": done - loaded, **rss_figures(rss, base),
+    out = {"how": a.how + ("-cold" if a.cold else ""), "load_s": loaded - start, "first_call_s": done - loaded, **rss_figures(rss, base),
            "rss_held_after_call": current_rss() - base}  # what stays: the weights' host copy, if any
     if cuda:
         out["gpu_used_after_load"] = free_before - torch.cuda.mem_get_info()[0]
     if a.how == "pt2kit" and a.verify:  # the same loaded package, after its memory was measured
         out.update(verify(a, model))
     return out
+
+
+def evict(path: str) -> None:
+    """Drop the file's pages from the page cache (no root needed for clean pages), for a cold-cache load."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def verify(a, model) -> dict:
@@ -407,7 +428,7 @@ def child(step: str, model: str, a, **extra) -> dict:
     for key, value in extra.items():
         args += [f"--{key}", str(value)]
     wall = time.perf_counter()
-    with open(folder / f"{model}.{step}{'.' + extra['how'] if 'how' in extra else ''}.log", "w") as log:
+    with open(folder / f"{model}.{step}{'.' + extra['how'] if 'how' in extra else ''}{'.cold' if extra.get('cold') else ''}.log", "w") as log:
         proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     row = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"error": f"exit {proc.returncode}, see {log.name}"}
@@ -464,13 +485,14 @@ def main() -> None:
     p.add_argument("--dtype", choices=list(DTYPES), default="bf16")
     p.add_argument("--steps", default="export,build,load,verify", help="verify runs inside the pt2kit load step")
     p.add_argument("--out", default="/tmp/large_models")
-    p.add_argument("--external-weights", choices=["auto", "on", "off"], default="auto", help="passed to compile_package")
+    p.add_argument("--external-weights", choices=["auto", "on", "tensors", "off"], default="auto", help="passed to compile_package")
     p.add_argument("--keep", action="store_true", help="keep each model's .pt2 and package (default: delete when done)")
     p.add_argument("--step", choices=list(STEPS), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--program", help=argparse.SUPPRESS)
     p.add_argument("--package", help=argparse.SUPPRESS)
     p.add_argument("--how", choices=["plain", "pt2kit"], help=argparse.SUPPRESS)
+    p.add_argument("--cold", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--verify", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.step:  # a child: one step, one JSON line on stdout
@@ -491,6 +513,8 @@ def main() -> None:
                 continue
             if step == "load":
                 rows += [child("load", model, a, how="plain"), child("load", model, a, how="pt2kit", verify=int("verify" in steps))]
+            elif step == "coldload":  # each load after the package's pages are dropped from the page cache
+                rows += [child("load", model, a, how="plain", cold=1), child("load", model, a, how="pt2kit", cold=1)]
             else:
                 rows.append(child(step, model, a))
             if "error" in rows[-1]:

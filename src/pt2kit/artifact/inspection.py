@@ -18,32 +18,44 @@ from pt2kit.tables import render_table
 class PackageLayout:
     """Where an AOTInductor package keeps its code and its weights, read from the archive's entries."""
 
-    so_bytes: int  # the shared libraries (code; and the weights unless they are in a blob)
+    so_bytes: int  # the shared libraries (code; and the weights unless they are outside)
     blob_bytes: int  # `*_weights.blob`: the weights outside the `.so` (0 when they are inside)
     blob_name: str = ""
+    tensor_files: int = 0  # `--external-weights tensors`: one `data/weights/weight_N` per weight storage
+    tensor_bytes: int = 0
 
     @property
     def external_weights(self) -> bool:
-        return bool(self.blob_name)
+        return bool(self.blob_name) or self.tensor_files > 0
+
+    @property
+    def weights_layout(self) -> str:
+        return "tensors" if self.tensor_files else "blob" if self.blob_name else "so"
 
     def describe(self) -> str:
-        if self.external_weights:
+        if self.tensor_files:
+            return (f".so {self.so_bytes / 1e6:.2f} MB (code); weights outside it, one file per tensor in data/weights/ "
+                    f"({self.tensor_files} files, {self.tensor_bytes / 1e6:.2f} MB, mapped at load by pt2kit.load)")
+        if self.blob_name:
             return (f".so {self.so_bytes / 1e6:.2f} MB (code); weights outside it in {self.blob_name} "
                     f"({self.blob_bytes / 1e6:.2f} MB, read at load)")
         return f".so {self.so_bytes / 1e6:.2f} MB (code and weights inside)"
 
     def to_json(self) -> dict:
         return {"so_bytes": self.so_bytes, "blob_bytes": self.blob_bytes, "blob_name": self.blob_name,
-                "external_weights": self.external_weights}
+                "tensor_files": self.tensor_files, "tensor_bytes": self.tensor_bytes,
+                "external_weights": self.external_weights, "weights_layout": self.weights_layout}
 
 
 def package_layout(path: str | os.PathLike) -> PackageLayout:
-    """The sizes of an AOTInductor package's `.so` files and weights blob (no extraction)."""
+    """The sizes of an AOTInductor package's `.so` files and weights, in a blob or per tensor (no extraction)."""
     with zipfile.ZipFile(path) as zf:
-        infos = [i for i in zf.infolist() if "/data/aotinductor/" in i.filename]
+        entries = zf.infolist()
+    infos = [i for i in entries if "/data/aotinductor/" in i.filename]
     blobs = [i for i in infos if i.filename.endswith("_weights.blob")]
+    tensors = [i for i in entries if "/data/weights/" in i.filename]
     return PackageLayout(sum(i.file_size for i in infos if i.filename.endswith(".so")), sum(i.file_size for i in blobs),
-                         ", ".join(i.filename.rsplit("/", 1)[-1] for i in blobs))
+                         ", ".join(i.filename.rsplit("/", 1)[-1] for i in blobs), len(tensors), sum(i.file_size for i in tensors))
 
 
 @dataclass(frozen=True)

@@ -148,12 +148,23 @@ def _build_artifact(ctx: BuildContext) -> Built:
 
 
 def _load_raw(package: Path, device_index: int, build_s: float, size: int) -> Built | Exception:
-    """The same package through `torch._inductor.aoti_load_package`, no pt2kit in the call path."""
+    """The same package through `torch._inductor.aoti_load_package`, no pt2kit in the call path.
+
+    A package with per-tensor weights (`--external-weights tensors`) goes through torch's `load_pt2(...,
+    load_weights_from_disk=True)`, the plain-torch way to load it (`aoti_load_package` would leave out its weights).
+    """
     import torch._inductor
+
+    from pt2kit.runtime.weights import StoredWeights
 
     try:
         start = time.perf_counter()
-        runner = torch._inductor.aoti_load_package(str(package), device_index=device_index)
+        if StoredWeights.find(package) is not None:
+            from torch.export.pt2_archive._package import load_pt2
+
+            runner = load_pt2(str(package), device_index=device_index, load_weights_from_disk=True).aoti_runners["model"]
+        else:
+            runner = torch._inductor.aoti_load_package(str(package), device_index=device_index)
         return Built(lambda a, k: runner(*a, **k), build_s, time.perf_counter() - start, size)
     except Exception as exc:  # pt2kit.load worked, so the aoti row stands; say why the raw one is missing
         return exc

@@ -1,5 +1,5 @@
 """`pt2kit compile TARGET|model.pt2 -o model.aoti.pt2 --device cpu|cuda [--preset NAME] [--dtype bf16] [--quantize SCHEME]
-[--external-weights auto]`."""
+[--external-weights auto|on|tensors|off]`."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --dtype: the package takes and returns the lower-precision tensors (no casts inside)")
     p.add_argument("--dynamic", metavar="SPEC", help="dynamic dims when exporting a TARGET, e.g. x:0=batch[1,64]")
     p.add_argument("--no-cache", action="store_true", help="build even if an identical build is in the cache")
-    p.add_argument("--external-weights", choices=["auto", "on", "off"], default="auto",
-                   help="keep the weights outside the .so, in a blob beside it (auto: from PT2KIT_EXTERNAL_WEIGHTS_BYTES, "
-                        "default 1 GB; see docs/compile.md)")
+    p.add_argument("--external-weights", choices=["auto", "on", "tensors", "off"], default="auto",
+                   help="keep the weights outside the .so: `on` in a blob beside it (auto: from PT2KIT_EXTERNAL_WEIGHTS_BYTES, "
+                        "default 1 GB), `tensors` one file per tensor (least build memory, fastest load; see docs/compile.md)")
     p.add_argument("--release-eager", action="store_true",
                    help="with a TARGET and --device cuda: free the eager model's host weights once the program is on the GPU")
     add_input_arguments(p)

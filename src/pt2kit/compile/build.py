@@ -28,7 +28,7 @@ import torch
 from pt2kit import progress
 from pt2kit.compile.cache import BuildCache, build_key, program_digest
 from pt2kit.compile.dtype import DType, convert_program
-from pt2kit.compile.external import ExternalWeights, external_settings, is_external
+from pt2kit.compile.external import ExternalWeights, external_settings, is_external, weights_layout
 from pt2kit.compile.presets import get_preset
 from pt2kit.compile.quantize import get_scheme, import_torchao, quantize_program
 from pt2kit.errors import UsageError
@@ -53,6 +53,7 @@ class CompileResult:
         inductor_configs: the exact Inductor settings passed to the build.
         build_seconds: how long the real AOTInductor build took (the original one on a cache hit).
         external_weights: the weights sit in the archive beside the `.so` (`--external-weights`), not inside it.
+        weights_layout: `so` (inside it), `blob` (one `*_weights.blob` beside it) or `tensors` (one file per tensor).
         weights_bytes: the size of the program's weights as built (after `--dtype`).
         released_eager: `release_eager` moved the eager model's weights to the meta device before the build.
     """
@@ -71,13 +72,14 @@ class CompileResult:
     external_weights: bool = False
     weights_bytes: int = 0
     released_eager: bool = False
+    weights_layout: str = "so"
 
     def __str__(self) -> str:
         how = "from the build cache" if self.cached else "built"
         dtype = (f", {self.dtype}" if self.dtype else "") + (f", quantized {self.quantize}" if self.quantize else "")
         lines = [f"compiled -> {self.path} ({how} in {self.seconds:.1f}s; preset {self.preset}, {self.device}{dtype})",
                  f"  package  {self.size_bytes / 1e6:.2f} MB (weights {self.weights_bytes / 1e6:.2f} MB, "
-                 f"{'outside the .so, in a blob beside it' if self.external_weights else 'inside the .so'})",
+                 f"{_WHERE[self.weights_layout]})",
                  f"  settings {json.dumps(dict(self.inductor_configs), sort_keys=True)}"]
         if self.cached:
             lines.append(f"  the original build took {self.build_seconds:.1f}s; pass --no-cache to build again")
@@ -89,7 +91,12 @@ class CompileResult:
             "preset": self.preset, "device": self.device, "dtype": self.dtype, "inductor_configs": dict(self.inductor_configs),
             "build_seconds": self.build_seconds, "key": self.key, "quantize": self.quantize,
             "external_weights": self.external_weights, "weights_bytes": self.weights_bytes, "released_eager": self.released_eager,
+            "weights_layout": self.weights_layout,
         }
+
+
+_WHERE = {"so": "inside the .so", "blob": "outside the .so, in a blob beside it",
+          "tensors": "outside the .so, one file per tensor beside it"}
 
 
 def _program_and_manifest(source) -> tuple[torch.export.ExportedProgram, Manifest]:
@@ -181,12 +188,13 @@ def add_manifest(package: Path, manifest: Manifest) -> None:
         names = zf.namelist()
     root = next(n.split("/")[0] for n in names if "/" in n)
     entry = f"{root}/extra/{MANIFEST_NAME}"
-    if entry in names:  # rebuild without the old entry (zip has no delete)
+    if entry in names:  # rebuild without the old entry (zip has no delete), streaming: an entry may hold gigabytes
         rebuilt = package.with_name(package.name + ".tmp")
         with zipfile.ZipFile(package) as src, zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_STORED) as dst:
             for info in src.infolist():
                 if info.filename != entry:
-                    dst.writestr(info, src.read(info.filename))
+                    with src.open(info) as data, dst.open(info, "w", force_zip64=info.file_size > 2**31) as out:
+                        shutil.copyfileobj(data, out, 1 << 24)
         os.replace(rebuilt, package)
     with zipfile.ZipFile(package, "a", zipfile.ZIP_STORED) as zf:
         zf.writestr(entry, manifest.dumps())
@@ -222,7 +230,9 @@ def compile_package(
         use_cache: reuse an identical earlier build from the cache (`PT2KIT_CACHE_DIR`).
         cache_dir: the cache folder (default `default_cache_dir()`).
         inductor_configs: more `torch._inductor.config` settings, laid over the preset's (`pt2kit tune` uses this).
-        external_weights: `auto` (outside the `.so` from `PT2KIT_EXTERNAL_WEIGHTS_BYTES`, default 1 GB), `on`, `off`.
+        external_weights: `auto` (a blob outside the `.so` from `PT2KIT_EXTERNAL_WEIGHTS_BYTES`, default 1 GB), `on`
+            (a blob), `tensors` (one file per tensor: the lowest build memory and the fastest load; plain torch loads
+            it with `load_pt2(path, load_weights_from_disk=True)`, see `pt2kit.compile.external`), `off`.
         release_eager: with a `Target` source, move its model's weights to the meta device once the program to build
             holds its own copy (after the move to CUDA), so the build does not keep two copies in host memory. The
             model is unusable afterwards. Nothing is released while the program shares the model's tensors (on CPU).
@@ -286,7 +296,7 @@ def compile_package(
             shutil.copyfile(entry.path, tmp)
         return CompileResult(output, time.perf_counter() - start, output.stat().st_size, True, chosen.name, device,
                              MappingProxyType(settings), cast.value if cast else None, entry.build_seconds, key,
-                             scheme.name if scheme else None, external, weights_bytes, released)
+                             scheme.name if scheme else None, external, weights_bytes, released, weights_layout(settings))
     with atomic_path(output) as tmp:
         build_start = time.perf_counter()
         with progress.stage(f"compile with AOTInductor ({chosen.name}, {device})"):
@@ -298,7 +308,7 @@ def compile_package(
                 "device": device, "preset": chosen.name, "inductor_configs": settings, "dtype": cast.value if cast else None,
                 "io": io if cast else None, "quantize": scheme.name if scheme else None, "cpu_isa": metadata.get("AOTI_CPU_ISA", ""), "compute_capability": metadata.get("AOTI_COMPUTE_CAPABILITY", ""),
                 "machine": metadata.get("AOTI_MACHINE", ""), "torch_version": torch.__version__, "build_key": key,
-                "external_weights": external, "weights_bytes": weights_bytes,
+                "external_weights": external, "weights_bytes": weights_bytes, "weights_layout": weights_layout(settings),
             }
             add_manifest(tmp, manifest.replace(torch_version=torch.__version__, extra={**manifest.extra, "aoti": aoti}))
         if use_cache:
@@ -306,5 +316,5 @@ def compile_package(
                 cache.put(key, tmp, build_seconds)
     return CompileResult(output, time.perf_counter() - start, output.stat().st_size, False, chosen.name, device,
                          MappingProxyType(settings), cast.value if cast else None, build_seconds, key,
-                         scheme.name if scheme else None, external, weights_bytes, released)
+                         scheme.name if scheme else None, external, weights_bytes, released, weights_layout(settings))
 

@@ -11,6 +11,17 @@ weights sit beside it in the archive as one `*_weights.blob`, which `AOTIModelPa
 `auto` chooses external weights when the program's weights reach `PT2KIT_EXTERNAL_WEIGHTS_BYTES`
 (default 1 GB: half the 2 GB a `.so` can address, so a 1.1B-parameter bf16 model is external and
 GPT-2 is not).
+
+`tensors` keeps the weights outside the `.so` one tensor at a time instead
+(`package_constants_on_disk_format="pickle_weights"`: a `torch.save` file per weight storage under
+`data/weights/`). Inductor then never gathers the weights into one buffer and the packager never reads a blob
+back, so a build holds the program's weights once (1.2-1.4x the weights at the peak for 1-2 GB Llamas on
+CPU, against 3.1-3.2x with the blob), and `pt2kit.load` maps them straight from the archive instead of
+unpacking a blob into a temporary folder first (`pt2kit.runtime.weights`; the C++ runner reads them too). The
+price: AOTInductor's package loader does not load these weights itself. Plain torch loads such a package with
+`torch.export.pt2_archive._package.load_pt2(path, load_weights_from_disk=True)`; a bare
+`aoti_load_package(path)` opens it without weights and its first call crashes. So `auto` and `on` keep the
+blob, which every loader reads.
 """
 
 from __future__ import annotations
@@ -28,14 +39,20 @@ EXTERNAL_SETTINGS: Mapping[str, Any] = MappingProxyType({
     "aot_inductor.package_constants_in_so": False,
     "aot_inductor.package_constants_on_disk_format": "binary_blob",
 })
+TENSOR_SETTINGS: Mapping[str, Any] = MappingProxyType({
+    "aot_inductor.package_constants_in_so": False,
+    "aot_inductor.package_constants_on_disk_format": "pickle_weights",
+})
 BLOB_SUFFIX = "_weights.blob"  # how AOTInductor names the file in data/aotinductor/<model>/
 
 
 class ExternalWeights(str, Enum):
-    """Where the weights go: `auto` (by size), `on` (a blob beside the `.so`), `off` (inside the `.so`)."""
+    """Where the weights go: `auto` (by size), `on` (a blob beside the `.so`), `tensors` (one file per tensor
+    beside it, mapped at load), `off` (inside the `.so`)."""
 
     AUTO = "auto"
     ON = "on"
+    TENSORS = "tensors"
     OFF = "off"
 
     @classmethod
@@ -52,7 +69,7 @@ class ExternalWeights(str, Enum):
         try:
             return cls(str(value).lower())
         except ValueError:
-            raise UsageError(f"unknown --external-weights `{value}`; use `--external-weights auto`, `on` or `off`") from None
+            raise UsageError(f"unknown --external-weights `{value}`; use `--external-weights auto`, `on`, `tensors` or `off`") from None
 
 
 def threshold_bytes() -> int:
@@ -77,8 +94,19 @@ def supported() -> bool:
     return hasattr(config.aot_inductor, "package_constants_on_disk_format") and hasattr(config.aot_inductor, "package_constants_in_so")
 
 
+def tensors_supported() -> bool:
+    """Whether this torch can package the weights per tensor and load them back (`load_pt2(load_weights_from_disk=)`)."""
+    import inspect
+
+    try:
+        from torch.export.pt2_archive._package import load_pt2
+    except ImportError:
+        return False
+    return supported() and "load_weights_from_disk" in inspect.signature(load_pt2).parameters
+
+
 def external_settings(mode: "str | bool | ExternalWeights", weights_bytes: int) -> dict[str, Any]:
-    """The Inductor settings that place the weights: `EXTERNAL_SETTINGS` when they go outside the `.so`, else `{}`.
+    """The Inductor settings that place the weights: `EXTERNAL_SETTINGS` for a blob, `TENSOR_SETTINGS` per tensor, else `{}`.
 
     Raises:
         UsageError: a bad mode or threshold, or `on` with a torch whose AOTInductor cannot do it.
@@ -92,6 +120,13 @@ def external_settings(mode: "str | bool | ExternalWeights", weights_bytes: int) 
         return {}
     if mode is ExternalWeights.AUTO and weights_bytes < threshold_bytes():
         return {}
+    if mode is ExternalWeights.TENSORS:
+        if not tensors_supported():
+            import torch
+
+            raise UsageError(f"torch {torch.__version__}'s AOTInductor cannot package the weights per tensor; "
+                             "use `--external-weights on` (one blob)")
+        return dict(TENSOR_SETTINGS)
     if not supported():
         if mode is ExternalWeights.ON:
             import torch
@@ -102,6 +137,11 @@ def external_settings(mode: "str | bool | ExternalWeights", weights_bytes: int) 
     return dict(EXTERNAL_SETTINGS)
 
 
+def weights_layout(settings: Mapping[str, Any]) -> str:
+    """Where these Inductor settings put the weights: `so` (inside the `.so`), `blob` or `tensors` (beside it)."""
+    return {"binary_blob": "blob", "pickle_weights": "tensors"}.get(settings.get("aot_inductor.package_constants_on_disk_format"), "so")
+
+
 def is_external(settings: Mapping[str, Any]) -> bool:
     """Whether these Inductor settings build a package whose weights are outside the `.so`."""
-    return settings.get("aot_inductor.package_constants_on_disk_format") == "binary_blob"
+    return weights_layout(settings) != "so"

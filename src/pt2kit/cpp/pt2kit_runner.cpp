@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -133,6 +134,38 @@ std::vector<std::string> recorded_input_names(const std::string& package) {
   return names;
 }
 
+// A package built with `--external-weights tensors` keeps each weight storage as a torch.save file under
+// data/weights/, listed in data/aotinductor/model/weights_config.json as {fqn: [file, shape, stride, offset]};
+// AOTInductor's loader opens it without them. Read them here and hand them over (the map must outlive the loader's
+// use of them: user_managed). Empty when the weights are inside the .so or in its blob.
+std::unordered_map<std::string, at::Tensor> stored_weights(const std::string& package, const c10::Device& device) {
+  std::unordered_map<std::string, at::Tensor> weights;
+  caffe2::serialize::PyTorchStreamReader reader(package);
+  const std::string entry = "data/aotinductor/model/weights_config.json";
+  if (!reader.hasRecord(entry)) return weights;
+  auto [data, size] = reader.getRecord(entry);
+  Json config = JsonParser(std::string(static_cast<const char*>(data.get()), size)).parse();
+  std::map<std::string, at::Tensor> files;
+  auto ints = [](const Json& list) {
+    std::vector<int64_t> out;
+    for (const auto& item : list.items) out.push_back(std::stoll(item.text));
+    return out;
+  };
+  for (const auto& [fqn, spec] : config.fields) {
+    if (spec.kind != Json::kArray || spec.items.size() != 4) throw std::runtime_error("`" + entry + "` is malformed at `" + fqn + "`; rebuild the package");
+    const std::string& file = spec.items[0].text;
+    auto it = files.find(file);
+    if (it == files.end()) {
+      auto [bytes, n] = reader.getRecord("data/weights/" + file);
+      const char* begin = static_cast<const char*>(bytes.get());
+      at::Tensor whole = torch::pickle_load(std::vector<char>(begin, begin + n)).toTensor();
+      it = files.emplace(file, device.is_cpu() ? whole : whole.to(device)).first;
+    }
+    weights[fqn] = it->second.as_strided(ints(spec.items[1]), ints(spec.items[2]), std::stoll(spec.items[3].text));
+  }
+  return weights;
+}
+
 std::string joined(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
@@ -196,10 +229,13 @@ int main(int argc, char** argv) {
     auto metadata = loader.get_metadata();
     std::vector<at::Tensor> inputs = read_inputs(inputs_path, package);
     std::string device = metadata.count("AOTI_DEVICE_KEY") ? metadata["AOTI_DEVICE_KEY"] : "cpu";
+    c10::Device target(c10::kCPU);
     if (device.rfind("cuda", 0) == 0) {
-      auto target = device_index >= 0 ? c10::Device(c10::kCUDA, device_index) : c10::Device(c10::kCUDA);
+      target = device_index >= 0 ? c10::Device(c10::kCUDA, device_index) : c10::Device(c10::kCUDA);
       for (auto& t : inputs) t = t.to(target);
     }
+    std::unordered_map<std::string, at::Tensor> weights = stored_weights(package, target);
+    if (!weights.empty()) loader.load_constants(weights, false, true, true);  // use_inactive, check_full_update, user_managed
     std::vector<at::Tensor> outputs;
     auto run_start = std::chrono::steady_clock::now();
     for (int i = 0; i < repeat; ++i) outputs = loader.run(inputs);

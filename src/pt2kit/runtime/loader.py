@@ -18,6 +18,9 @@ model inside the web app's reference cycles) never is, so every run left the pac
 `/tmp`; `close_all_packages` runs at exit and closes every package still open. Packages are
 unpacked into a folder of the process's own, so what a killed process leaves behind is removed by
 the next one (`pt2kit.runtime.extraction`).
+
+A package whose weights are stored per tensor (`--external-weights tensors`) opens without them; they are
+mapped from the archive and handed to the loader (`pt2kit.runtime.weights`), with no unpacking.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from torch.utils import _pytree as pytree
 
 from pt2kit.errors import ArtifactError
 from pt2kit.runtime.extraction import own_extraction_folder, remove_own_folder
+from pt2kit.runtime.weights import StoredWeights, load_stored_weights
 from pt2kit.artifact.manifest import Manifest
 
 if TYPE_CHECKING:
@@ -222,9 +226,10 @@ def check_libstdcxx(path: Path, device_index: int) -> LibstdcxxCheck:
 class AotiRunner:
     """A loaded package called through `boxed_run`, with its call spec parsed once (not per call)."""
 
-    def __init__(self, loader, device: torch.device | None = None):
+    def __init__(self, loader, device: torch.device | None = None, weights: dict[str, torch.Tensor] | None = None):
         self.loader = loader
         self.device = device  # where the package reads its inputs
+        self.weights = weights  # per-tensor weights the loader uses in place (`user_managed`): kept alive here
         in_spec, out_spec = loader.get_call_spec()
         self.in_spec = pytree.treespec_loads(in_spec)
         self.out_spec = pytree.treespec_loads(out_spec)
@@ -236,6 +241,7 @@ class AotiRunner:
     def close(self) -> None:
         """Destroy the loader now: AOTInductor removes the folder it extracted the package to. The runner is unusable after."""
         self.loader = None
+        self.weights = None
 
     def run_flat(self, leaves: list[Any]) -> Any:
         """Run on the flat input leaves (constants are skipped: they are baked into the package)."""
@@ -276,7 +282,9 @@ def load_aoti(path: Path, manifest: Manifest | None, device_index: int = -1, *, 
         device = torch.device("cuda", device_index if device_index >= 0 else torch.cuda.current_device())
     else:
         device = torch.device("cpu")
-    runner = AotiRunner(loader, device)
+    stored = StoredWeights.find(path)  # `--external-weights tensors`: AOTInductor's loader leaves them to us
+    weights = load_stored_weights(loader, path, stored, device) if stored is not None else None
+    runner = AotiRunner(loader, device, weights)
     _OPEN.add(runner)
     return runner
 
