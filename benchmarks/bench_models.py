@@ -39,6 +39,17 @@ class HiddenStates(nn.Module):
         return self.model(input_ids=input_ids).last_hidden_state
 
 
+class DecoderLogits(nn.Module):
+    """A transformers decoder called with token ids, returning its logits without the KV cache."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        return self.model(input_ids=input_ids, use_cache=False).logits
+
+
 class Logits(nn.Module):
     """A transformers classifier called with pixels, returning its logits."""
 

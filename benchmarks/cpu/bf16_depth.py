@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,13 +23,8 @@ import transformers
 import pt2kit
 
 
-class Logits(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids):
-        return self.model(input_ids=input_ids, use_cache=False).logits
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_models import DecoderLogits as Logits  # noqa: E402
 
 
 def one_depth(layers: int, folder: Path) -> str:

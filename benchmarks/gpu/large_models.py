@@ -167,15 +167,8 @@ def make_target(name: str, device: str, dtype: str):
 
     import pt2kit
 
-    class Logits(torch.nn.Module):
-        """The decoder's logits for `input_ids`, without the KV cache."""
-
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids):
-            return self.model(input_ids=input_ids, use_cache=False).logits
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench_models import DecoderLogits
 
     config_cls, kwargs = MODELS[name]
     config = getattr(transformers, config_cls)(**kwargs)
@@ -185,7 +178,7 @@ def make_target(name: str, device: str, dtype: str):
     model.eval()
     ids = torch.randint(0, config.vocab_size, (2, 64), device=device)
     dynamic = f"input_ids:0=batch[{BATCH[0]},{BATCH[1]}],input_ids:1=seq[{SEQ[0]},{SEQ[1]}]"
-    return pt2kit.Target(f"large_models:{name}", Logits(model), (ids,), {}, dynamic=dynamic), config
+    return pt2kit.Target(f"large_models:{name}", DecoderLogits(model), (ids,), {}, dynamic=dynamic), config
 
 
 def step_export(a) -> dict:
