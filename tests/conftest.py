@@ -93,26 +93,22 @@ def build_cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_aoti_package(linear_program, build_cache_dir, tmp_path_factory) -> Path:
     """`linear_program` compiled once for CPU (preset default, dynamic batch 1..64), stored in the session's build cache."""
-    from pt2kit.compile import compile_package
-
-    out = tmp_path_factory.mktemp("aoti") / "linear.aoti.pt2"
-    progress.set_quiet(True)
-    try:
-        compile_package(linear_program, out, device="cpu", preset="default")
-    finally:
-        progress.set_quiet(False)
-    return out
+    return _quiet_cpu_build(linear_program, tmp_path_factory.mktemp("aoti") / "linear.aoti.pt2", preset="default")
 
 
 @pytest.fixture(scope="session")
 def tensors_aoti_package(linear_program, build_cache_dir, tmp_path_factory) -> Path:
     """`linear_program` compiled once for CPU with `--external-weights tensors` (one file per weight in the archive)."""
+    return _quiet_cpu_build(linear_program, tmp_path_factory.mktemp("aoti-tensors") / "linear.aoti.pt2", external_weights="tensors")
+
+
+def _quiet_cpu_build(program: Path, out: Path, **options) -> Path:
+    """`compile_package(program, out, device="cpu", **options)` without its progress lines."""
     from pt2kit.compile import compile_package
 
-    out = tmp_path_factory.mktemp("aoti-tensors") / "linear.aoti.pt2"
     progress.set_quiet(True)
     try:
-        compile_package(linear_program, out, device="cpu", external_weights="tensors")
+        compile_package(program, out, device="cpu", **options)
     finally:
         progress.set_quiet(False)
     return out
