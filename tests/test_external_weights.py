@@ -53,6 +53,7 @@ def test_auto_puts_the_weights_outside_a_small_so(wide_package):
     assert layout.blob_bytes >= WEIGHTS_BYTES and layout.so_bytes < 10_000_000  # code only
     aoti = read_manifest(result.path).extra["aoti"]
     assert aoti["external_weights"] is True and aoti["weights_bytes"] == WEIGHTS_BYTES
+    assert "`--external-weights tensors`" in str(result)  # the report points at the layout that maps in place
 
 
 @pytest.mark.slow

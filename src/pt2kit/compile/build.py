@@ -83,6 +83,9 @@ class CompileResult:
                  f"  settings {json.dumps(dict(self.inductor_configs), sort_keys=True)}"]
         if self.cached:
             lines.append(f"  the original build took {self.build_seconds:.1f}s; pass --no-cache to build again")
+        if self.weights_layout == "blob":
+            lines.append("  the blob is unpacked at every load and held twice while building; `--external-weights tensors` "
+                         "maps the weights in place instead (docs/compile.md)")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
