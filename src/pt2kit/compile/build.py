@@ -28,7 +28,7 @@ import torch
 from pt2kit import progress
 from pt2kit.compile.cache import BuildCache, build_key, program_digest
 from pt2kit.compile.dtype import DType, convert_program
-from pt2kit.compile.external import ExternalWeights, external_settings, is_external, weights_layout
+from pt2kit.compile.external import ExternalWeights, external_settings, weights_layout
 from pt2kit.compile.presets import get_preset
 from pt2kit.compile.quantize import get_scheme, import_torchao, quantize_program
 from pt2kit.errors import UsageError
@@ -52,8 +52,8 @@ class CompileResult:
         preset, device, dtype: the settings it was built with.
         inductor_configs: the exact Inductor settings passed to the build.
         build_seconds: how long the real AOTInductor build took (the original one on a cache hit).
-        external_weights: the weights sit in the archive beside the `.so` (`--external-weights`), not inside it.
-        weights_layout: `so` (inside it), `blob` (one `*_weights.blob` beside it) or `tensors` (one file per tensor).
+        weights_layout: `so` (inside the `.so`), `blob` (one `*_weights.blob` beside it) or `tensors` (one file per
+            tensor beside it); `external_weights` says whether it is beside it.
         weights_bytes: the size of the program's weights as built (after `--dtype`).
         released_eager: `release_eager` moved the eager model's weights to the meta device before the build.
     """
@@ -69,10 +69,14 @@ class CompileResult:
     build_seconds: float = 0.0
     key: str = ""
     quantize: str | None = None
-    external_weights: bool = False
+    weights_layout: str = "so"
     weights_bytes: int = 0
     released_eager: bool = False
-    weights_layout: str = "so"
+
+    @property
+    def external_weights(self) -> bool:
+        """The weights sit in the archive beside the `.so` (`--external-weights`), not inside it."""
+        return self.weights_layout != "so"
 
     def __str__(self) -> str:
         how = "from the build cache" if self.cached else "built"
@@ -291,7 +295,7 @@ def compile_package(
                     **external_settings(external_weights, weights_bytes), **(inductor_configs or {})}
         key = build_key(program_digest(ep, weights), settings, device,
                         (cast.value if cast else None) if scheme is None else f"{cast.value if cast else 'fp32'}+{scheme.name}")
-    external = is_external(settings)
+    layout = weights_layout(settings)
     cache = BuildCache(cache_dir)
     entry = cache.get(key) if use_cache else None
     if entry is not None:
@@ -299,7 +303,7 @@ def compile_package(
             shutil.copyfile(entry.path, tmp)
         return CompileResult(output, time.perf_counter() - start, output.stat().st_size, True, chosen.name, device,
                              MappingProxyType(settings), cast.value if cast else None, entry.build_seconds, key,
-                             scheme.name if scheme else None, external, weights_bytes, released, weights_layout(settings))
+                             scheme.name if scheme else None, layout, weights_bytes, released)
     with atomic_path(output) as tmp:
         build_start = time.perf_counter()
         with progress.stage(f"compile with AOTInductor ({chosen.name}, {device})"):
@@ -311,7 +315,7 @@ def compile_package(
                 "device": device, "preset": chosen.name, "inductor_configs": settings, "dtype": cast.value if cast else None,
                 "io": io if cast else None, "quantize": scheme.name if scheme else None, "cpu_isa": metadata.get("AOTI_CPU_ISA", ""), "compute_capability": metadata.get("AOTI_COMPUTE_CAPABILITY", ""),
                 "machine": metadata.get("AOTI_MACHINE", ""), "torch_version": torch.__version__, "build_key": key,
-                "external_weights": external, "weights_bytes": weights_bytes, "weights_layout": weights_layout(settings),
+                "external_weights": layout != "so", "weights_bytes": weights_bytes, "weights_layout": layout,
             }
             add_manifest(tmp, manifest.replace(torch_version=torch.__version__, extra={**manifest.extra, "aoti": aoti}))
         if use_cache:
@@ -319,5 +323,5 @@ def compile_package(
                 cache.put(key, tmp, build_seconds)
     return CompileResult(output, time.perf_counter() - start, output.stat().st_size, False, chosen.name, device,
                          MappingProxyType(settings), cast.value if cast else None, build_seconds, key,
-                         scheme.name if scheme else None, external, weights_bytes, released, weights_layout(settings))
+                         scheme.name if scheme else None, layout, weights_bytes, released)
 

@@ -28,7 +28,7 @@ from pt2kit.errors import UsageError
 from pt2kit.serve.engine import HELLO
 from pt2kit.serve.metrics import ServeMetrics
 from pt2kit.serve.protocol import InferRequest, RequestError
-from pt2kit.serve.service import find_batch_dim
+from pt2kit.serve.service import find_batch_dim, group_key
 from pt2kit.serve.shm import SlotArena, joined_bytes
 from pt2kit.serve.wire import Job, Reply, frame, read_message, recv_message
 
@@ -57,8 +57,7 @@ class EngineModel:
 
     def group_key(self, request: InferRequest) -> tuple:
         """Requests with equal keys may share a job (as `ModelService.group_key`)."""
-        position = self.batch_dim.position if self.batch_dim else None
-        return tuple((name, tuple(s for d, s in enumerate(t.shape) if d != position)) for name, t in request.tensors.items())
+        return group_key(self.batch_dim, request.tensors)
 
 
 @dataclass

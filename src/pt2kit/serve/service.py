@@ -46,6 +46,12 @@ class BatchDim:
     max: int | None
 
 
+def group_key(batch_dim: BatchDim | None, tensors: dict[str, torch.Tensor]) -> tuple:
+    """Inputs with equal keys may share a batch: every size but the batch dim's agrees."""
+    position = batch_dim.position if batch_dim else None
+    return tuple((name, tuple(s for d, s in enumerate(t.shape) if d != position)) for name, t in tensors.items())
+
+
 def find_batch_dim(manifest: Manifest) -> tuple[BatchDim | None, str]:
     """The manifest's batch dim, or None and the reason there is none (said at start-up).
 
@@ -126,8 +132,7 @@ class ModelService:
         return self.group_key_of(request.tensors)
 
     def group_key_of(self, tensors: dict[str, torch.Tensor]) -> tuple:
-        position = self.batch_dim.position if self.batch_dim else None
-        return tuple((name, tuple(s for d, s in enumerate(t.shape) if d != position)) for name, t in tensors.items())
+        return group_key(self.batch_dim, tensors)
 
     def run(self, tensors: dict[str, torch.Tensor], checked: bool = False) -> dict[str, torch.Tensor]:
         """Run once on named inputs; outputs by manifest name. `pt2kit.load`'s contract checks the inputs again
